@@ -1,0 +1,291 @@
+/* registry.h - the deduplication and processing registry: the source of
+ * truth for every campaign and every recipient's delivery.
+ *
+ * Two backends sit behind this one interface: SQLite (embedded default: one
+ * host, several processes, WAL) and PostgreSQL (several hosts). Both keep
+ * the same schema and pass the same test suite.
+ *
+ * Guarantees, for every backend:
+ *  - Each operation is one atomic step: it happens whole or not at all, and
+ *    concurrent callers in any number of processes see it so.
+ *  - Lease times are computed on the registry's clock (SQLite: the host's
+ *    clock inside the SQL statement; PostgreSQL: the server's clock), never
+ *    from a time a caller passes in, so clock skew between workers cannot
+ *    break a lease.
+ *  - A fenced operation (one taking `fence`) succeeds only while the caller
+ *    is still the campaign's owner with that fence and the campaign is
+ *    PROCESSING with a live lease (release and complete included). Otherwise
+ *    it changes nothing and returns SO_ERR_STALE_FENCE: the caller has lost
+ *    the campaign and must stop at once.
+ *  - A server that cannot be reached gives SO_ERR_UNAVAILABLE, never a
+ *    crash; the PostgreSQL backend reconnects on the next call.
+ *
+ * Times are int64 milliseconds since the Unix epoch (UTC). A `struct
+ * registry` is not thread-safe: use one per thread.
+ */
+#ifndef SENDONCE_REGISTRY_H
+#define SENDONCE_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+struct registry;
+
+enum registry_backend {
+  REGISTRY_SQLITE = 0,
+  REGISTRY_POSTGRESQL = 1,
+};
+
+struct registry_options {
+  enum registry_backend backend;
+  const char *sqlite_path;  /* SQLite: database file */
+  const char *pg_conninfo;  /* PostgreSQL: libpq conninfo, no password */
+  const char *pg_password;  /* PostgreSQL: password or NULL; never logged */
+  int busy_timeout_ms;      /* SQLite busy timeout; PG statement_timeout */
+};
+
+enum campaign_state {
+  CAMPAIGN_SCHEDULED = 0,  /* registered, not yet due/published */
+  CAMPAIGN_PUBLISHED = 1,  /* a trigger is (or should be) in a queue */
+  CAMPAIGN_PROCESSING = 2, /* a worker holds (or held) the lease */
+  CAMPAIGN_DONE = 3,       /* every recipient SENT or REJECTED */
+  CAMPAIGN_DEAD = 4,       /* given up, with last_error as the reason */
+};
+
+/* campaign_state_name / campaign_state_parse: "SCHEDULED" ... "DEAD". */
+const char *campaign_state_name(enum campaign_state state);
+int campaign_state_parse(const char *name,
+                         enum campaign_state *out) SO_MUST_CHECK;
+
+enum delivery_state {
+  DELIVERY_INFLIGHT = 0, /* handed to the provider, outcome unknown */
+  DELIVERY_SENT = 1,     /* provider accepted it (2xx, 409) */
+  DELIVERY_REJECTED = 2, /* provider refused it (other 4xx) or bad line */
+};
+
+/* A campaign as the registry knows it. Strings are owned by the struct and
+ * released by registry_campaign_free(). */
+struct registry_campaign {
+  char *campaign_id;
+  enum campaign_state state;
+  int64_t scheduled_at_ms;
+  char *channel;
+  char *payload;            /* the campaign-due JSON body */
+  char *owner;              /* NULL when no lease */
+  int64_t fence;            /* last fence handed out; 0 = never claimed */
+  int64_t lease_until_ms;   /* 0 = no lease */
+  int attempts;             /* releases counted towards max_attempts */
+  int64_t total;            /* recipients known so far (-1 = unknown) */
+  int64_t sent;
+  int64_t rejected;
+  int republished;          /* watchdog republishes */
+  int64_t republished_at_ms; /* 0 = never */
+  int64_t progress_at_ms;   /* last delivery mark or claim; 0 = never */
+  int64_t updated_at_ms;
+  bool paused;
+  char *last_error;         /* reason for DEAD or last release; may be NULL */
+  int64_t registry_now_ms;  /* the registry's clock when this was read: use
+                               it (not the local clock) for lease age */
+};
+
+void registry_campaign_free(struct registry_campaign *c);
+
+/* registry_open: connect (PG) or open (SQLite, creating the file), apply
+ * the schema migrations this program knows, and refuse a database whose
+ * schema is newer (SO_ERR_SCHEMA). On failure *out is NULL and err says
+ * what failed and why. */
+int registry_open(const struct registry_options *opt, struct registry **out,
+                  char *err, size_t errlen) SO_MUST_CHECK;
+void registry_close(struct registry *r);
+
+/* registry_errmsg: detail of the last failure on this handle (static
+ * until the next call on it). */
+const char *registry_errmsg(const struct registry *r);
+
+/* registry_now: the registry's clock. */
+int registry_now(struct registry *r, int64_t *now_ms) SO_MUST_CHECK;
+
+/* ---- registration and publishing ---------------------------------- */
+
+struct registry_new_campaign {
+  const char *campaign_id;
+  int64_t scheduled_at_ms;
+  const char *channel;
+  const char *payload;  /* campaign-due JSON */
+};
+
+/* registry_register: insert the campaign in `initial` state (SCHEDULED from
+ * the publisher, PUBLISHED when first seen as another service's trigger) if
+ * it is not there yet. *created says whether this call inserted it; an
+ * existing campaign is left untouched. */
+int registry_register(struct registry *r, const struct registry_new_campaign *c,
+                      enum campaign_state initial,
+                      bool *created) SO_MUST_CHECK;
+
+/* registry_begin_publish: take the short publish lease of a SCHEDULED
+ * campaign (no live publish lease held by anyone else; lease = now +
+ * ttl_ms on the registry's clock). Exactly one of racing publishers and
+ * watchdogs wins (*won); the winner publishes with a confirm and then calls
+ * registry_mark_published. If it dies in between, the publish lease
+ * expires and another publishes again: a trigger may be published twice
+ * (the claim sorts that out), never zero times. */
+int registry_begin_publish(struct registry *r, const char *campaign_id,
+                           const char *owner, int64_t ttl_ms,
+                           bool *won) SO_MUST_CHECK;
+
+/* registry_mark_published: SCHEDULED -> PUBLISHED, one winner among any
+ * number of racing callers (*won). SO_ERR_NOTFOUND if absent. */
+int registry_mark_published(struct registry *r, const char *campaign_id,
+                            bool *won) SO_MUST_CHECK;
+
+/* registry_list_due: SCHEDULED, not paused, scheduled_at <= registry now +
+ * ahead_ms, oldest first, at most `limit`. *out is an owned array of
+ * *n campaigns; free with registry_campaigns_free(). */
+int registry_list_due(struct registry *r, int64_t ahead_ms, size_t limit,
+                      struct registry_campaign **out,
+                      size_t *n) SO_MUST_CHECK;
+void registry_campaigns_free(struct registry_campaign *list, size_t n);
+
+/* ---- claim and lease ----------------------------------------------- */
+
+enum registry_claim_kind {
+  REGISTRY_CLAIM_CLAIMED = 0, /* ours: state PROCESSING, fence+1 */
+  REGISTRY_CLAIM_DONE = 1,    /* DONE or DEAD: duplicate trigger */
+  REGISTRY_CLAIM_HELD = 2,    /* PROCESSING, live lease, another owner */
+  REGISTRY_CLAIM_PAUSED = 3,  /* paused by an operator: resume re-triggers */
+};
+
+struct registry_claim {
+  enum registry_claim_kind kind;
+  int64_t fence;           /* CLAIMED: our fence; else the current one */
+  enum campaign_state state;
+};
+
+/* registry_claim: one atomic step. If the campaign is PUBLISHED,
+ * SCHEDULED, or PROCESSING with an expired (or cleared) lease, and not
+ * paused: state PROCESSING, owner = owner, fence = fence + 1, lease = now +
+ * ttl_ms, progress_at = now. SO_ERR_NOTFOUND if absent (register first).
+ * A caller that gets CLAIMED may ack its trigger once this returns. */
+int registry_claim(struct registry *r, const char *campaign_id,
+                   const char *owner, int64_t ttl_ms,
+                   struct registry_claim *out) SO_MUST_CHECK;
+
+/* registry_renew: lease = now + ttl_ms (fenced). */
+int registry_renew(struct registry *r, const char *campaign_id,
+                   int64_t fence, int64_t ttl_ms) SO_MUST_CHECK;
+
+/* ---- deliveries ------------------------------------------------------ */
+
+/* registry_pending: for each of n recipient ids, needs_send[i] = true
+ * unless it is already SENT or REJECTED (INFLIGHT counts as pending: its
+ * outcome is unknown and the same Idempotency-Key makes a resend safe).
+ * Fenced, so a worker that lost its lease learns it here too. */
+int registry_pending(struct registry *r, const char *campaign_id,
+                     int64_t fence, const char *const *recipient_ids,
+                     size_t n, bool *needs_send) SO_MUST_CHECK;
+
+struct registry_mark {
+  const char *recipient_id;
+  enum delivery_state state;
+  const char *error; /* reason for REJECTED, or NULL */
+};
+
+/* registry_mark: write n marks in one transaction (all or nothing),
+ * fenced. SENT/REJECTED also bump the campaign's counters (only on a state
+ * change, so a repeated mark never counts twice) and progress_at. A mark
+ * never moves a recipient out of SENT or REJECTED. */
+int registry_mark(struct registry *r, const char *campaign_id, int64_t fence,
+                  const struct registry_mark *marks,
+                  size_t n) SO_MUST_CHECK;
+
+/* registry_set_total: record the recipient count once known (fenced). */
+int registry_set_total(struct registry *r, const char *campaign_id,
+                       int64_t fence, int64_t total) SO_MUST_CHECK;
+
+/* ---- ends of processing ---------------------------------------------- */
+
+/* registry_complete: PROCESSING -> DONE, lease cleared (fenced). */
+int registry_complete(struct registry *r, const char *campaign_id,
+                      int64_t fence) SO_MUST_CHECK;
+
+/* registry_release: PROCESSING -> PUBLISHED, lease and owner cleared,
+ * progress kept (fenced). With count_attempt, attempts + 1 and `reason`
+ * recorded; *attempts (if not NULL) gets the new count. The caller then
+ * publishes the resume trigger. */
+int registry_release(struct registry *r, const char *campaign_id,
+                     int64_t fence, bool count_attempt, const char *reason,
+                     int *attempts) SO_MUST_CHECK;
+
+/* registry_fail: PROCESSING -> DEAD with reason (fenced). */
+int registry_fail(struct registry *r, const char *campaign_id, int64_t fence,
+                  const char *reason) SO_MUST_CHECK;
+
+/* registry_mark_dead: any state but DONE -> DEAD with reason, unfenced:
+ * for a trigger found in the DLQ, an expired not_after before a claim, or
+ * an operator's cancel. SO_ERR_CONFLICT if DONE; SO_ERR_NOTFOUND if absent. */
+int registry_mark_dead(struct registry *r, const char *campaign_id,
+                       const char *reason) SO_MUST_CHECK;
+
+/* ---- operators --------------------------------------------------------- */
+
+/* registry_pause / registry_resume: set or clear the paused flag of a
+ * campaign that is not DONE/DEAD. Workers notice it between batches through
+ * registry_control. registry_cancel: DEAD with reason "cancelled". Each
+ * returns SO_ERR_CONFLICT on a DONE or DEAD campaign. */
+int registry_pause(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
+int registry_resume(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
+int registry_cancel(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
+
+enum registry_control {
+  REGISTRY_CONTROL_RUN = 0,
+  REGISTRY_CONTROL_PAUSE = 1,
+  REGISTRY_CONTROL_CANCEL = 2,
+};
+
+/* registry_control: what an operator wants of a campaign we hold (fenced:
+ * a cancelled campaign is DEAD, so its worker gets CANCEL here rather than
+ * SO_ERR_STALE_FENCE when its fence is otherwise current). */
+int registry_control(struct registry *r, const char *campaign_id,
+                     int64_t fence,
+                     enum registry_control *out) SO_MUST_CHECK;
+
+/* registry_replay: DEAD -> PUBLISHED (attempts reset, last_error kept),
+ * for an operator who fixed the cause. SO_ERR_CONFLICT unless DEAD. */
+int registry_replay(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* registry_get: one campaign; SO_ERR_NOTFOUND if absent. Free with
+ * registry_campaign_free(). */
+int registry_get(struct registry *r, const char *campaign_id,
+                 struct registry_campaign *out) SO_MUST_CHECK;
+
+/* registry_list: campaigns, most recently scheduled first, optionally only
+ * those in `state` (pass -1 for all), at most `limit`. */
+int registry_list(struct registry *r, int state, size_t limit,
+                  struct registry_campaign **out, size_t *n) SO_MUST_CHECK;
+
+/* registry_list_overdue: the watchdog's query: campaigns not DONE/DEAD with
+ * scheduled_at < registry now - grace_ms, oldest first, at most `limit`;
+ * each row carries registry_now_ms for lease and progress ages. */
+int registry_list_overdue(struct registry *r, int64_t grace_ms, size_t limit,
+                          struct registry_campaign **out,
+                          size_t *n) SO_MUST_CHECK;
+
+/* registry_record_republish: the watchdog's atomic "I republish this"
+ * record. *won is true only if the campaign is still in `expected_state`
+ * with `expected_fence`, republished < max_republishes, and the last
+ * republish was at least backoff_ms ago on the registry's clock; then
+ * republished + 1 and republished_at = now. Of racing watchdogs exactly
+ * one wins. For a PROCESSING campaign it also requires the lease to have
+ * expired more than grace_ms ago. */
+int registry_record_republish(struct registry *r, const char *campaign_id,
+                              enum campaign_state expected_state,
+                              int64_t expected_fence, int64_t grace_ms,
+                              int64_t backoff_ms, int max_republishes,
+                              bool *won) SO_MUST_CHECK;
+
+#endif /* SENDONCE_REGISTRY_H */
