@@ -11,7 +11,17 @@
  *  - Lease times are computed on the registry's clock (SQLite: the host's
  *    clock inside the SQL statement; PostgreSQL: the server's clock), never
  *    from a time a caller passes in, so clock skew between workers cannot
- *    break a lease.
+ *    break a lease. With PostgreSQL, workers on hosts with skewed clocks
+ *    all see the one server clock. SQLite is one host by design: its clock
+ *    is read by the SQLite library inside each process, which on one host
+ *    is the one kernel clock all processes share; a process whose own
+ *    clock is faked or wrong (libfaketime, a container with another time
+ *    namespace) is a broken registry clock, and SQLite cannot defend
+ *    against it. Use PostgreSQL when workers run on several hosts.
+ *  - A fenced op is refused (SO_ERR_STALE_FENCE) when the lease expired,
+ *    even if nobody has taken the campaign yet: a lease is live while
+ *    registry now < lease_until, and a claim may take it over once
+ *    lease_until <= now, so a fenced write and a takeover never overlap.
  *  - A fenced operation (one taking `fence`) succeeds only while the caller
  *    is still the campaign's owner with that fence and the campaign is
  *    PROCESSING with a live lease (release and complete included). Otherwise
@@ -125,9 +135,10 @@ int registry_register(struct registry *r, const struct registry_new_campaign *c,
                       enum campaign_state initial,
                       bool *created) SO_MUST_CHECK;
 
-/* registry_begin_publish: take the short publish lease of a SCHEDULED
- * campaign (no live publish lease held by anyone else; lease = now +
- * ttl_ms on the registry's clock). Exactly one of racing publishers and
+/* registry_begin_publish: take the short publish lease of a SCHEDULED,
+ * not paused campaign (no live publish lease held by another owner; lease
+ * = now + ttl_ms on the registry's clock). *won = false in any other
+ * state; SO_ERR_NOTFOUND if absent. Exactly one of racing publishers and
  * watchdogs wins (*won); the winner publishes with a confirm and then calls
  * registry_mark_published. If it dies in between, the publish lease
  * expires and another publishes again: a trigger may be published twice
@@ -136,8 +147,9 @@ int registry_begin_publish(struct registry *r, const char *campaign_id,
                            const char *owner, int64_t ttl_ms,
                            bool *won) SO_MUST_CHECK;
 
-/* registry_mark_published: SCHEDULED -> PUBLISHED, one winner among any
- * number of racing callers (*won). SO_ERR_NOTFOUND if absent. */
+/* registry_mark_published: SCHEDULED -> PUBLISHED, publish lease cleared,
+ * one winner among any number of racing callers (*won; false if the
+ * campaign is in any other state). SO_ERR_NOTFOUND if absent. */
 int registry_mark_published(struct registry *r, const char *campaign_id,
                             bool *won) SO_MUST_CHECK;
 
@@ -161,19 +173,29 @@ enum registry_claim_kind {
 struct registry_claim {
   enum registry_claim_kind kind;
   int64_t fence;           /* CLAIMED: our fence; else the current one */
-  enum campaign_state state;
+  enum campaign_state state; /* the state after the call */
+  int64_t lease_until_ms;  /* the lease now recorded (CLAIMED: ours; HELD:
+                              the holder's; else 0 or the stale value) */
+  int64_t registry_now_ms; /* the registry's clock at the claim: the lease
+                              is live while registry now < lease_until_ms */
 };
 
 /* registry_claim: one atomic step. If the campaign is PUBLISHED,
  * SCHEDULED, or PROCESSING with an expired (or cleared) lease, and not
  * paused: state PROCESSING, owner = owner, fence = fence + 1, lease = now +
- * ttl_ms, progress_at = now. SO_ERR_NOTFOUND if absent (register first).
- * A caller that gets CLAIMED may ack its trigger once this returns. */
+ * ttl_ms, progress_at = now, publish lease cleared. SO_ERR_NOTFOUND if
+ * absent (register first). Otherwise, checked in this order: DONE or DEAD
+ * -> DONE; PROCESSING with a live lease (whoever holds it, the caller's
+ * own owner id included: a second trigger for a campaign being worked on
+ * is a duplicate) -> HELD; paused -> PAUSED. A lease is live while
+ * registry now < lease_until. A caller that gets CLAIMED may ack its
+ * trigger once this returns: the claim is committed durably. */
 int registry_claim(struct registry *r, const char *campaign_id,
                    const char *owner, int64_t ttl_ms,
                    struct registry_claim *out) SO_MUST_CHECK;
 
-/* registry_renew: lease = now + ttl_ms (fenced). */
+/* registry_renew: lease = now + ttl_ms (fenced: the lease must still be
+ * live; a lease that expired is lost even if nobody took it yet). */
 int registry_renew(struct registry *r, const char *campaign_id,
                    int64_t fence, int64_t ttl_ms) SO_MUST_CHECK;
 
@@ -212,9 +234,10 @@ int registry_complete(struct registry *r, const char *campaign_id,
                       int64_t fence) SO_MUST_CHECK;
 
 /* registry_release: PROCESSING -> PUBLISHED, lease and owner cleared,
- * progress kept (fenced). With count_attempt, attempts + 1 and `reason`
- * recorded; *attempts (if not NULL) gets the new count. The caller then
- * publishes the resume trigger. */
+ * fence and progress kept (fenced). With count_attempt, attempts + 1;
+ * a non-NULL `reason` is recorded as last_error either way; *attempts (if
+ * not NULL) gets the new count. The caller then publishes the resume
+ * trigger. */
 int registry_release(struct registry *r, const char *campaign_id,
                      int64_t fence, bool count_attempt, const char *reason,
                      int *attempts) SO_MUST_CHECK;
@@ -223,9 +246,11 @@ int registry_release(struct registry *r, const char *campaign_id,
 int registry_fail(struct registry *r, const char *campaign_id, int64_t fence,
                   const char *reason) SO_MUST_CHECK;
 
-/* registry_mark_dead: any state but DONE -> DEAD with reason, unfenced:
- * for a trigger found in the DLQ, an expired not_after before a claim, or
- * an operator's cancel. SO_ERR_CONFLICT if DONE; SO_ERR_NOTFOUND if absent. */
+/* registry_mark_dead: any state but DONE -> DEAD with reason, lease and
+ * owner cleared (fence kept), unfenced: for a trigger found in the DLQ, an
+ * expired not_after before a claim, or an operator's cancel. A campaign
+ * already DEAD stays so with its first reason (SO_OK). SO_ERR_CONFLICT if
+ * DONE; SO_ERR_NOTFOUND if absent. */
 int registry_mark_dead(struct registry *r, const char *campaign_id,
                        const char *reason) SO_MUST_CHECK;
 
@@ -233,8 +258,9 @@ int registry_mark_dead(struct registry *r, const char *campaign_id,
 
 /* registry_pause / registry_resume: set or clear the paused flag of a
  * campaign that is not DONE/DEAD. Workers notice it between batches through
- * registry_control. registry_cancel: DEAD with reason "cancelled". Each
- * returns SO_ERR_CONFLICT on a DONE or DEAD campaign. */
+ * registry_control. registry_cancel: DEAD with reason "cancelled", lease
+ * and owner cleared, fence kept. Each returns SO_ERR_CONFLICT on a DONE or
+ * DEAD campaign and SO_ERR_NOTFOUND if absent. */
 int registry_pause(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
 int registry_resume(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
 int registry_cancel(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
@@ -247,13 +273,17 @@ enum registry_control {
 
 /* registry_control: what an operator wants of a campaign we hold (fenced:
  * a cancelled campaign is DEAD, so its worker gets CANCEL here rather than
- * SO_ERR_STALE_FENCE when its fence is otherwise current). */
+ * SO_ERR_STALE_FENCE when its fence is otherwise current). RUN or PAUSE
+ * need state PROCESSING, our fence and a live lease; CANCEL needs state
+ * DEAD and our fence; anything else is SO_ERR_STALE_FENCE. */
 int registry_control(struct registry *r, const char *campaign_id,
                      int64_t fence,
                      enum registry_control *out) SO_MUST_CHECK;
 
-/* registry_replay: DEAD -> PUBLISHED (attempts reset, last_error kept),
- * for an operator who fixed the cause. SO_ERR_CONFLICT unless DEAD. */
+/* registry_replay: DEAD -> PUBLISHED (attempts, republished and
+ * republished_at reset, paused cleared, last_error kept), for an operator
+ * who fixed the cause; the caller then publishes a trigger.
+ * SO_ERR_CONFLICT unless DEAD; SO_ERR_NOTFOUND if absent. */
 int registry_replay(struct registry *r, const char *campaign_id) SO_MUST_CHECK;
 
 /* ---- reading ------------------------------------------------------------ */
@@ -281,7 +311,8 @@ int registry_list_overdue(struct registry *r, int64_t grace_ms, size_t limit,
  * republish was at least backoff_ms ago on the registry's clock; then
  * republished + 1 and republished_at = now. Of racing watchdogs exactly
  * one wins. For a PROCESSING campaign it also requires the lease to have
- * expired more than grace_ms ago. */
+ * expired at least grace_ms ago (lease_until <= now - grace_ms).
+ * SO_ERR_NOTFOUND if absent. */
 int registry_record_republish(struct registry *r, const char *campaign_id,
                               enum campaign_state expected_state,
                               int64_t expected_fence, int64_t grace_ms,
