@@ -1,0 +1,224 @@
+/* registry_sqlite_schema.c - open an SQLite registry and migrate its
+ * schema.
+ *
+ * Durability: WAL with synchronous=FULL. A consumer acks its trigger as
+ * soon as registry_claim returns, and a mark tells the sender a recipient
+ * must never be sent again; both must survive not only a crash of the
+ * process (WAL + NORMAL would do) but a power loss, or an acked campaign
+ * could fall back to PUBLISHED with no trigger anywhere, and a SENT mark
+ * could be forgotten. FULL costs one fsync of the WAL per commit; marks are
+ * batched, so that is one fsync per batch. */
+#include "registry_sqlite_schema.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "registry_backend.h"
+
+#define DEFAULT_BUSY_TIMEOUT_MS 5000
+
+/* Migration N brings the schema from version N-1 to N. Append only: a
+ * released migration is never edited. States are stored as their names,
+ * so an operator reading the database with sqlite3 sees what we see. */
+static const char *const migrations[] = {
+    /* 1: campaigns and their deliveries */
+    "CREATE TABLE campaigns ("
+    " campaign_id TEXT PRIMARY KEY NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('SCHEDULED','PUBLISHED',"
+    "   'PROCESSING','DONE','DEAD')),"
+    " scheduled_at INTEGER NOT NULL,"
+    " channel TEXT NOT NULL,"
+    " payload TEXT NOT NULL,"
+    " owner TEXT,"
+    " fence INTEGER NOT NULL DEFAULT 0,"
+    " lease_until INTEGER NOT NULL DEFAULT 0,"
+    " publish_owner TEXT,"
+    " publish_until INTEGER NOT NULL DEFAULT 0,"
+    " paused INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " total INTEGER NOT NULL DEFAULT -1,"
+    " sent INTEGER NOT NULL DEFAULT 0,"
+    " rejected INTEGER NOT NULL DEFAULT 0,"
+    " republished INTEGER NOT NULL DEFAULT 0,"
+    " republished_at INTEGER NOT NULL DEFAULT 0,"
+    " progress_at INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " last_error TEXT);"
+    "CREATE INDEX campaigns_state_due ON campaigns (state, scheduled_at);"
+    "CREATE TABLE deliveries ("
+    " campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id)"
+    "   ON DELETE CASCADE,"
+    " recipient_id TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('INFLIGHT','SENT','REJECTED')),"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " error TEXT,"
+    " updated_at INTEGER NOT NULL,"
+    " PRIMARY KEY (campaign_id, recipient_id));",
+};
+
+#define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+_Static_assert(MIGRATION_COUNT == REGISTRY_SCHEMA_VERSION,
+               "one migration per schema version");
+
+int registry_sqlite_status(int sqlite_rc)
+{
+  switch (sqlite_rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+      return SO_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return SO_ERR_UNAVAILABLE;
+    case SQLITE_NOMEM:
+      return SO_ERR_NOMEM;
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return SO_ERR_IO;
+    default:
+      return SO_ERR_INTERNAL;
+  }
+}
+
+static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *err,
+                    size_t errlen)
+{
+  char *msg = NULL;
+  int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "registry sqlite: %s: %s", what,
+             msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return registry_sqlite_status(rc);
+  }
+  return SO_OK;
+}
+
+static int read_version(sqlite3 *db, int *version, char *err, size_t errlen)
+{
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(
+      db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", -1, &st,
+      NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    snprintf(err, errlen, "registry sqlite: reading schema version: %s",
+             sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return registry_sqlite_status(rc);
+  }
+  *version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return SO_OK;
+}
+
+/* All in one IMMEDIATE transaction: two processes opening a fresh file at
+ * once serialise here, and the second finds the work done. */
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+  int rc = exec_sql(db, "BEGIN IMMEDIATE", "starting migration", err, errlen);
+  if (rc)
+    return rc;
+  rc = exec_sql(db,
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                " version INTEGER PRIMARY KEY NOT NULL,"
+                " applied_at INTEGER NOT NULL)",
+                "creating schema_version", err, errlen);
+  int version = 0;
+  if (!rc)
+    rc = read_version(db, &version, err, errlen);
+  if (!rc && version > REGISTRY_SCHEMA_VERSION) {
+    snprintf(err, errlen,
+             "registry sqlite: database schema version %d is newer than "
+             "this program's %d; upgrade sendonce before using this "
+             "database",
+             version, REGISTRY_SCHEMA_VERSION);
+    rc = SO_ERR_SCHEMA;
+  }
+  for (int v = version + 1; !rc && v <= REGISTRY_SCHEMA_VERSION; v++) {
+    char what[64];
+    snprintf(what, sizeof(what), "applying migration %d", v);
+    rc = exec_sql(db, migrations[v - 1], what, err, errlen);
+    if (!rc) {
+      char sql[160];
+      snprintf(sql, sizeof(sql),
+               "INSERT INTO schema_version (version, applied_at) "
+               "VALUES (%d, " REGISTRY_SQLITE_NOW ")",
+               v);
+      rc = exec_sql(db, sql, what, err, errlen);
+    }
+  }
+  if (rc) {
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  }
+  return exec_sql(db, "COMMIT", "committing migration", err, errlen);
+}
+
+static int set_wal(sqlite3 *db, char *err, size_t errlen)
+{
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    snprintf(err, errlen, "registry sqlite: setting WAL mode: %s",
+             sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return registry_sqlite_status(rc);
+  }
+  const unsigned char *mode = sqlite3_column_text(st, 0);
+  bool wal = mode && strcmp((const char *)mode, "wal") == 0;
+  sqlite3_finalize(st);
+  if (!wal) {
+    /* WAL is what lets readers run beside the one writer; on a file
+     * system that cannot do it (no shared memory) we refuse. */
+    snprintf(err, errlen,
+             "registry sqlite: the database cannot use WAL mode (network "
+             "file system?)");
+    return SO_ERR_IO;
+  }
+  return SO_OK;
+}
+
+int registry_sqlite_setup(const char *path, int busy_timeout_ms, sqlite3 **out,
+                          char *err, size_t errlen)
+{
+  *out = NULL;
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "registry sqlite: open %s: %s", path,
+             db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    rc = registry_sqlite_status(rc);
+    goto fail;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(
+      db, busy_timeout_ms > 0 ? busy_timeout_ms : DEFAULT_BUSY_TIMEOUT_MS);
+  rc = set_wal(db, err, errlen);
+  if (!rc)
+    rc = exec_sql(db, "PRAGMA synchronous=FULL", "setting synchronous", err,
+                  errlen);
+  if (!rc)
+    rc = exec_sql(db, "PRAGMA foreign_keys=ON", "enabling foreign keys", err,
+                  errlen);
+  if (!rc)
+    rc = migrate(db, err, errlen);
+  if (rc)
+    goto fail;
+  *out = db;
+  return SO_OK;
+fail:
+  sqlite3_close_v2(db);
+  return rc;
+}

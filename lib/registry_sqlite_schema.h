@@ -1,0 +1,35 @@
+/* registry_sqlite_schema.h - the SQLite registry's connection set-up and
+ * schema migrations (internal to registry_sqlite.c). */
+#ifndef SENDONCE_REGISTRY_SQLITE_SCHEMA_H
+#define SENDONCE_REGISTRY_SQLITE_SCHEMA_H
+
+#include <stddef.h>
+
+#include <sqlite3.h>
+
+#include "status.h"
+
+/* The registry's clock as an SQL expression: integer milliseconds since
+ * the Unix epoch, read by SQLite itself. SQLite returns the same 'now' for
+ * every use within one sqlite3_step(), so a statement that both decides
+ * (lease_until <= now) and writes (lease_until = now + ttl) sees one
+ * instant. (unixepoch('subsec') would do, but arrived in SQLite 3.42 and
+ * Debian 12 ships 3.40.) */
+#define REGISTRY_SQLITE_NOW \
+  "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+
+/* registry_sqlite_setup: open `path` (creating it), set the pragmas the
+ * registry relies on (WAL, synchronous=FULL, busy timeout, foreign keys)
+ * and apply the schema migrations up to REGISTRY_SCHEMA_VERSION in one
+ * transaction. A database with a newer schema gives SO_ERR_SCHEMA. On
+ * success *out is an open connection owned by the caller
+ * (sqlite3_close_v2); on failure *out is NULL and err says why. */
+int registry_sqlite_setup(const char *path, int busy_timeout_ms, sqlite3 **out,
+                          char *err, size_t errlen) SO_MUST_CHECK;
+
+/* registry_sqlite_status: map an SQLite result code to our status:
+ * BUSY/LOCKED -> SO_ERR_UNAVAILABLE, NOMEM -> SO_ERR_NOMEM, I/O, full
+ * disk, corruption -> SO_ERR_IO, anything else -> SO_ERR_INTERNAL. */
+int registry_sqlite_status(int sqlite_rc);
+
+#endif /* SENDONCE_REGISTRY_SQLITE_SCHEMA_H */
