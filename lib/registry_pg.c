@@ -1,0 +1,933 @@
+/* registry_pg.c - the PostgreSQL registry backend (several hosts).
+ *
+ * Every op is one SQL statement, so it is atomic by itself and needs no
+ * explicit transaction: a state change is an UPDATE whose WHERE clause is
+ * the whole precondition (state, fence, lease on the server's clock), and
+ * READ COMMITTED re-checks that clause on the newest row version when the
+ * statement had to wait for a concurrent writer. The only places that
+ * read before they write take a row lock in the same statement (marks:
+ * SELECT ... FOR UPDATE in a CTE). When a change did not happen, a second
+ * read tells why (absent, stale fence, wrong state).
+ *
+ * Connection handling, SQLSTATE mapping, retries and migrations live in
+ * registry_pg_conn.c and registry_pg_schema.c.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry_pg_conn.h"
+
+/* A one-row subquery holding the registry's now, aliased t(n). */
+#define NOW_T "(SELECT " PG_NOW_MS " AS n) t"
+
+/* The precondition of every fenced op, with $1 = id and $2 = fence. */
+#define FENCED                                                        \
+  "campaign_id = $1 AND fence = $2::bigint AND state = 'PROCESSING' " \
+  "AND lease_until > t.n"
+
+#define CAMPAIGN_COLS                                                  \
+  "campaign_id, state, scheduled_at, channel, payload, owner, fence, " \
+  "lease_until, attempts, total, sent, rejected, republished, "        \
+  "republished_at, progress_at, updated_at, paused, last_error, t.n"
+
+/* Column positions in CAMPAIGN_COLS. */
+enum {
+  COL_ID,
+  COL_STATE,
+  COL_SCHEDULED,
+  COL_CHANNEL,
+  COL_PAYLOAD,
+  COL_OWNER,
+  COL_FENCE,
+  COL_LEASE,
+  COL_ATTEMPTS,
+  COL_TOTAL,
+  COL_SENT,
+  COL_REJECTED,
+  COL_REPUBLISHED,
+  COL_REPUBLISHED_AT,
+  COL_PROGRESS,
+  COL_UPDATED,
+  COL_PAUSED,
+  COL_ERROR,
+  COL_NOW,
+};
+
+/* The lifecycle fields an op leaves when it ends a lease. */
+#define NO_LEASE "owner = NULL, lease_until = 0, updated_at = t.n"
+
+enum pg_stmt {
+  S_NOW,
+  S_PEEK,
+  S_REGISTER,
+  S_BEGIN_PUBLISH,
+  S_MARK_PUBLISHED,
+  S_LIST_DUE,
+  S_CLAIM,
+  S_RENEW,
+  S_PENDING,
+  S_MARK,
+  S_SET_TOTAL,
+  S_COMPLETE,
+  S_RELEASE,
+  S_FAIL,
+  S_MARK_DEAD,
+  S_PAUSE,
+  S_RESUME,
+  S_CANCEL,
+  S_REPLAY,
+  S_GET,
+  S_LIST,
+  S_LIST_OVERDUE,
+  S_REPUBLISH,
+  S_COUNT,
+};
+
+_Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
+
+static const char *const pg_sql[S_COUNT] = {
+    [S_NOW] = "SELECT " PG_NOW_MS,
+    [S_PEEK] =
+        "SELECT state, paused, fence, lease_until, t.n "
+        "FROM campaigns, " NOW_T " WHERE campaign_id = $1",
+    [S_REGISTER] =
+        "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel, "
+        "payload, created_at, updated_at) "
+        "SELECT $1, $2, $3::bigint, $4, $5, t.n, t.n FROM " NOW_T
+        " ON CONFLICT (campaign_id) DO NOTHING RETURNING 1",
+    [S_BEGIN_PUBLISH] =
+        "UPDATE campaigns SET publish_owner = $2, "
+        "publish_until = t.n + $3::bigint, updated_at = t.n FROM " NOW_T
+        " WHERE campaign_id = $1 AND state = 'SCHEDULED' AND NOT paused "
+        "AND (publish_owner IS NULL OR publish_owner = $2 "
+        "OR publish_until <= t.n) RETURNING 1",
+    [S_MARK_PUBLISHED] =
+        "UPDATE campaigns SET state = 'PUBLISHED', publish_owner = NULL, "
+        "publish_until = 0, updated_at = t.n FROM " NOW_T
+        " WHERE campaign_id = $1 AND state = 'SCHEDULED' RETURNING 1",
+    [S_LIST_DUE] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+                   " WHERE state = 'SCHEDULED' AND NOT paused "
+                   "AND scheduled_at <= t.n + $1::bigint "
+                   "ORDER BY scheduled_at, campaign_id LIMIT $2::bigint",
+    [S_CLAIM] =
+        "UPDATE campaigns SET state = 'PROCESSING', owner = $2, "
+        "fence = fence + 1, lease_until = t.n + $3::bigint, "
+        "progress_at = t.n, updated_at = t.n, publish_owner = NULL, "
+        "publish_until = 0 FROM " NOW_T
+        " WHERE campaign_id = $1 AND NOT paused "
+        "AND (state IN ('SCHEDULED', 'PUBLISHED') "
+        "OR (state = 'PROCESSING' AND lease_until <= t.n)) "
+        "RETURNING fence, lease_until, t.n",
+    [S_RENEW] =
+        "UPDATE campaigns SET lease_until = t.n + $3::bigint, "
+        "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    /* One row with the fence verdict, plus one per recipient already
+     * final (its 1-based position in $3). */
+    [S_PENDING] =
+        "WITH ok AS (SELECT EXISTS (SELECT 1 FROM campaigns, " NOW_T
+        " WHERE " FENCED
+        ") AS ok) "
+        "SELECT ok.ok, r.i FROM ok LEFT JOIN "
+        "(unnest($3::text[]) WITH ORDINALITY AS r(id, i) "
+        " JOIN deliveries d ON d.campaign_id = $1 "
+        " AND d.recipient_id = r.id AND d.state <> 'INFLIGHT') ON ok.ok",
+    /* Fence check and row lock first (lock); then the marks (u), one row
+     * per recipient (m) with the effect of applying its marks in order: the
+     * first SENT/REJECTED wins (a final state is never left), INFLIGHT
+     * marks before it each count an attempt; inserted or applied to rows
+     * still INFLIGHT (ch: only real changes come back); then the counters
+     * bumped by what really changed. With a stale fence `lock` is empty
+     * and nothing is written. */
+    [S_MARK] =
+        "WITH t AS (SELECT " PG_NOW_MS
+        " AS n), "
+        "lock AS (SELECT c.campaign_id FROM campaigns c, t "
+        " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "
+        " AND c.state = 'PROCESSING' AND c.lease_until > t.n "
+        " FOR UPDATE OF c), "
+        "u AS (SELECT x.id, x.st, x.err, x.ord, min(x.ord) FILTER "
+        " (WHERE x.st <> 'INFLIGHT') OVER (PARTITION BY x.id) AS ff "
+        " FROM unnest($3::text[], $4::text[], $5::text[]) "
+        " WITH ORDINALITY AS x(id, st, err, ord) "
+        " WHERE EXISTS (SELECT 1 FROM lock)), "
+        "m AS (SELECT DISTINCT ON (u.id) u.id, u.st, u.err, count(*) "
+        " FILTER (WHERE u.st = 'INFLIGHT' AND (u.ff IS NULL OR u.ord < u.ff))"
+        " OVER (PARTITION BY u.id) AS tries FROM u "
+        " ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "
+        "ch AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "
+        " state, attempts, error, updated_at) "
+        " SELECT $1, m.id, m.st, m.tries, m.err, t.n FROM m CROSS JOIN t "
+        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "
+        " SET state = excluded.state, "
+        " attempts = d.attempts + excluded.attempts, "
+        " error = excluded.error, updated_at = excluded.updated_at "
+        " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
+        "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "
+        " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch) "
+        "UPDATE campaigns c SET sent = c.sent + cnt.s, "
+        "rejected = c.rejected + cnt.j, progress_at = CASE "
+        "WHEN cnt.s + cnt.j > 0 THEN t.n ELSE c.progress_at END, "
+        "updated_at = t.n FROM cnt, t, lock "
+        "WHERE c.campaign_id = lock.campaign_id RETURNING c.fence",
+    [S_SET_TOTAL] =
+        "UPDATE campaigns SET total = $3::bigint, "
+        "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    [S_COMPLETE] = "UPDATE campaigns SET state = 'DONE', " NO_LEASE
+                   " FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    [S_RELEASE] =
+        "UPDATE campaigns SET state = 'PUBLISHED', " NO_LEASE
+        ", attempts = attempts + CASE WHEN $3::boolean THEN 1 ELSE 0 END, "
+        "last_error = coalesce($4::text, last_error) FROM " NOW_T
+        " WHERE " FENCED " RETURNING attempts",
+    [S_FAIL] = "UPDATE campaigns SET state = 'DEAD', " NO_LEASE
+               ", last_error = $3 FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    [S_MARK_DEAD] = "UPDATE campaigns SET state = 'DEAD', " NO_LEASE
+                    ", publish_owner = NULL, publish_until = 0, "
+                    "last_error = $2 FROM " NOW_T
+                    " WHERE campaign_id = $1 "
+                    "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_PAUSE] =
+        "UPDATE campaigns SET paused = true, updated_at = t.n "
+        "FROM " NOW_T
+        " WHERE campaign_id = $1 "
+        "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_RESUME] =
+        "UPDATE campaigns SET paused = false, updated_at = t.n "
+        "FROM " NOW_T
+        " WHERE campaign_id = $1 "
+        "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_CANCEL] = "UPDATE campaigns SET state = 'DEAD', " NO_LEASE
+                 ", publish_owner = NULL, publish_until = 0, "
+                 "last_error = 'cancelled' FROM " NOW_T
+                 " WHERE campaign_id = $1 "
+                 "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_REPLAY] = "UPDATE campaigns SET state = 'PUBLISHED', " NO_LEASE
+                 ", attempts = 0, republished = 0, republished_at = 0, "
+                 "paused = false FROM " NOW_T
+                 " WHERE campaign_id = $1 AND state = 'DEAD' RETURNING 1",
+    [S_GET] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+              " WHERE campaign_id = $1",
+    [S_LIST] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+               " WHERE ($1::text IS NULL OR state = $1::text) "
+               "ORDER BY scheduled_at DESC, campaign_id LIMIT $2::bigint",
+    [S_LIST_OVERDUE] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+                       " WHERE state NOT IN ('DONE', 'DEAD') "
+                       "AND scheduled_at < t.n - $1::bigint "
+                       "ORDER BY scheduled_at, campaign_id "
+                       "LIMIT $2::bigint",
+    [S_REPUBLISH] =
+        "UPDATE campaigns SET republished = republished + 1, "
+        "republished_at = t.n, updated_at = t.n FROM " NOW_T
+        " WHERE campaign_id = $1 AND state = $2 AND fence = $3::bigint "
+        "AND republished < $6::integer "
+        "AND (republished_at = 0 OR republished_at <= t.n - $5::bigint) "
+        "AND (state <> 'PROCESSING' OR lease_until <= t.n - $4::bigint) "
+        "RETURNING 1",
+};
+
+/* Whether an op may simply run again after the connection broke in the
+ * middle of it (it may have committed): yes when running it twice leaves
+ * the same state and answer. */
+enum { ONCE = 0, IDEMPOTENT = 1 };
+
+static struct registry_pg *pg(struct registry *base)
+{
+  return (struct registry_pg *)base;
+}
+
+static void fmt_i64(char buf[24], int64_t v)
+{
+  snprintf(buf, 24, "%" PRId64, v);
+}
+
+/* run: one statement with the connection check and bounded retries. */
+static int run(struct registry_pg *r, enum pg_stmt id, const char *what,
+               int nparams, const char *const *params, int idempotent,
+               PGresult **out)
+{
+  int attempt = 0;
+  int rc;
+  do {
+    rc = pg_conn_ready(r);
+    if (!rc)
+      rc = pg_conn_exec(r, (int)id, pg_sql[id], what, nparams, params, out);
+  } while (pg_conn_again(r, rc, &attempt, idempotent == IDEMPOTENT));
+  return rc;
+}
+
+/* The row of S_PEEK, the current state of one campaign. */
+struct peek {
+  enum campaign_state state;
+  bool paused;
+  int64_t fence;
+  int64_t lease_until;
+  int64_t now;
+};
+
+/* peek: read a campaign's state; SO_ERR_NOTFOUND if absent. */
+static int peek(struct registry_pg *r, const char *id, struct peek *p)
+{
+  const char *params[] = {id};
+  PGresult *res = NULL;
+  int rc =
+      run(r, S_PEEK, "reading campaign state", 1, params, IDEMPOTENT, &res);
+  if (rc)
+    return rc;
+  if (PQntuples(res) == 0) {
+    PQclear(res);
+    return registry_set_error(&r->base, SO_ERR_NOTFOUND,
+                              "registry postgresql: campaign %s not found", id);
+  }
+  if (campaign_state_parse(PQgetvalue(res, 0, 0), &p->state)) {
+    rc = registry_set_error(&r->base, SO_ERR_INTERNAL,
+                            "registry postgresql: campaign %s: bad state %s",
+                            id, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+  }
+  p->paused = pg_get_bool(res, 0, 1);
+  p->fence = pg_get_i64(res, 0, 2);
+  p->lease_until = pg_get_i64(res, 0, 3);
+  p->now = pg_get_i64(res, 0, 4);
+  PQclear(res);
+  return SO_OK;
+}
+
+/* change: run a state change that returns a row when it happened.
+ * *changed (if not NULL) says whether it did; *out gets the result. */
+static int change(struct registry_pg *r, enum pg_stmt id, const char *what,
+                  int nparams, const char *const *params, int idempotent,
+                  bool *changed, PGresult **out)
+{
+  PGresult *res = NULL;
+  int rc = run(r, id, what, nparams, params, idempotent, &res);
+  if (rc)
+    return rc;
+  if (changed)
+    *changed = PQntuples(res) > 0;
+  if (out)
+    *out = res;
+  else
+    PQclear(res);
+  return SO_OK;
+}
+
+/* fenced: a fenced change; when it did not happen, SO_ERR_NOTFOUND if the
+ * campaign is absent, else SO_ERR_STALE_FENCE. */
+static int fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
+                  int nparams, const char *const *params, int idempotent,
+                  PGresult **out)
+{
+  bool changed = false;
+  PGresult *res = NULL;
+  int rc = change(r, id, what, nparams, params, idempotent, &changed, &res);
+  if (rc)
+    return rc;
+  if (changed) {
+    if (out)
+      *out = res;
+    else
+      PQclear(res);
+    return SO_OK;
+  }
+  PQclear(res);
+  struct peek p;
+  rc = peek(r, params[0], &p);
+  if (rc)
+    return rc;
+  return registry_set_error(
+      &r->base, SO_ERR_STALE_FENCE,
+      "registry postgresql: %s: campaign %s: stale fence (ours %s, "
+      "current %" PRId64 ", state %s, lease %s)",
+      what, params[0], params[1], p.fence, campaign_state_name(p.state),
+      p.lease_until > p.now ? "live" : "expired");
+}
+
+/* absent_or: after a change that did not happen: SO_ERR_NOTFOUND if the
+ * campaign is absent, else `status` with `why`. */
+static int absent_or(struct registry_pg *r, const char *id, int status,
+                     const char *what, const char *why)
+{
+  struct peek p;
+  int rc = peek(r, id, &p);
+  if (rc)
+    return rc;
+  if (status == SO_OK)
+    return SO_OK;
+  return registry_set_error(&r->base, status,
+                            "registry postgresql: %s: campaign %s is %s%s",
+                            what, id, campaign_state_name(p.state), why);
+}
+
+/* ---- rows -> structs ------------------------------------------------ */
+
+static char *dup_field(const PGresult *res, int row, int col, bool *oom)
+{
+  if (PQgetisnull(res, row, col))
+    return NULL;
+  char *s = strdup(PQgetvalue(res, row, col));
+  if (!s)
+    *oom = true;
+  return s;
+}
+
+static int row_campaign(struct registry_pg *r, const PGresult *res, int row,
+                        struct registry_campaign *c)
+{
+  memset(c, 0, sizeof(*c));
+  bool oom = false;
+  c->campaign_id = dup_field(res, row, COL_ID, &oom);
+  c->channel = dup_field(res, row, COL_CHANNEL, &oom);
+  c->payload = dup_field(res, row, COL_PAYLOAD, &oom);
+  c->owner = dup_field(res, row, COL_OWNER, &oom);
+  c->last_error = dup_field(res, row, COL_ERROR, &oom);
+  if (oom) {
+    registry_campaign_free(c);
+    return registry_set_error(&r->base, SO_ERR_NOMEM,
+                              "registry postgresql: out of memory");
+  }
+  if (campaign_state_parse(PQgetvalue(res, row, COL_STATE), &c->state)) {
+    registry_campaign_free(c);
+    return registry_set_error(&r->base, SO_ERR_INTERNAL,
+                              "registry postgresql: bad state %s",
+                              PQgetvalue(res, row, COL_STATE));
+  }
+  c->scheduled_at_ms = pg_get_i64(res, row, COL_SCHEDULED);
+  c->fence = pg_get_i64(res, row, COL_FENCE);
+  c->lease_until_ms = pg_get_i64(res, row, COL_LEASE);
+  c->attempts = (int)pg_get_i64(res, row, COL_ATTEMPTS);
+  c->total = pg_get_i64(res, row, COL_TOTAL);
+  c->sent = pg_get_i64(res, row, COL_SENT);
+  c->rejected = pg_get_i64(res, row, COL_REJECTED);
+  c->republished = (int)pg_get_i64(res, row, COL_REPUBLISHED);
+  c->republished_at_ms = pg_get_i64(res, row, COL_REPUBLISHED_AT);
+  c->progress_at_ms = pg_get_i64(res, row, COL_PROGRESS);
+  c->updated_at_ms = pg_get_i64(res, row, COL_UPDATED);
+  c->paused = pg_get_bool(res, row, COL_PAUSED);
+  c->registry_now_ms = pg_get_i64(res, row, COL_NOW);
+  return SO_OK;
+}
+
+/* list_query: a statement returning campaign rows -> an owned array. */
+static int list_query(struct registry_pg *r, enum pg_stmt id, const char *what,
+                      int nparams, const char *const *params,
+                      struct registry_campaign **out, size_t *n)
+{
+  *out = NULL;
+  *n = 0;
+  PGresult *res = NULL;
+  int rc = run(r, id, what, nparams, params, IDEMPOTENT, &res);
+  if (rc)
+    return rc;
+  int rows = PQntuples(res);
+  if (rows == 0) {
+    PQclear(res);
+    return SO_OK;
+  }
+  struct registry_campaign *list = calloc((size_t)rows, sizeof(*list));
+  if (!list) {
+    PQclear(res);
+    return registry_set_error(&r->base, SO_ERR_NOMEM,
+                              "registry postgresql: out of memory");
+  }
+  for (int i = 0; i < rows; i++) {
+    rc = row_campaign(r, res, i, &list[i]);
+    if (rc) {
+      registry_campaigns_free(list, (size_t)i);
+      PQclear(res);
+      return rc;
+    }
+  }
+  PQclear(res);
+  *out = list;
+  *n = (size_t)rows;
+  return SO_OK;
+}
+
+static void fmt_limit(char buf[24], size_t limit)
+{
+  fmt_i64(buf, limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)limit);
+}
+
+/* ---- the ops ------------------------------------------------------- */
+
+static void pg_close(struct registry *base)
+{
+  struct registry_pg *r = pg(base);
+  PQfinish(r->conn);
+  free(r);
+}
+
+static int pg_now(struct registry *base, int64_t *now_ms)
+{
+  PGresult *res = NULL;
+  int rc = run(pg(base), S_NOW, "reading the clock", 0, NULL, IDEMPOTENT, &res);
+  if (rc)
+    return rc;
+  *now_ms = pg_get_i64(res, 0, 0);
+  PQclear(res);
+  return SO_OK;
+}
+
+static int pg_register(struct registry *base,
+                       const struct registry_new_campaign *c,
+                       enum campaign_state initial, bool *created)
+{
+  char at[24];
+  fmt_i64(at, c->scheduled_at_ms);
+  const char *p[] = {c->campaign_id, campaign_state_name(initial), at,
+                     c->channel, c->payload};
+  return change(pg(base), S_REGISTER, "registering", 5, p, ONCE, created, NULL);
+}
+
+static int pg_begin_publish(struct registry *base, const char *id,
+                            const char *owner, int64_t ttl_ms, bool *won)
+{
+  struct registry_pg *r = pg(base);
+  char ttl[24];
+  fmt_i64(ttl, ttl_ms);
+  const char *p[] = {id, owner, ttl};
+  int rc = change(r, S_BEGIN_PUBLISH, "taking the publish lease", 3, p, ONCE,
+                  won, NULL);
+  if (rc || *won)
+    return rc;
+  return absent_or(r, id, SO_OK, NULL, NULL);
+}
+
+static int pg_mark_published(struct registry *base, const char *id, bool *won)
+{
+  struct registry_pg *r = pg(base);
+  const char *p[] = {id};
+  int rc =
+      change(r, S_MARK_PUBLISHED, "marking published", 1, p, ONCE, won, NULL);
+  if (rc || *won)
+    return rc;
+  return absent_or(r, id, SO_OK, NULL, NULL);
+}
+
+static int pg_list_due(struct registry *base, int64_t ahead_ms, size_t limit,
+                       struct registry_campaign **out, size_t *n)
+{
+  char ahead[24], lim[24];
+  fmt_i64(ahead, ahead_ms);
+  fmt_limit(lim, limit);
+  const char *p[] = {ahead, lim};
+  return list_query(pg(base), S_LIST_DUE, "listing due campaigns", 2, p, out,
+                    n);
+}
+
+/* Classify a campaign that the claim UPDATE did not take. Returns 1 when it
+ * has become claimable since (try again). */
+static int claim_verdict(const struct peek *p, struct registry_claim *out)
+{
+  out->fence = p->fence;
+  out->state = p->state;
+  out->lease_until_ms = p->lease_until;
+  out->registry_now_ms = p->now;
+  if (p->state == CAMPAIGN_DONE || p->state == CAMPAIGN_DEAD)
+    out->kind = REGISTRY_CLAIM_DONE;
+  else if (p->state == CAMPAIGN_PROCESSING && p->now < p->lease_until)
+    out->kind = REGISTRY_CLAIM_HELD;
+  else if (p->paused)
+    out->kind = REGISTRY_CLAIM_PAUSED;
+  else
+    return 1;
+  return 0;
+}
+
+static int pg_claim(struct registry *base, const char *id, const char *owner,
+                    int64_t ttl_ms, struct registry_claim *out)
+{
+  struct registry_pg *r = pg(base);
+  char ttl[24];
+  fmt_i64(ttl, ttl_ms);
+  const char *p[] = {id, owner, ttl};
+  /* The UPDATE is the claim. If it did not happen, the read that follows
+   * says why; should the campaign have become claimable in between (a
+   * release, an expiry), the claim is simply tried again. A lost
+   * connection is not retried: the claim may have committed, and a second
+   * try would report our own claim as HELD. */
+  for (int round = 0; round < 5; round++) {
+    PGresult *res = NULL;
+    bool claimed = false;
+    int rc = change(r, S_CLAIM, "claiming", 3, p, ONCE, &claimed, &res);
+    if (rc)
+      return rc;
+    if (claimed) {
+      out->kind = REGISTRY_CLAIM_CLAIMED;
+      out->state = CAMPAIGN_PROCESSING;
+      out->fence = pg_get_i64(res, 0, 0);
+      out->lease_until_ms = pg_get_i64(res, 0, 1);
+      out->registry_now_ms = pg_get_i64(res, 0, 2);
+      PQclear(res);
+      return SO_OK;
+    }
+    PQclear(res);
+    struct peek pk;
+    rc = peek(r, id, &pk);
+    if (rc)
+      return rc;
+    if (claim_verdict(&pk, out) == 0)
+      return SO_OK;
+  }
+  return registry_set_error(&r->base, SO_ERR_CONFLICT,
+                            "registry postgresql: claiming campaign %s: "
+                            "its state kept changing; try again",
+                            id);
+}
+
+static int pg_renew(struct registry *base, const char *id, int64_t fence,
+                    int64_t ttl_ms)
+{
+  char f[24], ttl[24];
+  fmt_i64(f, fence);
+  fmt_i64(ttl, ttl_ms);
+  const char *p[] = {id, f, ttl};
+  return fenced(pg(base), S_RENEW, "renewing the lease", 3, p, IDEMPOTENT,
+                NULL);
+}
+
+static int pg_pending(struct registry *base, const char *id, int64_t fence,
+                      const char *const *recipient_ids, size_t n,
+                      bool *needs_send)
+{
+  struct registry_pg *r = pg(base);
+  struct pg_buf ids = {0};
+  int rc = n ? pg_buf_array(&ids, &recipient_ids[0], sizeof(char *), n)
+             : pg_buf_array(&ids, NULL, 0, 0);
+  if (rc) {
+    pg_buf_free(&ids);
+    return registry_set_error(base, rc,
+                              "registry postgresql: pending: %zu ids: %s", n,
+                              so_strerror(rc));
+  }
+  char f[24];
+  fmt_i64(f, fence);
+  const char *p[] = {id, f, ids.data};
+  PGresult *res = NULL;
+  rc = run(r, S_PENDING, "reading pending recipients", 3, p, IDEMPOTENT, &res);
+  pg_buf_free(&ids);
+  if (rc)
+    return rc;
+  if (PQntuples(res) < 1 || !pg_get_bool(res, 0, 0)) {
+    PQclear(res);
+    struct peek pk;
+    rc = peek(r, id, &pk);
+    if (rc)
+      return rc;
+    return registry_set_error(
+        base, SO_ERR_STALE_FENCE,
+        "registry postgresql: pending: campaign %s: "
+        "stale fence (ours %" PRId64 ", current %" PRId64 ", state %s)",
+        id, fence, pk.fence, campaign_state_name(pk.state));
+  }
+  for (size_t i = 0; i < n; i++)
+    needs_send[i] = true;
+  for (int row = 0; row < PQntuples(res); row++) {
+    if (PQgetisnull(res, row, 1))
+      continue;
+    int64_t pos = pg_get_i64(res, row, 1);
+    if (pos >= 1 && (size_t)pos <= n)
+      needs_send[pos - 1] = false;
+  }
+  PQclear(res);
+  return SO_OK;
+}
+
+static const char *delivery_state_sql(enum delivery_state s)
+{
+  switch (s) {
+    case DELIVERY_SENT:
+      return "SENT";
+    case DELIVERY_REJECTED:
+      return "REJECTED";
+    case DELIVERY_INFLIGHT:
+    default:
+      return "INFLIGHT";
+  }
+}
+
+static int pg_mark(struct registry *base, const char *id, int64_t fence,
+                   const struct registry_mark *marks, size_t n)
+{
+  struct registry_pg *r = pg(base);
+  struct pg_buf ids = {0}, states = {0}, errors = {0};
+  const char **names = NULL;
+  int rc = SO_OK;
+  if (n == 0) {
+    rc = pg_buf_array(&ids, NULL, 0, 0);
+    if (!rc)
+      rc = pg_buf_array(&states, NULL, 0, 0);
+    if (!rc)
+      rc = pg_buf_array(&errors, NULL, 0, 0);
+  } else {
+    names = malloc(n * sizeof(*names));
+    if (!names) {
+      rc = SO_ERR_NOMEM;
+      goto fail;
+    }
+    for (size_t i = 0; i < n; i++)
+      names[i] = delivery_state_sql(marks[i].state);
+    rc = pg_buf_array(&ids, &marks[0].recipient_id, sizeof(*marks), n);
+    if (!rc)
+      rc = pg_buf_array(&states, &names[0], sizeof(*names), n);
+    if (!rc)
+      rc = pg_buf_array(&errors, &marks[0].error, sizeof(*marks), n);
+  }
+  if (rc)
+    goto fail;
+  char f[24];
+  fmt_i64(f, fence);
+  const char *p[] = {id, f, ids.data, states.data, errors.data};
+  /* Idempotent: a repeated mark changes nothing and counts nothing. */
+  rc = fenced(r, S_MARK, "writing delivery marks", 5, p, IDEMPOTENT, NULL);
+  free(names);
+  pg_buf_free(&ids);
+  pg_buf_free(&states);
+  pg_buf_free(&errors);
+  return rc;
+fail:
+  free(names);
+  pg_buf_free(&ids);
+  pg_buf_free(&states);
+  pg_buf_free(&errors);
+  return registry_set_error(base, rc, "registry postgresql: marks: %s",
+                            so_strerror(rc));
+}
+
+static int pg_set_total(struct registry *base, const char *id, int64_t fence,
+                        int64_t total)
+{
+  char f[24], t[24];
+  fmt_i64(f, fence);
+  fmt_i64(t, total);
+  const char *p[] = {id, f, t};
+  return fenced(pg(base), S_SET_TOTAL, "setting the total", 3, p, IDEMPOTENT,
+                NULL);
+}
+
+static int pg_complete(struct registry *base, const char *id, int64_t fence)
+{
+  char f[24];
+  fmt_i64(f, fence);
+  const char *p[] = {id, f};
+  return fenced(pg(base), S_COMPLETE, "completing", 2, p, ONCE, NULL);
+}
+
+static int pg_release(struct registry *base, const char *id, int64_t fence,
+                      bool count_attempt, const char *reason, int *attempts)
+{
+  char f[24];
+  fmt_i64(f, fence);
+  const char *p[] = {id, f, count_attempt ? "true" : "false", reason};
+  PGresult *res = NULL;
+  int rc = fenced(pg(base), S_RELEASE, "releasing", 4, p, ONCE, &res);
+  if (rc)
+    return rc;
+  if (attempts)
+    *attempts = (int)pg_get_i64(res, 0, 0);
+  PQclear(res);
+  return SO_OK;
+}
+
+static int pg_fail_op(struct registry *base, const char *id, int64_t fence,
+                      const char *reason)
+{
+  char f[24];
+  fmt_i64(f, fence);
+  const char *p[] = {id, f, reason};
+  return fenced(pg(base), S_FAIL, "failing", 3, p, ONCE, NULL);
+}
+
+static int pg_mark_dead(struct registry *base, const char *id,
+                        const char *reason)
+{
+  struct registry_pg *r = pg(base);
+  const char *p[] = {id, reason};
+  bool changed = false;
+  int rc = change(r, S_MARK_DEAD, "marking dead", 2, p, ONCE, &changed, NULL);
+  if (rc || changed)
+    return rc;
+  /* Not changed: absent, DONE (refused) or DEAD already (its first reason
+   * stays, and that is success). */
+  struct peek pk;
+  rc = peek(r, id, &pk);
+  if (rc || pk.state == CAMPAIGN_DEAD)
+    return rc;
+  return registry_set_error(base, SO_ERR_CONFLICT,
+                            "registry postgresql: marking dead: campaign %s "
+                            "is %s",
+                            id, campaign_state_name(pk.state));
+}
+
+static int operator_op(struct registry *base, enum pg_stmt s, const char *what,
+                       const char *id)
+{
+  struct registry_pg *r = pg(base);
+  const char *p[] = {id};
+  bool changed = false;
+  int rc = change(r, s, what, 1, p, ONCE, &changed, NULL);
+  if (rc || changed)
+    return rc;
+  return absent_or(r, id, SO_ERR_CONFLICT, what, " (already finished)");
+}
+
+static int pg_pause(struct registry *base, const char *id)
+{
+  return operator_op(base, S_PAUSE, "pausing", id);
+}
+
+static int pg_resume(struct registry *base, const char *id)
+{
+  return operator_op(base, S_RESUME, "resuming", id);
+}
+
+static int pg_cancel(struct registry *base, const char *id)
+{
+  return operator_op(base, S_CANCEL, "cancelling", id);
+}
+
+static int pg_control(struct registry *base, const char *id, int64_t fence,
+                      enum registry_control *out)
+{
+  struct registry_pg *r = pg(base);
+  struct peek pk;
+  int rc = peek(r, id, &pk);
+  if (rc)
+    return rc;
+  if (pk.fence == fence && pk.state == CAMPAIGN_DEAD) {
+    *out = REGISTRY_CONTROL_CANCEL;
+    return SO_OK;
+  }
+  if (pk.fence == fence && pk.state == CAMPAIGN_PROCESSING &&
+      pk.now < pk.lease_until) {
+    *out = pk.paused ? REGISTRY_CONTROL_PAUSE : REGISTRY_CONTROL_RUN;
+    return SO_OK;
+  }
+  return registry_set_error(base, SO_ERR_STALE_FENCE,
+                            "registry postgresql: control: campaign %s: "
+                            "stale fence (ours %" PRId64 ", current %" PRId64
+                            ", state %s)",
+                            id, fence, pk.fence, campaign_state_name(pk.state));
+}
+
+static int pg_replay(struct registry *base, const char *id)
+{
+  struct registry_pg *r = pg(base);
+  const char *p[] = {id};
+  bool changed = false;
+  int rc = change(r, S_REPLAY, "replaying", 1, p, ONCE, &changed, NULL);
+  if (rc || changed)
+    return rc;
+  return absent_or(r, id, SO_ERR_CONFLICT, "replaying", " (not DEAD)");
+}
+
+static int pg_get(struct registry *base, const char *id,
+                  struct registry_campaign *out)
+{
+  struct registry_pg *r = pg(base);
+  const char *p[] = {id};
+  PGresult *res = NULL;
+  int rc = run(r, S_GET, "reading a campaign", 1, p, IDEMPOTENT, &res);
+  if (rc)
+    return rc;
+  if (PQntuples(res) == 0)
+    rc = registry_set_error(base, SO_ERR_NOTFOUND,
+                            "registry postgresql: campaign %s not found", id);
+  else
+    rc = row_campaign(r, res, 0, out);
+  PQclear(res);
+  return rc;
+}
+
+static int pg_list(struct registry *base, int state, size_t limit,
+                   struct registry_campaign **out, size_t *n)
+{
+  char lim[24];
+  fmt_limit(lim, limit);
+  const char *p[] = {
+      state < 0 ? NULL : campaign_state_name((enum campaign_state)state), lim};
+  return list_query(pg(base), S_LIST, "listing campaigns", 2, p, out, n);
+}
+
+static int pg_list_overdue(struct registry *base, int64_t grace_ms,
+                           size_t limit, struct registry_campaign **out,
+                           size_t *n)
+{
+  char grace[24], lim[24];
+  fmt_i64(grace, grace_ms);
+  fmt_limit(lim, limit);
+  const char *p[] = {grace, lim};
+  return list_query(pg(base), S_LIST_OVERDUE, "listing overdue campaigns", 2, p,
+                    out, n);
+}
+
+static int pg_record_republish(struct registry *base, const char *id,
+                               enum campaign_state expected_state,
+                               int64_t expected_fence, int64_t grace_ms,
+                               int64_t backoff_ms, int max_republishes,
+                               bool *won)
+{
+  struct registry_pg *r = pg(base);
+  char f[24], g[24], b[24], m[24];
+  fmt_i64(f, expected_fence);
+  fmt_i64(g, grace_ms);
+  fmt_i64(b, backoff_ms);
+  fmt_i64(m, max_republishes);
+  const char *p[] = {id, campaign_state_name(expected_state), f, g, b, m};
+  int rc =
+      change(r, S_REPUBLISH, "recording a republish", 6, p, ONCE, won, NULL);
+  if (rc || *won)
+    return rc;
+  return absent_or(r, id, SO_OK, NULL, NULL);
+}
+
+static const struct registry_ops pg_ops = {
+    .name = "postgresql",
+    .close = pg_close,
+    .now = pg_now,
+    .register_campaign = pg_register,
+    .begin_publish = pg_begin_publish,
+    .mark_published = pg_mark_published,
+    .list_due = pg_list_due,
+    .claim = pg_claim,
+    .renew = pg_renew,
+    .pending = pg_pending,
+    .mark = pg_mark,
+    .set_total = pg_set_total,
+    .complete = pg_complete,
+    .release = pg_release,
+    .fail = pg_fail_op,
+    .mark_dead = pg_mark_dead,
+    .pause = pg_pause,
+    .resume = pg_resume,
+    .cancel = pg_cancel,
+    .control = pg_control,
+    .replay = pg_replay,
+    .get = pg_get,
+    .list = pg_list,
+    .list_overdue = pg_list_overdue,
+    .record_republish = pg_record_republish,
+};
+
+int registry_pg_open(const struct registry_options *opt, struct registry **out,
+                     char *err, size_t errlen)
+{
+  *out = NULL;
+  struct registry_pg *r = calloc(1, sizeof(*r));
+  if (!r) {
+    snprintf(err, errlen, "registry postgresql: out of memory");
+    return SO_ERR_NOMEM;
+  }
+  r->base.ops = &pg_ops;
+  int rc = pg_conn_open(r, opt, err, errlen);
+  if (rc) {
+    PQfinish(r->conn);
+    free(r);
+    return rc;
+  }
+  *out = &r->base;
+  return SO_OK;
+}

@@ -1,0 +1,352 @@
+/* registry_pg_conn.c - the PostgreSQL registry's connection layer. */
+#include "registry_pg_conn.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Default seconds libpq waits for a connection; a conninfo value wins. */
+#define PG_CONNECT_TIMEOUT_S "5"
+/* Serialization failures and deadlocks: how many attempts in all. */
+#define PG_MAX_ATTEMPTS 4
+/* Array literals: a batch of marks is capped well above any sane batch. */
+#define PG_BUF_CAP ((size_t)64 * 1024 * 1024)
+
+/* Copy a libpq message without its trailing newline(s). */
+static void pg_trim(char *dst, size_t dstlen, const char *msg)
+{
+  snprintf(dst, dstlen, "%s", msg && *msg ? msg : "unknown error");
+  size_t n = strlen(dst);
+  while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == '\r'))
+    dst[--n] = '\0';
+}
+
+/* SQLSTATE -> status. A failure without a SQLSTATE came from libpq itself
+ * (the connection broke): unavailable. */
+static int pg_sqlstate_status(const char *state)
+{
+  if (!state || strlen(state) != 5)
+    return SO_ERR_UNAVAILABLE;
+  if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+    return SO_ERR_CONFLICT;
+  if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)
+    return SO_ERR_TIMEOUT; /* statement_timeout, lock_timeout */
+  if (strncmp(state, "57P", 3) == 0)
+    return SO_ERR_UNAVAILABLE; /* admin/crash shutdown, cannot connect now */
+  static const struct {
+    const char cls[3];
+    int status;
+  } classes[] = {
+      {"08", SO_ERR_UNAVAILABLE}, /* connection exception */
+      {"53", SO_ERR_UNAVAILABLE}, /* insufficient resources: disk, memory */
+      {"23", SO_ERR_CONFLICT},    /* integrity constraint violation */
+      {"22", SO_ERR_INVALID},     /* data exception */
+      {"28", SO_ERR_REFUSED},     /* invalid authorization */
+      {"3D", SO_ERR_INVALID},     /* no such database */
+      {"3F", SO_ERR_INVALID},     /* no such schema */
+      {"42", SO_ERR_INTERNAL},    /* our SQL or a missing table: a bug */
+      {"58", SO_ERR_IO},          /* system error */
+  };
+  for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+    if (strncmp(state, classes[i].cls, 2) == 0)
+      return classes[i].status;
+  }
+  return SO_ERR_IO;
+}
+
+int pg_conn_status(struct registry_pg *r, const PGresult *res)
+{
+  if (PQstatus(r->conn) == CONNECTION_BAD) {
+    r->lost = true;
+    return SO_ERR_UNAVAILABLE;
+  }
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  int rc = pg_sqlstate_status(state);
+  if (rc == SO_ERR_CONFLICT && state && state[0] == '4' && state[1] == '0')
+    r->retryable = true;
+  return rc;
+}
+
+/* Record a failed statement in errmsg; returns the mapped status. */
+static int pg_fail(struct registry_pg *r, const PGresult *res, const char *what)
+{
+  int rc = pg_conn_status(r, res);
+  char msg[REGISTRY_ERRMSG_LEN];
+  const char *text = res ? PQresultErrorMessage(res) : "";
+  pg_trim(msg, sizeof(msg), *text ? text : PQerrorMessage(r->conn));
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  return registry_set_error(&r->base, rc, "registry postgresql: %s: %s%s%s%s",
+                            what, msg, state ? " (SQLSTATE " : "",
+                            state ? state : "", state ? ")" : "");
+}
+
+int pg_conn_exec(struct registry_pg *r, int id, const char *sql,
+                 const char *what, int nparams, const char *const *values,
+                 PGresult **out)
+{
+  if (out)
+    *out = NULL;
+  if (id < 0 || id >= PG_STMT_MAX)
+    return registry_set_error(&r->base, SO_ERR_INTERNAL,
+                              "registry postgresql: %s: bad statement id %d",
+                              what, id);
+  char name[24];
+  snprintf(name, sizeof(name), "sendonce_%d", id);
+  if (!r->prepared[id]) {
+    PGresult *p = PQprepare(r->conn, name, sql, 0, NULL);
+    if (!p || PQresultStatus(p) != PGRES_COMMAND_OK) {
+      char ctx[96];
+      snprintf(ctx, sizeof(ctx), "preparing %s", what);
+      int rc = pg_fail(r, p, ctx);
+      PQclear(p);
+      return rc;
+    }
+    PQclear(p);
+    r->prepared[id] = true;
+  }
+  PGresult *res = PQexecPrepared(r->conn, name, nparams, values, NULL, NULL, 0);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    int rc = pg_fail(r, res, what);
+    PQclear(res);
+    return rc;
+  }
+  if (out)
+    *out = res;
+  else
+    PQclear(res);
+  return SO_OK;
+}
+
+int pg_conn_simple(struct registry_pg *r, const char *sql, const char *what)
+{
+  PGresult *res = PQexec(r->conn, sql);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  int rc = SO_OK;
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+    rc = pg_fail(r, res, what);
+  PQclear(res);
+  return rc;
+}
+
+/* Notices (and a FATAL the server sends to an idle connection before it
+ * closes it) go to the log, not to libpq's default stderr printer. */
+static void pg_notice_cb(void *arg, const char *message)
+{
+  (void)arg;
+  char msg[REGISTRY_ERRMSG_LEN];
+  pg_trim(msg, sizeof(msg), message);
+  log_debug("registry: postgresql: server notice: %s", msg);
+}
+
+/* Per-connection settings, run after every (re)connect. */
+static int pg_session_setup(struct registry_pg *r)
+{
+  memset(r->prepared, 0, sizeof(r->prepared));
+  if (r->statement_timeout_ms <= 0)
+    return SO_OK;
+  char sql[64];
+  snprintf(sql, sizeof(sql), "SET statement_timeout = %d",
+           r->statement_timeout_ms);
+  return pg_conn_simple(r, sql, "setting statement_timeout");
+}
+
+int pg_conn_open(struct registry_pg *r, const struct registry_options *opt,
+                 char *err, size_t errlen)
+{
+  r->statement_timeout_ms = opt->busy_timeout_ms;
+  /* Defaults first: with expand_dbname the conninfo's own values (inserted
+   * where "dbname" stands) override them. The password comes last, from
+   * the options, so it never has to be in a string someone might log. */
+  const char *keys[9];
+  const char *vals[9];
+  int k = 0;
+  keys[k] = "connect_timeout", vals[k++] = PG_CONNECT_TIMEOUT_S;
+  keys[k] = "fallback_application_name", vals[k++] = "sendonce";
+  /* A server that vanishes without closing the socket (host down) is
+   * noticed within about a minute instead of the kernel's two hours. */
+  keys[k] = "keepalives_idle", vals[k++] = "30";
+  keys[k] = "keepalives_interval", vals[k++] = "10";
+  keys[k] = "keepalives_count", vals[k++] = "3";
+  keys[k] = "dbname", vals[k++] = opt->pg_conninfo;
+  if (opt->pg_password && *opt->pg_password)
+    keys[k] = "password", vals[k++] = opt->pg_password;
+  keys[k] = NULL, vals[k] = NULL;
+
+  r->conn = PQconnectdbParams(keys, vals, 1);
+  if (!r->conn) {
+    snprintf(err, errlen, "registry postgresql: connect: out of memory");
+    return SO_ERR_NOMEM;
+  }
+  if (PQstatus(r->conn) != CONNECTION_OK) {
+    char msg[REGISTRY_ERRMSG_LEN];
+    pg_trim(msg, sizeof(msg), PQerrorMessage(r->conn));
+    snprintf(err, errlen, "registry postgresql: connect: %s", msg);
+    return SO_ERR_UNAVAILABLE;
+  }
+  PQsetNoticeProcessor(r->conn, pg_notice_cb, NULL);
+  int rc = pg_session_setup(r);
+  if (!rc)
+    rc = pg_migrate(r, err, errlen);
+  else
+    snprintf(err, errlen, "%s", r->base.errmsg);
+  return rc;
+}
+
+/* Did the server close an idle connection? A terminated backend sends a
+ * FATAL (which libpq hands to the notice processor while idle) and closes
+ * the socket; reading the pending input makes libpq see the EOF. A socket
+ * with nothing to read is presumed alive: the statement will tell. */
+static bool pg_idle_alive(struct registry_pg *r)
+{
+  for (int i = 0; i < 4; i++) {
+    struct pollfd p = {.fd = PQsocket(r->conn), .events = POLLIN};
+    if (p.fd < 0)
+      return false;
+    if (poll(&p, 1, 0) <= 0)
+      break;
+    if (!PQconsumeInput(r->conn))
+      return false;
+    PGnotify *n;
+    while ((n = PQnotifies(r->conn)) != NULL)
+      PQfreemem(n);
+  }
+  return PQstatus(r->conn) == CONNECTION_OK;
+}
+
+int pg_conn_ready(struct registry_pg *r)
+{
+  r->lost = false;
+  r->retryable = false;
+  if (PQstatus(r->conn) == CONNECTION_OK && pg_idle_alive(r)) {
+    /* Nothing of ours spans calls: a transaction left open by a failure
+     * is rolled back before the next op. */
+    if (PQtransactionStatus(r->conn) != PQTRANS_IDLE)
+      return pg_conn_simple(r, "ROLLBACK", "rolling back");
+    return SO_OK;
+  }
+  log_warn("registry: postgresql: connection lost, reconnecting");
+  PQreset(r->conn);
+  if (PQstatus(r->conn) != CONNECTION_OK) {
+    char msg[REGISTRY_ERRMSG_LEN];
+    pg_trim(msg, sizeof(msg), PQerrorMessage(r->conn));
+    return registry_set_error(&r->base, SO_ERR_UNAVAILABLE,
+                              "registry postgresql: reconnect: %s", msg);
+  }
+  int rc = pg_session_setup(r);
+  if (rc)
+    return rc;
+  log_info("registry: postgresql: reconnected");
+  return SO_OK;
+}
+
+bool pg_conn_again(struct registry_pg *r, int rc, int *attempt, bool idempotent)
+{
+  (*attempt)++;
+  if (rc == SO_OK)
+    return false;
+  if (r->retryable && *attempt < PG_MAX_ATTEMPTS) {
+    /* A deadlock victim that retries at once tends to meet the same
+     * partner: back off a little, more each time. */
+    struct timespec ts = {0, (long)(*attempt) * 2 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return true;
+  }
+  return r->lost && idempotent && *attempt < 2;
+}
+
+/* ---- text-format helpers ------------------------------------------- */
+
+static int pg_buf_reserve(struct pg_buf *b, size_t more)
+{
+  if (b->overflow)
+    return SO_ERR_TOO_LARGE;
+  if (more > PG_BUF_CAP || b->len + more + 1 > PG_BUF_CAP) {
+    b->overflow = true;
+    return SO_ERR_TOO_LARGE;
+  }
+  if (b->len + more + 1 <= b->cap)
+    return SO_OK;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + more + 1)
+    cap *= 2;
+  char *p = realloc(b->data, cap);
+  if (!p) {
+    b->overflow = true;
+    return SO_ERR_NOMEM;
+  }
+  b->data = p;
+  b->cap = cap;
+  return SO_OK;
+}
+
+static int pg_buf_add(struct pg_buf *b, const char *s, size_t n)
+{
+  int rc = pg_buf_reserve(b, n);
+  if (rc)
+    return rc;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return SO_OK;
+}
+
+/* One element: double-quoted, with '"' and '\' backslash-escaped, so any
+ * string (commas, braces, spaces, the word NULL) survives. */
+static int pg_buf_element(struct pg_buf *b, const char *s)
+{
+  if (!s)
+    return pg_buf_add(b, "NULL", 4);
+  int rc = pg_buf_add(b, "\"", 1);
+  const char *p = s;
+  while (!rc && *p) {
+    size_t run = strcspn(p, "\"\\");
+    if (run) {
+      rc = pg_buf_add(b, p, run);
+      p += run;
+    } else {
+      char esc[2] = {'\\', *p};
+      rc = pg_buf_add(b, esc, 2);
+      p++;
+    }
+  }
+  return rc ? rc : pg_buf_add(b, "\"", 1);
+}
+
+int pg_buf_array(struct pg_buf *b, const void *first, size_t stride, size_t n)
+{
+  b->len = 0;
+  int rc = pg_buf_add(b, "{", 1);
+  const char *base = first;
+  for (size_t i = 0; !rc && i < n; i++) {
+    const char *s;
+    memcpy(&s, base + i * stride, sizeof(s));
+    if (i > 0)
+      rc = pg_buf_add(b, ",", 1);
+    if (!rc)
+      rc = pg_buf_element(b, s);
+  }
+  return rc ? rc : pg_buf_add(b, "}", 1);
+}
+
+void pg_buf_free(struct pg_buf *b)
+{
+  free(b->data);
+  memset(b, 0, sizeof(*b));
+}
+
+int64_t pg_get_i64(const PGresult *res, int row, int col)
+{
+  if (PQgetisnull(res, row, col))
+    return 0;
+  return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+bool pg_get_bool(const PGresult *res, int row, int col)
+{
+  return !PQgetisnull(res, row, col) && PQgetvalue(res, row, col)[0] == 't';
+}

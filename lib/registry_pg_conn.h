@@ -1,0 +1,110 @@
+/* registry_pg_conn.h - the PostgreSQL registry's connection layer: connect
+ * and reconnect, lazily prepared statements, SQLSTATE -> status mapping,
+ * bounded retries and schema migrations. Internal to registry_pg*.c.
+ *
+ * Reconnect semantics: every op starts with pg_conn_ready(), which notices a
+ * connection the server closed while we were idle (restart,
+ * pg_terminate_backend) and reconnects before running anything, so that
+ * op runs on the new connection. A connection lost *during* a statement is
+ * ambiguous (the statement may have committed): an idempotent op is run
+ * once more on a new connection, any other op returns SO_ERR_UNAVAILABLE
+ * and the next call reconnects. While the server is down every op returns
+ * SO_ERR_UNAVAILABLE after at most connect_timeout.
+ */
+#ifndef SENDONCE_REGISTRY_PG_CONN_H
+#define SENDONCE_REGISTRY_PG_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+#include "registry_backend.h"
+
+/* The registry's clock as an SQL expression: integer milliseconds since
+ * the epoch on the SERVER's clock. clock_timestamp(), not now(): now() is
+ * the start of the transaction, which can lie well before the moment a
+ * statement actually writes a lease (it may wait on a row lock first), so
+ * now() + ttl would hand out a lease shorter than ttl and judge a lease
+ * live after it expired. clock_timestamp() is the instant the expression is
+ * evaluated. Each statement reads it once, in a one-row subquery, so a
+ * statement that decides (lease_until <= now) and writes (lease_until =
+ * now + ttl) sees one instant. */
+#define PG_NOW_MS "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+/* Upper bound of statement ids (see registry_pg.c). */
+#define PG_STMT_MAX 40
+
+struct registry_pg {
+  struct registry base;       /* first: registry.c casts */
+  PGconn *conn;               /* never NULL once open */
+  int statement_timeout_ms;   /* 0 = server default */
+  bool prepared[PG_STMT_MAX]; /* per connection: cleared on reconnect */
+  bool lost;      /* the connection broke during the current attempt */
+  bool retryable; /* the last failure was 40001/40P01 (retry whole op) */
+};
+
+/* pg_conn_open: connect (conninfo expanded as dbname, password added from
+ * opt, connect_timeout and application_name defaulted), set the session
+ * up and migrate the schema. On failure err is filled and r->conn may be
+ * non-NULL (the caller PQfinish()es it). */
+int pg_conn_open(struct registry_pg *r, const struct registry_options *opt,
+                 char *err, size_t errlen) SO_MUST_CHECK;
+
+/* pg_conn_ready: start an attempt: clear the per-attempt flags and make
+ * sure the connection is usable, reconnecting if the server dropped it.
+ * SO_ERR_UNAVAILABLE (errmsg set) while the server cannot be reached. */
+int pg_conn_ready(struct registry_pg *r) SO_MUST_CHECK;
+
+/* pg_conn_again: after an attempt that returned `rc`, should the op run
+ * again? Yes for a serialization failure or deadlock (a few times, with a
+ * short pause), and once for a connection lost mid-statement if the op is
+ * `idempotent`. *attempt counts attempts made. */
+bool pg_conn_again(struct registry_pg *r, int rc, int *attempt,
+                   bool idempotent);
+
+/* pg_conn_exec: run statement `id` (prepared on first use per connection)
+ * with text parameters. On success *out (if out) owns the result (PQclear);
+ * on failure errmsg says what `what` failed with and the SQLSTATE is
+ * mapped to a status. */
+int pg_conn_exec(struct registry_pg *r, int id, const char *sql,
+                 const char *what, int nparams, const char *const *values,
+                 PGresult **out) SO_MUST_CHECK;
+
+/* pg_conn_simple: run SQL without parameters through the simple query
+ * protocol (several statements allowed); result discarded. */
+int pg_conn_simple(struct registry_pg *r, const char *sql,
+                   const char *what) SO_MUST_CHECK;
+
+/* pg_conn_status: map a failed result's SQLSTATE to a status, noting
+ * connection loss and retryable failures in r. */
+int pg_conn_status(struct registry_pg *r, const PGresult *res);
+
+/* pg_migrate: apply the schema migrations up to REGISTRY_SCHEMA_VERSION in
+ * one transaction under an advisory lock (registry_pg_schema.c). A newer
+ * database gives SO_ERR_SCHEMA. */
+int pg_migrate(struct registry_pg *r, char *err, size_t errlen) SO_MUST_CHECK;
+
+/* ---- text-format helpers ------------------------------------------ */
+
+/* A growable buffer with a hard cap, for array literals. */
+struct pg_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+  bool overflow; /* an append failed: the buffer is unusable */
+};
+
+/* pg_buf_array: build the text literal of a PostgreSQL text[] from n
+ * strings taken at `stride` bytes apart starting at `first` (a pointer to a
+ * `const char *` member), NULL elements written as NULL. */
+int pg_buf_array(struct pg_buf *b, const void *first, size_t stride,
+                 size_t n) SO_MUST_CHECK;
+void pg_buf_free(struct pg_buf *b);
+
+/* pg_get_i64 / pg_get_bool: a field of a text-format result; a NULL field
+ * reads as 0 / false. */
+int64_t pg_get_i64(const PGresult *res, int row, int col);
+bool pg_get_bool(const PGresult *res, int row, int col);
+
+#endif /* SENDONCE_REGISTRY_PG_CONN_H */
