@@ -85,6 +85,62 @@ int pg_conn_status(struct registry_pg *r, const PGresult *res);
  * database gives SO_ERR_SCHEMA. */
 int pg_migrate(struct registry_pg *r, char *err, size_t errlen) SO_MUST_CHECK;
 
+/* ---- the statements (registry_pg_schema.c) ------------------------ */
+
+/* Every statement an op runs, prepared once per connection. */
+enum pg_stmt {
+  S_NOW,
+  S_PEEK,
+  S_REGISTER,
+  S_BEGIN_PUBLISH,
+  S_MARK_PUBLISHED,
+  S_LIST_DUE,
+  S_CLAIM,
+  S_RENEW,
+  S_PENDING,
+  S_MARK,
+  S_SET_TOTAL,
+  S_COMPLETE,
+  S_RELEASE,
+  S_FAIL,
+  S_MARK_DEAD,
+  S_PAUSE,
+  S_RESUME,
+  S_CANCEL,
+  S_REPLAY,
+  S_GET,
+  S_LIST,
+  S_LIST_OVERDUE,
+  S_REPUBLISH,
+  S_COUNT,
+};
+
+extern const char *const registry_pg_sql[S_COUNT];
+
+/* Column positions of the campaign rows that S_GET, S_LIST, S_LIST_DUE and
+ * S_LIST_OVERDUE return (the last is the registry's now). */
+enum {
+  COL_ID,
+  COL_STATE,
+  COL_SCHEDULED,
+  COL_CHANNEL,
+  COL_PAYLOAD,
+  COL_OWNER,
+  COL_FENCE,
+  COL_LEASE,
+  COL_ATTEMPTS,
+  COL_TOTAL,
+  COL_SENT,
+  COL_REJECTED,
+  COL_REPUBLISHED,
+  COL_REPUBLISHED_AT,
+  COL_PROGRESS,
+  COL_UPDATED,
+  COL_PAUSED,
+  COL_ERROR,
+  COL_NOW,
+};
+
 /* ---- text-format helpers ------------------------------------------ */
 
 /* A growable buffer with a hard cap, for array literals. */

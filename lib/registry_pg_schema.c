@@ -1,4 +1,5 @@
-/* registry_pg_schema.c - the PostgreSQL registry's schema migrations.
+/* registry_pg_schema.c - the SQL of the PostgreSQL registry: the schema
+ * migrations and the statement of every op.
  *
  * Same tables and column names as the SQLite backend
  * (registry_sqlite_schema.c), in PostgreSQL types: times are BIGINT
@@ -57,6 +58,168 @@ static const char *const migrations[] = {
 
 _Static_assert(MIGRATION_COUNT == REGISTRY_SCHEMA_VERSION,
                "one migration per schema version");
+
+/* ---- the statements of the ops ---------------------------------- */
+
+/* A one-row subquery holding the registry's now, aliased t(n). */
+#define NOW_T "(SELECT " PG_NOW_MS " AS n) t"
+
+/* The precondition of every fenced op, with $1 = id and $2 = fence. */
+#define FENCED                                                        \
+  "campaign_id = $1 AND fence = $2::bigint AND state = 'PROCESSING' " \
+  "AND lease_until > t.n"
+
+#define CAMPAIGN_COLS                                                  \
+  "campaign_id, state, scheduled_at, channel, payload, owner, fence, " \
+  "lease_until, attempts, total, sent, rejected, republished, "        \
+  "republished_at, progress_at, updated_at, paused, last_error, t.n"
+
+/* The lifecycle fields an op leaves when it ends a lease. */
+#define NO_LEASE "owner = NULL, lease_until = 0, updated_at = t.n"
+
+_Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
+
+const char *const registry_pg_sql[S_COUNT] = {
+    [S_NOW] = "SELECT " PG_NOW_MS,
+    [S_PEEK] =
+        "SELECT state, paused, fence, lease_until, t.n "
+        "FROM campaigns, " NOW_T " WHERE campaign_id = $1",
+    [S_REGISTER] =
+        "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel, "
+        "payload, created_at, updated_at) "
+        "SELECT $1, $2, $3::bigint, $4, $5, t.n, t.n FROM " NOW_T
+        " ON CONFLICT (campaign_id) DO NOTHING RETURNING 1",
+    [S_BEGIN_PUBLISH] =
+        "UPDATE campaigns SET publish_owner = $2, "
+        "publish_until = t.n + $3::bigint, updated_at = t.n FROM " NOW_T
+        " WHERE campaign_id = $1 AND state = 'SCHEDULED' AND NOT paused "
+        "AND (publish_owner IS NULL OR publish_owner = $2 "
+        "OR publish_until <= t.n) RETURNING 1",
+    [S_MARK_PUBLISHED] =
+        "UPDATE campaigns SET state = 'PUBLISHED', publish_owner = NULL, "
+        "publish_until = 0, updated_at = t.n FROM " NOW_T
+        " WHERE campaign_id = $1 AND state = 'SCHEDULED' RETURNING 1",
+    [S_LIST_DUE] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+                   " WHERE state = 'SCHEDULED' AND NOT paused "
+                   "AND scheduled_at <= t.n + $1::bigint "
+                   "ORDER BY scheduled_at, campaign_id LIMIT $2::bigint",
+    [S_CLAIM] =
+        "UPDATE campaigns SET state = 'PROCESSING', owner = $2, "
+        "fence = fence + 1, lease_until = t.n + $3::bigint, "
+        "progress_at = t.n, updated_at = t.n, publish_owner = NULL, "
+        "publish_until = 0 FROM " NOW_T
+        " WHERE campaign_id = $1 AND NOT paused "
+        "AND (state IN ('SCHEDULED', 'PUBLISHED') "
+        "OR (state = 'PROCESSING' AND lease_until <= t.n)) "
+        "RETURNING fence, lease_until, t.n",
+    [S_RENEW] =
+        "UPDATE campaigns SET lease_until = t.n + $3::bigint, "
+        "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    /* One row with the fence verdict, plus one per recipient already
+     * final (its 1-based position in $3). */
+    [S_PENDING] =
+        "WITH ok AS (SELECT EXISTS (SELECT 1 FROM campaigns, " NOW_T
+        " WHERE " FENCED
+        ") AS ok) "
+        "SELECT ok.ok, r.i FROM ok LEFT JOIN "
+        "(unnest($3::text[]) WITH ORDINALITY AS r(id, i) "
+        " JOIN deliveries d ON d.campaign_id = $1 "
+        " AND d.recipient_id = r.id AND d.state <> 'INFLIGHT') ON ok.ok",
+    /* Fence check and row lock first (lock); then the marks (u), one row
+     * per recipient (m) with the effect of applying its marks in order: the
+     * first SENT/REJECTED wins (a final state is never left), INFLIGHT
+     * marks before it each count an attempt; inserted or applied to rows
+     * still INFLIGHT (ch: only real changes come back); then the counters
+     * bumped by what really changed. With a stale fence `lock` is empty
+     * and nothing is written. */
+    [S_MARK] =
+        "WITH t AS (SELECT " PG_NOW_MS
+        " AS n), "
+        "lock AS (SELECT c.campaign_id FROM campaigns c, t "
+        " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "
+        " AND c.state = 'PROCESSING' AND c.lease_until > t.n "
+        " FOR UPDATE OF c), "
+        "u AS (SELECT x.id, x.st, x.err, x.ord, min(x.ord) FILTER "
+        " (WHERE x.st <> 'INFLIGHT') OVER (PARTITION BY x.id) AS ff "
+        " FROM unnest($3::text[], $4::text[], $5::text[]) "
+        " WITH ORDINALITY AS x(id, st, err, ord) "
+        " WHERE EXISTS (SELECT 1 FROM lock)), "
+        "m AS (SELECT DISTINCT ON (u.id) u.id, u.st, u.err, count(*) "
+        " FILTER (WHERE u.st = 'INFLIGHT' AND (u.ff IS NULL OR u.ord < u.ff))"
+        " OVER (PARTITION BY u.id) AS tries FROM u "
+        " ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "
+        "ch AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "
+        " state, attempts, error, updated_at) "
+        " SELECT $1, m.id, m.st, m.tries, m.err, t.n FROM m CROSS JOIN t "
+        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "
+        " SET state = excluded.state, "
+        " attempts = d.attempts + excluded.attempts, "
+        " error = excluded.error, updated_at = excluded.updated_at "
+        " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
+        "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "
+        " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch) "
+        "UPDATE campaigns c SET sent = c.sent + cnt.s, "
+        "rejected = c.rejected + cnt.j, progress_at = CASE "
+        "WHEN cnt.s + cnt.j > 0 THEN t.n ELSE c.progress_at END, "
+        "updated_at = t.n FROM cnt, t, lock "
+        "WHERE c.campaign_id = lock.campaign_id RETURNING c.fence",
+    [S_SET_TOTAL] =
+        "UPDATE campaigns SET total = $3::bigint, "
+        "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    [S_COMPLETE] = "UPDATE campaigns SET state = 'DONE', " NO_LEASE
+                   " FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    [S_RELEASE] =
+        "UPDATE campaigns SET state = 'PUBLISHED', " NO_LEASE
+        ", attempts = attempts + CASE WHEN $3::boolean THEN 1 ELSE 0 END, "
+        "last_error = coalesce($4::text, last_error) FROM " NOW_T
+        " WHERE " FENCED " RETURNING attempts",
+    [S_FAIL] = "UPDATE campaigns SET state = 'DEAD', " NO_LEASE
+               ", last_error = $3 FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    [S_MARK_DEAD] = "UPDATE campaigns SET state = 'DEAD', " NO_LEASE
+                    ", publish_owner = NULL, publish_until = 0, "
+                    "last_error = $2 FROM " NOW_T
+                    " WHERE campaign_id = $1 "
+                    "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_PAUSE] =
+        "UPDATE campaigns SET paused = true, updated_at = t.n "
+        "FROM " NOW_T
+        " WHERE campaign_id = $1 "
+        "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_RESUME] =
+        "UPDATE campaigns SET paused = false, updated_at = t.n "
+        "FROM " NOW_T
+        " WHERE campaign_id = $1 "
+        "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_CANCEL] = "UPDATE campaigns SET state = 'DEAD', " NO_LEASE
+                 ", publish_owner = NULL, publish_until = 0, "
+                 "last_error = 'cancelled' FROM " NOW_T
+                 " WHERE campaign_id = $1 "
+                 "AND state NOT IN ('DONE', 'DEAD') RETURNING 1",
+    [S_REPLAY] = "UPDATE campaigns SET state = 'PUBLISHED', " NO_LEASE
+                 ", attempts = 0, republished = 0, republished_at = 0, "
+                 "paused = false FROM " NOW_T
+                 " WHERE campaign_id = $1 AND state = 'DEAD' RETURNING 1",
+    [S_GET] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+              " WHERE campaign_id = $1",
+    [S_LIST] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+               " WHERE ($1::text IS NULL OR state = $1::text) "
+               "ORDER BY scheduled_at DESC, campaign_id LIMIT $2::bigint",
+    [S_LIST_OVERDUE] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
+                       " WHERE state NOT IN ('DONE', 'DEAD') "
+                       "AND scheduled_at < t.n - $1::bigint "
+                       "ORDER BY scheduled_at, campaign_id "
+                       "LIMIT $2::bigint",
+    [S_REPUBLISH] =
+        "UPDATE campaigns SET republished = republished + 1, "
+        "republished_at = t.n, updated_at = t.n FROM " NOW_T
+        " WHERE campaign_id = $1 AND state = $2 AND fence = $3::bigint "
+        "AND republished < $6::integer "
+        "AND (republished_at = 0 OR republished_at <= t.n - $5::bigint) "
+        "AND (state <> 'PROCESSING' OR lease_until <= t.n - $4::bigint) "
+        "RETURNING 1",
+};
+
+/* ---- migrations -------------------------------------------------- */
 
 static int read_version(struct registry_pg *r, int *version)
 {
