@@ -41,10 +41,10 @@ int log_format_parse(const char *name, enum log_format *out) SO_MUST_CHECK;
  *   log_info("consumer: claimed campaign=%s fence=%lld", id, fence); */
 void log_write(enum log_level level, const char *fmt, ...) SO_PRINTF(2, 3);
 
-#define LOG_AT(lvl, ...)                   \
-  do {                                     \
+#define LOG_AT(lvl, ...)                    \
+  do {                                      \
     if ((int)log_get_level() >= (int)(lvl)) \
-      log_write((lvl), __VA_ARGS__);       \
+      log_write((lvl), __VA_ARGS__);        \
   } while (0)
 
 #define log_error(...) LOG_AT(LOG_LEVEL_ERROR, __VA_ARGS__)

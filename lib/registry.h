@@ -51,10 +51,10 @@ enum registry_backend {
 
 struct registry_options {
   enum registry_backend backend;
-  const char *sqlite_path;  /* SQLite: database file */
-  const char *pg_conninfo;  /* PostgreSQL: libpq conninfo, no password */
-  const char *pg_password;  /* PostgreSQL: password or NULL; never logged */
-  int busy_timeout_ms;      /* SQLite busy timeout; PG statement_timeout */
+  const char *sqlite_path; /* SQLite: database file */
+  const char *pg_conninfo; /* PostgreSQL: libpq conninfo, no password */
+  const char *pg_password; /* PostgreSQL: password or NULL; never logged */
+  int busy_timeout_ms;     /* SQLite busy timeout; PG statement_timeout */
 };
 
 enum campaign_state {
@@ -83,22 +83,22 @@ struct registry_campaign {
   enum campaign_state state;
   int64_t scheduled_at_ms;
   char *channel;
-  char *payload;            /* the campaign-due JSON body */
-  char *owner;              /* NULL when no lease */
-  int64_t fence;            /* last fence handed out; 0 = never claimed */
-  int64_t lease_until_ms;   /* 0 = no lease */
-  int attempts;             /* releases counted towards max_attempts */
-  int64_t total;            /* recipients known so far (-1 = unknown) */
+  char *payload;          /* the campaign-due JSON body */
+  char *owner;            /* NULL when no lease */
+  int64_t fence;          /* last fence handed out; 0 = never claimed */
+  int64_t lease_until_ms; /* 0 = no lease */
+  int attempts;           /* releases counted towards max_attempts */
+  int64_t total;          /* recipients known so far (-1 = unknown) */
   int64_t sent;
   int64_t rejected;
-  int republished;          /* watchdog republishes */
+  int republished;           /* watchdog republishes */
   int64_t republished_at_ms; /* 0 = never */
-  int64_t progress_at_ms;   /* last delivery mark or claim; 0 = never */
+  int64_t progress_at_ms;    /* last delivery mark or claim; 0 = never */
   int64_t updated_at_ms;
   bool paused;
-  char *last_error;         /* reason for DEAD or last release; may be NULL */
-  int64_t registry_now_ms;  /* the registry's clock when this was read: use
-                               it (not the local clock) for lease age */
+  char *last_error;        /* reason for DEAD or last release; may be NULL */
+  int64_t registry_now_ms; /* the registry's clock when this was read: use
+                              it (not the local clock) for lease age */
 };
 
 void registry_campaign_free(struct registry_campaign *c);
@@ -124,7 +124,7 @@ struct registry_new_campaign {
   const char *campaign_id;
   int64_t scheduled_at_ms;
   const char *channel;
-  const char *payload;  /* campaign-due JSON */
+  const char *payload; /* campaign-due JSON */
 };
 
 /* registry_register: insert the campaign in `initial` state (SCHEDULED from
@@ -132,8 +132,7 @@ struct registry_new_campaign {
  * it is not there yet. *created says whether this call inserted it; an
  * existing campaign is left untouched. */
 int registry_register(struct registry *r, const struct registry_new_campaign *c,
-                      enum campaign_state initial,
-                      bool *created) SO_MUST_CHECK;
+                      enum campaign_state initial, bool *created) SO_MUST_CHECK;
 
 /* registry_begin_publish: take the short publish lease of a SCHEDULED,
  * not paused campaign (no live publish lease held by another owner; lease
@@ -157,8 +156,7 @@ int registry_mark_published(struct registry *r, const char *campaign_id,
  * ahead_ms, oldest first, at most `limit`. *out is an owned array of
  * *n campaigns; free with registry_campaigns_free(). */
 int registry_list_due(struct registry *r, int64_t ahead_ms, size_t limit,
-                      struct registry_campaign **out,
-                      size_t *n) SO_MUST_CHECK;
+                      struct registry_campaign **out, size_t *n) SO_MUST_CHECK;
 void registry_campaigns_free(struct registry_campaign *list, size_t n);
 
 /* ---- claim and lease ----------------------------------------------- */
@@ -172,12 +170,12 @@ enum registry_claim_kind {
 
 struct registry_claim {
   enum registry_claim_kind kind;
-  int64_t fence;           /* CLAIMED: our fence; else the current one */
+  int64_t fence;             /* CLAIMED: our fence; else the current one */
   enum campaign_state state; /* the state after the call */
-  int64_t lease_until_ms;  /* the lease now recorded (CLAIMED: ours; HELD:
-                              the holder's; else 0 or the stale value) */
-  int64_t registry_now_ms; /* the registry's clock at the claim: the lease
-                              is live while registry now < lease_until_ms */
+  int64_t lease_until_ms;    /* the lease now recorded (CLAIMED: ours; HELD:
+                                the holder's; else 0 or the stale value) */
+  int64_t registry_now_ms;   /* the registry's clock at the claim: the lease
+                                is live while registry now < lease_until_ms */
 };
 
 /* registry_claim: one atomic step. If the campaign is PUBLISHED,
@@ -196,8 +194,8 @@ int registry_claim(struct registry *r, const char *campaign_id,
 
 /* registry_renew: lease = now + ttl_ms (fenced: the lease must still be
  * live; a lease that expired is lost even if nobody took it yet). */
-int registry_renew(struct registry *r, const char *campaign_id,
-                   int64_t fence, int64_t ttl_ms) SO_MUST_CHECK;
+int registry_renew(struct registry *r, const char *campaign_id, int64_t fence,
+                   int64_t ttl_ms) SO_MUST_CHECK;
 
 /* ---- deliveries ------------------------------------------------------ */
 
@@ -205,9 +203,9 @@ int registry_renew(struct registry *r, const char *campaign_id,
  * unless it is already SENT or REJECTED (INFLIGHT counts as pending: its
  * outcome is unknown and the same Idempotency-Key makes a resend safe).
  * Fenced, so a worker that lost its lease learns it here too. */
-int registry_pending(struct registry *r, const char *campaign_id,
-                     int64_t fence, const char *const *recipient_ids,
-                     size_t n, bool *needs_send) SO_MUST_CHECK;
+int registry_pending(struct registry *r, const char *campaign_id, int64_t fence,
+                     const char *const *recipient_ids, size_t n,
+                     bool *needs_send) SO_MUST_CHECK;
 
 struct registry_mark {
   const char *recipient_id;
@@ -220,8 +218,7 @@ struct registry_mark {
  * change, so a repeated mark never counts twice) and progress_at. A mark
  * never moves a recipient out of SENT or REJECTED. */
 int registry_mark(struct registry *r, const char *campaign_id, int64_t fence,
-                  const struct registry_mark *marks,
-                  size_t n) SO_MUST_CHECK;
+                  const struct registry_mark *marks, size_t n) SO_MUST_CHECK;
 
 /* registry_set_total: record the recipient count once known (fenced). */
 int registry_set_total(struct registry *r, const char *campaign_id,
@@ -238,8 +235,8 @@ int registry_complete(struct registry *r, const char *campaign_id,
  * a non-NULL `reason` is recorded as last_error either way; *attempts (if
  * not NULL) gets the new count. The caller then publishes the resume
  * trigger. */
-int registry_release(struct registry *r, const char *campaign_id,
-                     int64_t fence, bool count_attempt, const char *reason,
+int registry_release(struct registry *r, const char *campaign_id, int64_t fence,
+                     bool count_attempt, const char *reason,
                      int *attempts) SO_MUST_CHECK;
 
 /* registry_fail: PROCESSING -> DEAD with reason (fenced). */
@@ -276,8 +273,7 @@ enum registry_control {
  * SO_ERR_STALE_FENCE when its fence is otherwise current). RUN or PAUSE
  * need state PROCESSING, our fence and a live lease; CANCEL needs state
  * DEAD and our fence; anything else is SO_ERR_STALE_FENCE. */
-int registry_control(struct registry *r, const char *campaign_id,
-                     int64_t fence,
+int registry_control(struct registry *r, const char *campaign_id, int64_t fence,
                      enum registry_control *out) SO_MUST_CHECK;
 
 /* registry_replay: DEAD -> PUBLISHED (attempts, republished and

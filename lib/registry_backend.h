@@ -31,8 +31,7 @@ struct registry_ops {
   int (*renew)(struct registry *r, const char *id, int64_t fence,
                int64_t ttl_ms);
   int (*pending)(struct registry *r, const char *id, int64_t fence,
-                 const char *const *recipient_ids, size_t n,
-                 bool *needs_send);
+                 const char *const *recipient_ids, size_t n, bool *needs_send);
   int (*mark)(struct registry *r, const char *id, int64_t fence,
               const struct registry_mark *marks, size_t n);
   int (*set_total)(struct registry *r, const char *id, int64_t fence,
@@ -49,8 +48,7 @@ struct registry_ops {
   int (*control)(struct registry *r, const char *id, int64_t fence,
                  enum registry_control *out);
   int (*replay)(struct registry *r, const char *id);
-  int (*get)(struct registry *r, const char *id,
-             struct registry_campaign *out);
+  int (*get)(struct registry *r, const char *id, struct registry_campaign *out);
   int (*list)(struct registry *r, int state, size_t limit,
               struct registry_campaign **out, size_t *n);
   int (*list_overdue)(struct registry *r, int64_t grace_ms, size_t limit,
@@ -58,8 +56,7 @@ struct registry_ops {
   int (*record_republish)(struct registry *r, const char *id,
                           enum campaign_state expected_state,
                           int64_t expected_fence, int64_t grace_ms,
-                          int64_t backoff_ms, int max_republishes,
-                          bool *won);
+                          int64_t backoff_ms, int max_republishes, bool *won);
 };
 
 /* The common head of every backend's handle: a backend's struct starts
@@ -73,8 +70,8 @@ struct registry {
  * handle whose ops are set, or returns a status with err filled. */
 int registry_sqlite_open(const struct registry_options *opt,
                          struct registry **out, char *err, size_t errlen);
-int registry_pg_open(const struct registry_options *opt,
-                     struct registry **out, char *err, size_t errlen);
+int registry_pg_open(const struct registry_options *opt, struct registry **out,
+                     char *err, size_t errlen);
 
 /* registry_set_error: printf into r->errmsg; returns `status` so a backend
  * can `return registry_set_error(r, SO_ERR_IO, "...", ...)`. */
