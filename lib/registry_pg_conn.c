@@ -68,6 +68,11 @@ int pg_conn_status(struct registry_pg *r, const PGresult *res)
   int rc = pg_sqlstate_status(state);
   if (rc == SO_ERR_CONFLICT && state && state[0] == '4' && state[1] == '0')
     r->retryable = true;
+  /* A terminated backend answers the statement with a FATAL 57P01 before
+   * libpq has read the EOF that follows: the connection is lost all the
+   * same. */
+  if (state && (strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0))
+    r->lost = true;
   return rc;
 }
 
@@ -133,13 +138,20 @@ int pg_conn_simple(struct registry_pg *r, const char *sql, const char *what)
   return rc;
 }
 
-/* Notices (and a FATAL the server sends to an idle connection before it
- * closes it) go to the log, not to libpq's default stderr printer. */
-static void pg_notice_cb(void *arg, const char *message)
+/* Notices go to the log, not to libpq's default stderr printer. A FATAL
+ * that arrives while we are idle is the server telling us why it is about
+ * to close the connection (shutdown, pg_terminate_backend): libpq hands it
+ * here, and we take it as the end of the connection even before the
+ * socket's EOF arrives. */
+static void pg_notice_cb(void *arg, const PGresult *res)
 {
-  (void)arg;
+  struct registry_pg *r = arg;
+  const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (severity &&
+      (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+    r->doomed = true;
   char msg[REGISTRY_ERRMSG_LEN];
-  pg_trim(msg, sizeof(msg), message);
+  pg_trim(msg, sizeof(msg), PQresultErrorMessage(res));
   log_debug("registry: postgresql: server notice: %s", msg);
 }
 
@@ -188,7 +200,7 @@ int pg_conn_open(struct registry_pg *r, const struct registry_options *opt,
     snprintf(err, errlen, "registry postgresql: connect: %s", msg);
     return SO_ERR_UNAVAILABLE;
   }
-  PQsetNoticeProcessor(r->conn, pg_notice_cb, NULL);
+  PQsetNoticeReceiver(r->conn, pg_notice_cb, r);
   int rc = pg_session_setup(r);
   if (!rc)
     rc = pg_migrate(r, err, errlen);
@@ -198,9 +210,9 @@ int pg_conn_open(struct registry_pg *r, const struct registry_options *opt,
 }
 
 /* Did the server close an idle connection? A terminated backend sends a
- * FATAL (which libpq hands to the notice processor while idle) and closes
- * the socket; reading the pending input makes libpq see the EOF. A socket
- * with nothing to read is presumed alive: the statement will tell. */
+ * FATAL (which libpq hands to pg_notice_cb while idle) and closes the
+ * socket; reading the pending input shows either. A socket with nothing to
+ * read is presumed alive: the statement will tell. */
 static bool pg_idle_alive(struct registry_pg *r)
 {
   for (int i = 0; i < 4; i++) {
@@ -210,6 +222,9 @@ static bool pg_idle_alive(struct registry_pg *r)
     if (poll(&p, 1, 0) <= 0)
       break;
     if (!PQconsumeInput(r->conn))
+      return false;
+    (void)PQisBusy(r->conn); /* parses what arrived: runs pg_notice_cb */
+    if (r->doomed)
       return false;
     PGnotify *n;
     while ((n = PQnotifies(r->conn)) != NULL)
@@ -231,6 +246,7 @@ int pg_conn_ready(struct registry_pg *r)
   }
   log_warn("registry: postgresql: connection lost, reconnecting");
   PQreset(r->conn);
+  r->doomed = false;
   if (PQstatus(r->conn) != CONNECTION_OK) {
     char msg[REGISTRY_ERRMSG_LEN];
     pg_trim(msg, sizeof(msg), PQerrorMessage(r->conn));

@@ -42,6 +42,7 @@ struct registry_pg {
   bool prepared[PG_STMT_MAX]; /* per connection: cleared on reconnect */
   bool lost;      /* the connection broke during the current attempt */
   bool retryable; /* the last failure was 40001/40P01 (retry whole op) */
+  bool doomed;    /* the server announced it is closing the connection */
 };
 
 /* pg_conn_open: connect (conninfo expanded as dbname, password added from

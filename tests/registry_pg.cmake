@@ -1,0 +1,7 @@
+# What only the PostgreSQL registry has (the shared registry suite covers the
+# rest on both backends): reconnect after a killed backend or a server that
+# went away, a newer schema refused, unreachable and silent servers,
+# statement_timeout, concurrent first openers. Real PostgreSQL; the shared
+# server is never restarted (a TCP relay in the test stands in for it).
+sendonce_add_test(NAME test_registry_pg_only LABEL integration TIMEOUT 120
+                  SOURCES integration/test_registry_pg_only.c)
