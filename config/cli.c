@@ -1,0 +1,203 @@
+/* cli.c - the command line the three programs share. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+enum {
+  OPT_LOG_LEVEL = 256,
+  OPT_LOG_FORMAT,
+  OPT_PRINT_CONFIG,
+};
+
+static const struct option long_options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {"config", required_argument, NULL, 'c'},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+    {NULL, 0, NULL, 0},
+};
+
+void cli_usage(const struct cli_program *prog, FILE *out)
+{
+  fprintf(out, "Usage: %s [OPTIONS] VERB [VERB OPTIONS] [ARGS]\n\n%s\n\n",
+          prog->name, prog->summary);
+  fputs("Verbs:\n", out);
+  for (size_t i = 0; i < prog->n_verbs; i++) {
+    const struct cli_verb *v = &prog->verbs[i];
+    char head[64];
+    snprintf(head, sizeof(head), "%s%s%s", v->name, v->synopsis ? " " : "",
+             v->synopsis ? v->synopsis : "");
+    fprintf(out, "  %-26s %s%s\n", head, v->summary,
+            v->run_cb ? "" : " (not in this build)");
+  }
+  fprintf(out,
+          "\nOptions:\n"
+          "  -c, --config FILE          configuration file (default: "
+          "$SENDONCE_CONFIG,\n"
+          "                             ./sendonce.conf, %s/sendonce/"
+          "sendonce.conf)\n"
+          "      --log-level LEVEL      error|warn|info|debug (overrides "
+          "log.level)\n"
+          "      --log-format FORMAT    kv|json (overrides log.format)\n"
+          "      --print-config         print the effective configuration "
+          "(secrets\n"
+          "                             redacted) and exit\n"
+          "  -h, --help                 print this help and exit\n"
+          "  -V, --version              print the version and exit\n"
+          "\n"
+          "Every configuration key can also be set by an environment "
+          "variable\n"
+          "SENDONCE_<SECTION>_<KEY>, e.g. SENDONCE_BROKER_URI. Secrets come "
+          "from\n"
+          "the environment or *_file keys, never from the command line.\n"
+          "\n"
+          "Exit status: 0 success, 1 failure, 2 usage or configuration "
+          "error.\n",
+          SENDONCE_SYSCONFDIR);
+}
+
+static const struct cli_verb *verb_find(const struct cli_program *prog,
+                                        const char *name)
+{
+  for (size_t i = 0; i < prog->n_verbs; i++) {
+    if (strcmp(prog->verbs[i].name, name) == 0)
+      return &prog->verbs[i];
+  }
+  return NULL;
+}
+
+/* verb_check: is `name` a verb this build can run? Says why not. */
+static bool verb_check(const struct cli_program *prog, const char *name)
+{
+  const struct cli_verb *v = verb_find(prog, name);
+  if (!v) {
+    fprintf(stderr, "%s: unknown verb '%s' (try '%s --help')\n", prog->name,
+            name, prog->name);
+    return false;
+  }
+  if (!v->run_cb) {
+    fprintf(stderr, "%s: verb '%s' is not available in this build\n",
+            prog->name, name);
+    return false;
+  }
+  return true;
+}
+
+bool cli_parse(const struct cli_program *prog, int argc, char **argv,
+               struct cli_options *opt, int *exit_status)
+{
+  int c;
+
+  memset(opt, 0, sizeof(*opt));
+  *exit_status = CLI_EXIT_OK;
+  /* "+": stop at the first non-option, the verb; its options are its own. */
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "+hVc:", long_options, NULL)) != -1) {
+    switch (c) {
+      case 'h':
+        cli_usage(prog, stdout);
+        return false;
+      case 'V':
+        printf("%s %s\n", prog->name, SENDONCE_VERSION);
+        return false;
+      case 'c':
+        opt->config_path = optarg;
+        break;
+      case OPT_LOG_LEVEL: {
+        enum log_level level;
+        if (log_level_parse(optarg, &level) < 0) {
+          fprintf(stderr, "%s: --log-level: must be error|warn|info|debug\n",
+                  prog->name);
+          *exit_status = CLI_EXIT_USAGE;
+          return false;
+        }
+        opt->log_level = optarg;
+        break;
+      }
+      case OPT_LOG_FORMAT: {
+        enum log_format format;
+        if (log_format_parse(optarg, &format) < 0) {
+          fprintf(stderr, "%s: --log-format: must be kv|json\n", prog->name);
+          *exit_status = CLI_EXIT_USAGE;
+          return false;
+        }
+        opt->log_format = optarg;
+        break;
+      }
+      case OPT_PRINT_CONFIG:
+        opt->print_config = true;
+        break;
+      default:
+        /* getopt_long has said what was wrong. */
+        fprintf(stderr, "Try '%s --help'.\n", prog->name);
+        *exit_status = CLI_EXIT_USAGE;
+        return false;
+    }
+  }
+  opt->verb_index = optind;
+  if (opt->print_config)
+    return true;
+  if (optind >= argc) {
+    fprintf(stderr, "%s: missing verb (try '%s --help')\n", prog->name,
+            prog->name);
+    *exit_status = CLI_EXIT_USAGE;
+    return false;
+  }
+  if (!verb_check(prog, argv[optind])) {
+    *exit_status = CLI_EXIT_USAGE;
+    return false;
+  }
+  return true;
+}
+
+bool cli_load_config(const struct cli_program *prog,
+                     const struct cli_options *opt, struct config *cfg,
+                     int *exit_status)
+{
+  char err[1024];
+
+  int rc = config_load(cfg, opt->config_path, err, sizeof(err));
+  if (rc < 0) {
+    fprintf(stderr, "%s: %s\n", prog->name, err[0] ? err : so_strerror(rc));
+    *exit_status = CONFIG_EXIT_BAD;
+    return false;
+  }
+  /* Both were checked by cli_parse(); the command line wins. */
+  if (opt->log_level && log_level_parse(opt->log_level, &cfg->log.level) < 0)
+    log_warn("cli: ignored --log-level value=%s", opt->log_level);
+  if (opt->log_format &&
+      log_format_parse(opt->log_format, &cfg->log.format) < 0)
+    log_warn("cli: ignored --log-format value=%s", opt->log_format);
+  log_set_level(cfg->log.level);
+  log_set_format(cfg->log.format);
+  if (opt->print_config) {
+    config_print(cfg, stdout);
+    *exit_status = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+    return false;
+  }
+  *exit_status = CLI_EXIT_OK;
+  return true;
+}
+
+int cli_run_verb(const struct cli_program *prog, const struct cli_options *opt,
+                 const struct config *cfg, int argc, char **argv)
+{
+  if (opt->verb_index >= argc) {
+    fprintf(stderr, "%s: missing verb (try '%s --help')\n", prog->name,
+            prog->name);
+    return CLI_EXIT_USAGE;
+  }
+  const char *name = argv[opt->verb_index];
+  if (!verb_check(prog, name))
+    return CLI_EXIT_USAGE;
+  /* The verb parses its own options from a fresh getopt state. */
+  optind = 1;
+  return verb_find(prog, name)
+      ->run_cb(cfg, argc - opt->verb_index, argv + opt->verb_index);
+}
