@@ -1,0 +1,40 @@
+/* sendonce-consumer: consumes campaign-due triggers, claims each campaign
+ * in the registry and sends it through its channel's provider.
+ *
+ * main() parses the command line, loads the config, and runs the verb;
+ * the logic lives in consumer.c (wire a verb by setting its run_cb below).
+ */
+#include <stddef.h>
+
+#include "cli.h"
+#include "config.h"
+
+static const struct cli_verb verbs[] = {
+    {"run", NULL, "daemon: consume and send campaigns until SIGTERM", NULL},
+};
+
+static const struct cli_program program = {
+    .name = "sendonce-consumer",
+    .summary =
+        "Consumes campaign-due triggers, claims each campaign in the "
+        "registry and sends it once.",
+    .verbs = verbs,
+    .n_verbs = sizeof(verbs) / sizeof(verbs[0]),
+};
+
+int main(int argc, char **argv)
+{
+  struct cli_options opt;
+  struct config cfg;
+  int status;
+
+  if (!cli_parse(&program, argc, argv, &opt, &status))
+    return status;
+  if (!cli_load_config(&program, &opt, &cfg, &status)) {
+    config_free(&cfg);
+    return status;
+  }
+  status = cli_run_verb(&program, &opt, &cfg, argc, argv);
+  config_free(&cfg);
+  return status;
+}

@@ -1,0 +1,51 @@
+/* sendonce-publisher: registers campaigns and publishes each one's
+ * campaign-due trigger when it falls due.
+ *
+ * main() parses the command line, loads the config, and runs the verb;
+ * the verbs' logic lives in publisher.c (wire a verb by setting its run_cb
+ * below).
+ */
+#include <stddef.h>
+
+#include "cli.h"
+#include "config.h"
+
+static const struct cli_verb verbs[] = {
+    {"schedule", "FILE|-",
+     "register a campaign (campaign-due JSON) to be "
+     "published at its scheduled_at",
+     NULL},
+    {"publish", "CAMPAIGN_ID", "publish a registered campaign's trigger now",
+     NULL},
+    {"list", "[--state STATE]", "list campaigns in the registry", NULL},
+    {"cancel", "CAMPAIGN_ID", "cancel a campaign (it is never sent)", NULL},
+    {"pause", "CAMPAIGN_ID", "pause a campaign between batches", NULL},
+    {"resume", "CAMPAIGN_ID", "resume a paused campaign", NULL},
+    {"run", NULL, "daemon: publish campaigns as they fall due", NULL},
+};
+
+static const struct cli_program program = {
+    .name = "sendonce-publisher",
+    .summary =
+        "Registers campaigns and publishes each one's trigger, once, "
+        "when it falls due.",
+    .verbs = verbs,
+    .n_verbs = sizeof(verbs) / sizeof(verbs[0]),
+};
+
+int main(int argc, char **argv)
+{
+  struct cli_options opt;
+  struct config cfg;
+  int status;
+
+  if (!cli_parse(&program, argc, argv, &opt, &status))
+    return status;
+  if (!cli_load_config(&program, &opt, &cfg, &status)) {
+    config_free(&cfg);
+    return status;
+  }
+  status = cli_run_verb(&program, &opt, &cfg, argc, argv);
+  config_free(&cfg);
+  return status;
+}
