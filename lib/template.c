@@ -1,0 +1,521 @@
+/* template.c - the JSON body template of a provider request. */
+#include "template.h"
+
+#include <json-c/json.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum seg_kind {
+  SEG_TEXT,
+  SEG_CAMPAIGN_ID,
+  SEG_RECIPIENT_ID,
+  SEG_ADDRESS,
+  SEG_VAR,     /* path after "vars." */
+  SEG_CONTENT, /* path after "content." */
+  SEG_SECTION_BEGIN,
+  SEG_SECTION_END,
+};
+
+/* A piece of the template: literal text or a placeholder. off/len point
+ * into template->text (the literal, or the placeholder's path). */
+struct seg {
+  enum seg_kind kind;
+  size_t off;
+  size_t len;
+};
+
+struct template
+{
+  char *text; /* our copy of the source */
+  struct seg *segs;
+  size_t n_segs;
+  size_t section_begin; /* index of SEG_SECTION_BEGIN, or n_segs */
+  size_t section_end;   /* index of SEG_SECTION_END, or n_segs */
+  char *campaign_id;    /* NULL until bound */
+  json_object *content; /* NULL until bound */
+};
+
+/* A growing output buffer with a hard cap. */
+struct buf {
+  char *p;
+  size_t len;
+  size_t cap;
+};
+
+static int buf_put(struct buf *b, const char *data, size_t n)
+{
+  if (n > TEMPLATE_MAX_BODY - b->len)
+    return SO_ERR_TOO_LARGE;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+      return SO_ERR_NOMEM;
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return SO_OK;
+}
+
+/* buf_put_escaped: append `s` as JSON string content (no quotes). Plain
+ * runs are copied in one go; only the bytes JSON forbids are escaped. */
+static int buf_put_escaped(struct buf *b, const char *s, size_t n)
+{
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[8];
+    size_t esc_len = 2;
+    esc[0] = '\\';
+    switch (c) {
+      case '"':
+        esc[1] = '"';
+        break;
+      case '\\':
+        esc[1] = '\\';
+        break;
+      case '\n':
+        esc[1] = 'n';
+        break;
+      case '\r':
+        esc[1] = 'r';
+        break;
+      case '\t':
+        esc[1] = 't';
+        break;
+      case '\b':
+        esc[1] = 'b';
+        break;
+      case '\f':
+        esc[1] = 'f';
+        break;
+      default:
+        if (c >= 0x20)
+          continue;
+        snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)c);
+        esc_len = 6;
+        break;
+    }
+    int rc = buf_put(b, s + run, i - run);
+    if (rc == SO_OK)
+      rc = buf_put(b, esc, esc_len);
+    if (rc != SO_OK)
+      return rc;
+    run = i + 1;
+  }
+  return buf_put(b, s + run, n - run);
+}
+
+static int add_seg(struct template *t, enum seg_kind kind, size_t off,
+                   size_t len, size_t *cap)
+{
+  if (t->n_segs == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 16;
+    struct seg *segs = realloc(t->segs, ncap * sizeof(*segs));
+    if (!segs)
+      return SO_ERR_NOMEM;
+    t->segs = segs;
+    *cap = ncap;
+  }
+  t->segs[t->n_segs++] = (struct seg){kind, off, len};
+  return SO_OK;
+}
+
+static bool name_is(const char *name, size_t len, const char *want)
+{
+  return strlen(want) == len && memcmp(name, want, len) == 0;
+}
+
+/* path_valid: "a", "a.b" - no empty component. */
+static bool path_valid(const char *p, size_t len)
+{
+  if (len == 0 || p[0] == '.' || p[len - 1] == '.')
+    return false;
+  for (size_t i = 1; i < len; i++)
+    if (p[i] == '.' && p[i - 1] == '.')
+      return false;
+  return true;
+}
+
+/* classify: map a trimmed placeholder name to its segment. */
+static int classify(const char *name, size_t len, size_t name_off,
+                    enum seg_kind *kind, size_t *off, size_t *plen)
+{
+  static const struct {
+    const char *prefix;
+    enum seg_kind kind;
+  } paths[] = {{"vars.", SEG_VAR}, {"content.", SEG_CONTENT}};
+  static const struct {
+    const char *name;
+    enum seg_kind kind;
+  } fixed[] = {{"campaign_id", SEG_CAMPAIGN_ID},
+               {"recipient_id", SEG_RECIPIENT_ID},
+               {"address", SEG_ADDRESS},
+               {"#recipients", SEG_SECTION_BEGIN},
+               {"/recipients", SEG_SECTION_END}};
+  *off = 0;
+  *plen = 0;
+  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+    if (name_is(name, len, fixed[i].name)) {
+      *kind = fixed[i].kind;
+      return SO_OK;
+    }
+  }
+  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+    size_t pl = strlen(paths[i].prefix);
+    if (len >= pl && memcmp(name, paths[i].prefix, pl) == 0 &&
+        path_valid(name + pl, len - pl)) {
+      *kind = paths[i].kind;
+      *off = name_off + pl;
+      *plen = len - pl;
+      return SO_OK;
+    }
+  }
+  return SO_ERR_INVALID;
+}
+
+static bool per_recipient(enum seg_kind k)
+{
+  return k == SEG_RECIPIENT_ID || k == SEG_ADDRESS || k == SEG_VAR;
+}
+
+/* check_sections: at most one section, closed, and no per-recipient
+ * placeholder outside it when there is one. */
+static int check_sections(struct template *t, char *err, size_t errlen)
+{
+  t->section_begin = t->section_end = t->n_segs;
+  for (size_t i = 0; i < t->n_segs; i++) {
+    enum seg_kind k = t->segs[i].kind;
+    if (k == SEG_SECTION_BEGIN) {
+      if (t->section_begin != t->n_segs) {
+        snprintf(err, errlen, "only one {{#recipients}} section allowed");
+        return SO_ERR_INVALID;
+      }
+      t->section_begin = i;
+    } else if (k == SEG_SECTION_END) {
+      if (t->section_begin == t->n_segs || t->section_end != t->n_segs) {
+        snprintf(err, errlen, "{{/recipients}} without {{#recipients}}");
+        return SO_ERR_INVALID;
+      }
+      t->section_end = i;
+    }
+  }
+  if (t->section_begin != t->n_segs && t->section_end == t->n_segs) {
+    snprintf(err, errlen, "{{#recipients}} section is not closed");
+    return SO_ERR_INVALID;
+  }
+  if (t->section_begin == t->n_segs)
+    return SO_OK;
+  for (size_t i = 0; i < t->n_segs; i++) {
+    bool inside = i > t->section_begin && i < t->section_end;
+    if (!inside && per_recipient(t->segs[i].kind)) {
+      snprintf(err, errlen,
+               "per-recipient placeholder outside {{#recipients}}: "
+               "{{address}}, {{recipient_id}} and {{vars.*}} belong inside "
+               "the section");
+      return SO_ERR_INVALID;
+    }
+  }
+  return SO_OK;
+}
+
+int template_parse(const char *text, struct template **out, char *err,
+                   size_t errlen)
+{
+  int rc = SO_ERR_NOMEM;
+  size_t cap = 0;
+  *out = NULL;
+  if (!text) {
+    snprintf(err, errlen, "no body template");
+    return SO_ERR_INVALID;
+  }
+  struct template *t = calloc(1, sizeof(*t));
+  if (!t)
+    return SO_ERR_NOMEM;
+  t->text = strdup(text);
+  if (!t->text)
+    goto fail;
+
+  size_t p = 0;
+  while (t->text[p]) {
+    const char *open = strstr(t->text + p, "{{");
+    size_t o = open ? (size_t)(open - t->text) : strlen(t->text);
+    if (o > p && (rc = add_seg(t, SEG_TEXT, p, o - p, &cap)) != SO_OK)
+      goto fail;
+    if (!open)
+      break;
+    const char *close = strstr(open + 2, "}}");
+    if (!close) {
+      snprintf(err, errlen, "offset %zu: unterminated \"{{\"", o);
+      rc = SO_ERR_INVALID;
+      goto fail;
+    }
+    size_t nb = o + 2, ne = (size_t)(close - t->text);
+    while (nb < ne && t->text[nb] == ' ')
+      nb++;
+    while (ne > nb && t->text[ne - 1] == ' ')
+      ne--;
+    enum seg_kind kind;
+    size_t off, len;
+    if (classify(t->text + nb, ne - nb, nb, &kind, &off, &len) != SO_OK) {
+      snprintf(err, errlen, "offset %zu: unknown placeholder {{%.*s}}", o,
+               (int)(ne - nb < 64 ? ne - nb : 64), t->text + nb);
+      rc = SO_ERR_INVALID;
+      goto fail;
+    }
+    if ((rc = add_seg(t, kind, off, len, &cap)) != SO_OK)
+      goto fail;
+    p = (size_t)(close - t->text) + 2;
+  }
+  if ((rc = check_sections(t, err, errlen)) != SO_OK)
+    goto fail;
+  *out = t;
+  return SO_OK;
+
+fail:
+  if (rc == SO_ERR_NOMEM)
+    snprintf(err, errlen, "out of memory");
+  template_free(t);
+  return rc;
+}
+
+void template_free(struct template *t)
+{
+  if (!t)
+    return;
+  json_object_put(t->content);
+  free(t->campaign_id);
+  free(t->segs);
+  free(t->text);
+  free(t);
+}
+
+bool template_is_batch(const struct template *t)
+{
+  return t->section_begin != t->n_segs;
+}
+
+/* lookup: follow a dotted path from `root`. Returns true when found;
+ * *out is NULL for a JSON null. */
+static bool lookup(json_object *root, const char *path, size_t len,
+                   json_object **out)
+{
+  json_object *cur = root;
+  size_t i = 0;
+  while (i < len) {
+    size_t j = i;
+    while (j < len && path[j] != '.')
+      j++;
+    char key[256];
+    if (j - i >= sizeof(key) || !json_object_is_type(cur, json_type_object))
+      return false;
+    memcpy(key, path + i, j - i);
+    key[j - i] = '\0';
+    if (!json_object_object_get_ex(cur, key, &cur))
+      return false;
+    i = j + 1;
+  }
+  *out = cur;
+  return true;
+}
+
+static int put_value(struct buf *b, json_object *v)
+{
+  if (!v)
+    return SO_OK; /* JSON null renders as nothing */
+  if (json_object_is_type(v, json_type_string))
+    return buf_put_escaped(b, json_object_get_string(v),
+                           (size_t)json_object_get_string_len(v));
+  const char *s = json_object_to_json_string_ext(
+      v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  return buf_put_escaped(b, s, strlen(s));
+}
+
+/* One recipient while rendering: its data and its parsed vars. */
+struct ctx {
+  const struct template_recipient *r;
+  json_object *vars;
+};
+
+static int parse_vars(const struct template_recipient *r, json_object **out,
+                      char *err, size_t errlen)
+{
+  *out = NULL;
+  if (!r->id || !r->address) {
+    snprintf(err, errlen, "recipient without id or address");
+    return SO_ERR_INVALID;
+  }
+  if (!r->vars_json)
+    return SO_OK;
+  enum json_tokener_error jerr;
+  json_object *v = json_tokener_parse_verbose(r->vars_json, &jerr);
+  if (!v || !json_object_is_type(v, json_type_object)) {
+    json_object_put(v);
+    snprintf(err, errlen, "recipient %s: vars is not a JSON object", r->id);
+    return SO_ERR_INVALID;
+  }
+  *out = v;
+  return SO_OK;
+}
+
+static int render_seg(const struct template *t, const struct seg *sg,
+                      const struct ctx *c, struct buf *b, char *err,
+                      size_t errlen)
+{
+  json_object *v = NULL;
+  const char *path = t->text + sg->off;
+  switch (sg->kind) {
+    case SEG_TEXT:
+      return buf_put(b, path, sg->len);
+    case SEG_CAMPAIGN_ID:
+      return buf_put_escaped(b, t->campaign_id, strlen(t->campaign_id));
+    case SEG_RECIPIENT_ID:
+      return buf_put_escaped(b, c->r->id, strlen(c->r->id));
+    case SEG_ADDRESS:
+      return buf_put_escaped(b, c->r->address, strlen(c->r->address));
+    case SEG_VAR:
+      if (!c->vars || !lookup(c->vars, path, sg->len, &v)) {
+        snprintf(err, errlen, "recipient %s: vars.%.*s missing", c->r->id,
+                 (int)sg->len, path);
+        return SO_ERR_INVALID;
+      }
+      return put_value(b, v);
+    case SEG_CONTENT:
+      if (!lookup(t->content, path, sg->len, &v)) {
+        snprintf(err, errlen, "content.%.*s missing", (int)sg->len, path);
+        return SO_ERR_INVALID;
+      }
+      return put_value(b, v);
+    case SEG_SECTION_BEGIN:
+    case SEG_SECTION_END:
+      break;
+  }
+  return SO_OK;
+}
+
+int template_bind(struct template *t, const char *campaign_id,
+                  const char *content_json, char *err, size_t errlen)
+{
+  if (!campaign_id) {
+    snprintf(err, errlen, "no campaign id");
+    return SO_ERR_INVALID;
+  }
+  char *id = strdup(campaign_id);
+  json_object *content = content_json ? json_tokener_parse(content_json)
+                                      : json_object_new_object();
+  if (!id || !content || !json_object_is_type(content, json_type_object)) {
+    int rc = id ? SO_ERR_INVALID : SO_ERR_NOMEM;
+    snprintf(err, errlen, "%s",
+             id ? "content is not a JSON object" : "out of memory");
+    free(id);
+    json_object_put(content);
+    return rc;
+  }
+  for (size_t i = 0; i < t->n_segs; i++) {
+    json_object *v;
+    const struct seg *sg = &t->segs[i];
+    if (sg->kind == SEG_CONTENT &&
+        !lookup(content, t->text + sg->off, sg->len, &v)) {
+      snprintf(err, errlen, "content.%.*s missing", (int)sg->len,
+               t->text + sg->off);
+      free(id);
+      json_object_put(content);
+      return SO_ERR_INVALID;
+    }
+  }
+  free(t->campaign_id);
+  json_object_put(t->content);
+  t->campaign_id = id;
+  t->content = content;
+  return SO_OK;
+}
+
+/* render_range: segments [from, to) for one recipient context. */
+static int render_range(const struct template *t, size_t from, size_t to,
+                        const struct ctx *c, struct buf *b, char *err,
+                        size_t errlen)
+{
+  for (size_t i = from; i < to; i++) {
+    int rc = render_seg(t, &t->segs[i], c, b, err, errlen);
+    if (rc != SO_OK)
+      return rc;
+  }
+  return SO_OK;
+}
+
+static int render_section(const struct template *t,
+                          const struct template_recipient *r, size_t n,
+                          struct buf *b, size_t *bad, char *err, size_t errlen)
+{
+  for (size_t j = 0; j < n; j++) {
+    struct ctx c = {&r[j], NULL};
+    int rc = parse_vars(&r[j], &c.vars, err, errlen);
+    if (rc == SO_OK && j > 0)
+      rc = buf_put(b, ",", 1);
+    if (rc == SO_OK)
+      rc = render_range(t, t->section_begin + 1, t->section_end, &c, b, err,
+                        errlen);
+    json_object_put(c.vars);
+    if (rc != SO_OK) {
+      if (rc == SO_ERR_INVALID)
+        *bad = j;
+      return rc;
+    }
+  }
+  return SO_OK;
+}
+
+int template_render(const struct template *t,
+                    const struct template_recipient *r, size_t n, char **out,
+                    size_t *outlen, size_t *bad, char *err, size_t errlen)
+{
+  struct buf b = {NULL, 0, 0};
+  struct ctx c = {n > 0 ? &r[0] : NULL, NULL};
+  int rc = SO_ERR_INVALID;
+  *out = NULL;
+  *outlen = 0;
+  *bad = n;
+  if (!t->campaign_id) {
+    snprintf(err, errlen, "template not bound to a campaign");
+    return SO_ERR_INVALID;
+  }
+  if (n == 0 || (!template_is_batch(t) && n != 1)) {
+    snprintf(err, errlen, "cannot render %zu recipients into %s", n,
+             template_is_batch(t) ? "a batch" : "a single-recipient body");
+    return SO_ERR_INVALID;
+  }
+  if (template_is_batch(t)) {
+    rc = render_range(t, 0, t->section_begin, &c, &b, err, errlen);
+    if (rc == SO_OK)
+      rc = render_section(t, r, n, &b, bad, err, errlen);
+    if (rc == SO_OK)
+      rc = render_range(t, t->section_end + 1, t->n_segs, &c, &b, err, errlen);
+  } else {
+    rc = parse_vars(&r[0], &c.vars, err, errlen);
+    if (rc == SO_OK)
+      rc = render_range(t, 0, t->n_segs, &c, &b, err, errlen);
+    if (rc == SO_ERR_INVALID)
+      *bad = 0;
+    json_object_put(c.vars);
+  }
+  if (rc == SO_OK && !b.p)
+    rc = buf_put(&b, "", 0); /* an empty template is an empty body */
+  if (rc != SO_OK) {
+    if (rc == SO_ERR_TOO_LARGE)
+      snprintf(err, errlen, "rendered body over %u bytes", TEMPLATE_MAX_BODY);
+    else if (rc == SO_ERR_NOMEM)
+      snprintf(err, errlen, "out of memory");
+    free(b.p);
+    return rc;
+  }
+  *out = b.p;
+  *outlen = b.len;
+  return SO_OK;
+}
