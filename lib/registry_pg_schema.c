@@ -125,13 +125,15 @@ const char *const registry_pg_sql[S_COUNT] = {
         "(unnest($3::text[]) WITH ORDINALITY AS r(id, i) "
         " JOIN deliveries d ON d.campaign_id = $1 "
         " AND d.recipient_id = r.id AND d.state <> 'INFLIGHT') ON ok.ok",
-    /* Fence check and row lock first (lock); then the marks (u), one row
-     * per recipient (m) with the effect of applying its marks in order: the
-     * first SENT/REJECTED wins (a final state is never left), INFLIGHT
-     * marks before it each count an attempt; inserted or applied to rows
-     * still INFLIGHT (ch: only real changes come back); then the counters
-     * bumped by what really changed. With a stale fence `lock` is empty
-     * and nothing is written. */
+    /* Fence check and row lock first (lock): with a stale fence it is
+     * empty and nothing is written. Then one row per recipient (m) with the
+     * effect of applying its marks in order, as SQLite does one by one: the
+     * first SENT/REJECTED wins (a final state is never left) and the
+     * INFLIGHT marks before it count attempts (tries); a new row starts at
+     * 1 attempt. New rows are inserted (ins); rows still INFLIGHT are
+     * updated (upd; rows inserted here are invisible to it, and the lock
+     * keeps any other writer of this campaign out). Only real changes come
+     * back, and only those bump the counters. */
     [S_MARK] =
         "WITH t AS (SELECT " PG_NOW_MS
         " AS n), "
@@ -144,20 +146,26 @@ const char *const registry_pg_sql[S_COUNT] = {
         " FROM unnest($3::text[], $4::text[], $5::text[]) "
         " WITH ORDINALITY AS x(id, st, err, ord) "
         " WHERE EXISTS (SELECT 1 FROM lock)), "
-        "m AS (SELECT DISTINCT ON (u.id) u.id, u.st, u.err, count(*) "
-        " FILTER (WHERE u.st = 'INFLIGHT' AND (u.ff IS NULL OR u.ord < u.ff))"
-        " OVER (PARTITION BY u.id) AS tries FROM u "
-        " ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "
-        "ch AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "
-        " state, attempts, error, updated_at) "
-        " SELECT $1, m.id, m.st, m.tries, m.err, t.n FROM m CROSS JOIN t "
-        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "
-        " SET state = excluded.state, "
-        " attempts = d.attempts + excluded.attempts, "
-        " error = excluded.error, updated_at = excluded.updated_at "
-        " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
+        "m AS (SELECT DISTINCT ON (u.id) u.id, u.st, "
+        " CASE WHEN u.st = 'INFLIGHT' THEN NULL ELSE u.err END AS err, "
+        " count(*) FILTER (WHERE u.st = 'INFLIGHT' AND "
+        " (u.ff IS NULL OR u.ord < u.ff)) OVER (PARTITION BY u.id) AS tries "
+        " FROM u ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "
+        "ins AS (INSERT INTO deliveries (campaign_id, recipient_id, state, "
+        " attempts, error, updated_at) "
+        " SELECT $1, m.id, m.st, greatest(m.tries, 1), m.err, t.n "
+        " FROM m CROSS JOIN t "
+        " ON CONFLICT (campaign_id, recipient_id) DO NOTHING "
+        " RETURNING state), "
+        "upd AS (UPDATE deliveries d SET state = m.st, "
+        " attempts = d.attempts + m.tries, "
+        " error = CASE WHEN m.st = 'INFLIGHT' THEN d.error ELSE m.err END, "
+        " updated_at = t.n FROM m, t WHERE d.campaign_id = $1 "
+        " AND d.recipient_id = m.id AND d.state = 'INFLIGHT' "
+        " RETURNING d.state), "
         "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "
-        " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch) "
+        " count(*) FILTER (WHERE state = 'REJECTED') AS j "
+        " FROM (SELECT state FROM ins UNION ALL SELECT state FROM upd) ch) "
         "UPDATE campaigns c SET sent = c.sent + cnt.s, "
         "rejected = c.rejected + cnt.j, progress_at = CASE "
         "WHEN cnt.s + cnt.j > 0 THEN t.n ELSE c.progress_at END, "
