@@ -1,4 +1,5 @@
-/* msg.c - the campaign-due message codec (see msg.h for the rules). */
+/* msg.c - the campaign-due message codec: parsing and validation (see
+ * msg.h for the rules); the encoder is in msg_encode.c. */
 #include "msg.h"
 
 #include <json-c/json.h>
@@ -10,16 +11,13 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "msg_internal.h"
 #include "strictjson.h"
 
 #define SNIPPET_MAX 40 /* bytes of user data quoted in an error */
 
-/* Fill err with "<code>: <detail>" and return rc. */
-static int fail(int rc, char *err, size_t errlen, const char *code,
-                const char *fmt, ...) SO_PRINTF(5, 6);
-
-static int fail(int rc, char *err, size_t errlen, const char *code,
-                const char *fmt, ...)
+int msg__fail(int rc, char *err, size_t errlen, const char *code,
+              const char *fmt, ...)
 {
   if (err && errlen > 0) {
     int n = snprintf(err, errlen, "%s: ", code);
@@ -70,11 +68,12 @@ static size_t count_members(struct json_object *v)
 {
   size_t n = 0;
   if (json_object_is_type(v, json_type_object)) {
-    json_object_object_foreach(v, key, child)
-    {
-      (void)key;
-      n += 1 + count_members(child);
-    }
+    /* The iterator, not json_object_object_foreach: that macro uses a
+     * GNU statement expression outside strict C. */
+    struct json_object_iterator it = json_object_iter_begin(v);
+    struct json_object_iterator end = json_object_iter_end(v);
+    for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+      n += 1 + count_members(json_object_iter_peek_value(&it));
   } else if (json_object_is_type(v, json_type_array)) {
     size_t len = json_object_array_length(v);
     for (size_t i = 0; i < len; i++)
@@ -83,11 +82,8 @@ static size_t count_members(struct json_object *v)
   return n;
 }
 
-/* Strict-check `text`, parse it with json-c and require an object (else
- * `not_object_code`). On success *out holds a reference. */
-static int parse_object(const char *text, size_t len,
-                        const char *not_object_code, struct json_object **out,
-                        char *err, size_t errlen)
+int msg__parse_object(const char *text, size_t len, const char *not_object_code,
+                      struct json_object **out, char *err, size_t errlen)
 {
   static const char *const codes[] = {
       [STRICTJSON_BAD_UTF8] = MSG_ERR_BAD_UTF8,
@@ -99,18 +95,18 @@ static int parse_object(const char *text, size_t len,
 
   *out = NULL;
   if (len > INT_MAX)
-    return fail(SO_ERR_TOO_LARGE, err, errlen, MSG_ERR_TOO_LARGE, "%zu bytes",
-                len);
+    return msg__fail(SO_ERR_TOO_LARGE, err, errlen, MSG_ERR_TOO_LARGE,
+                     "%zu bytes", len);
   if (strictjson_check(text, len, MSG_MAX_DEPTH, &res) != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, codes[res.error],
-                "%s at offset %zu", res.reason, res.offset);
+    return msg__fail(SO_ERR_INVALID, err, errlen, codes[res.error],
+                     "%s at offset %zu", res.reason, res.offset);
   if (res.root != '{')
-    return fail(SO_ERR_INVALID, err, errlen, not_object_code,
-                "the JSON value is not an object");
+    return msg__fail(SO_ERR_INVALID, err, errlen, not_object_code,
+                     "the JSON value is not an object");
 
   struct json_tokener *tok = json_tokener_new_ex(MSG_MAX_DEPTH + 1);
   if (!tok)
-    return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_JSON, "no memory");
+    return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_JSON, "no memory");
   json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
   struct json_object *root = json_tokener_parse_ex(tok, text, (int)len);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
@@ -118,16 +114,17 @@ static int parse_object(const char *text, size_t len,
   /* The strict check passed, so json-c failing here is unexpected. */
   if (!root || jerr != json_tokener_success) {
     json_object_put(root);
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_JSON, "%s",
-                json_tokener_error_desc(jerr));
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_JSON, "%s",
+                     json_tokener_error_desc(jerr));
   }
   /* json-c keeps one of repeated keys: fewer members than the text has
    * means some object repeated a key. */
   size_t kept = count_members(root);
   if (kept != res.n_members) {
     json_object_put(root);
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_DUPLICATE_KEY,
-                "%zu members in the text, %zu distinct", res.n_members, kept);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_DUPLICATE_KEY,
+                     "%zu members in the text, %zu distinct", res.n_members,
+                     kept);
   }
   *out = root;
   return SO_OK;
@@ -139,19 +136,19 @@ static int check_name(const char *s, size_t n, size_t max, bool allow_colon,
 {
   char q[64];
   if (n == 0)
-    return fail(SO_ERR_INVALID, err, errlen, code, "empty");
+    return msg__fail(SO_ERR_INVALID, err, errlen, code, "empty");
   if (n > max)
-    return fail(SO_ERR_INVALID, err, errlen, code,
-                "%zu bytes, at most %zu allowed", n, max);
+    return msg__fail(SO_ERR_INVALID, err, errlen, code,
+                     "%zu bytes, at most %zu allowed", n, max);
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
         (c == ':' && allow_colon))
       continue;
-    return fail(SO_ERR_INVALID, err, errlen, code,
-                "contains '%s' at offset %zu", snippet(&s[i], 1, q, sizeof q),
-                i);
+    return msg__fail(SO_ERR_INVALID, err, errlen, code,
+                     "contains '%s' at offset %zu",
+                     snippet(&s[i], 1, q, sizeof q), i);
   }
   return SO_OK;
 }
@@ -159,8 +156,8 @@ static int check_name(const char *s, size_t n, size_t max, bool allow_colon,
 int msg_validate_campaign_id(const char *id, char *err, size_t errlen)
 {
   if (!id)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CAMPAIGN_ID,
-                "missing");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CAMPAIGN_ID,
+                     "missing");
   return check_name(id, strlen(id), MSG_CAMPAIGN_ID_MAX, true,
                     MSG_ERR_BAD_CAMPAIGN_ID, err, errlen);
 }
@@ -173,18 +170,20 @@ static int check_printable(const char *s, size_t n, size_t max,
                            size_t errlen)
 {
   if (n == 0)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                "%s%s: empty", where, field);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "%s%s: empty", where, field);
   if (n > max)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                "%s%s: %zu bytes, at most %zu allowed", where, field, n, max);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "%s%s: %zu bytes, at most %zu allowed", where, field, n,
+                     max);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     bool c1 = c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
               (unsigned char)s[i + 1] <= 0x9f;
     if (c < 0x20 || c == 0x7f || c1)
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                  "%s%s: control character at offset %zu", where, field, i);
+      return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                       "%s%s: control character at offset %zu", where, field,
+                       i);
   }
   return SO_OK;
 }
@@ -214,13 +213,13 @@ static int parse_recipient(struct json_object *obj, const char *where,
 
   memset(r, 0, sizeof *r);
   if (!json_object_is_type(obj, json_type_object))
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                "%snot an object but %s", where, type_name(obj));
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "%snot an object but %s", where, type_name(obj));
   rc = member(obj, "address", json_type_string, &v);
   if (rc != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                "%saddress: %s", where,
-                rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "%saddress: %s", where,
+                     rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
   const char *addr = json_object_get_string(v);
   size_t addr_len = (size_t)json_object_get_string_len(v);
   rc = check_printable(addr, addr_len, MSG_ADDRESS_MAX, where, "address", err,
@@ -231,8 +230,8 @@ static int parse_recipient(struct json_object *obj, const char *where,
   size_t id_len = addr_len;
   rc = member(obj, "id", json_type_string, &v);
   if (rc == SO_ERR_INVALID)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                "%sid: not a string", where);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "%sid: not a string", where);
   if (rc == SO_OK) {
     id = json_object_get_string(v);
     id_len = (size_t)json_object_get_string_len(v);
@@ -243,8 +242,8 @@ static int parse_recipient(struct json_object *obj, const char *where,
   }
   rc = member(obj, "vars", json_type_object, &v);
   if (rc == SO_ERR_INVALID)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                "%svars: not an object", where);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "%svars: not an object", where);
   r->address = dup_len(addr, addr_len);
   r->id = dup_len(id, id_len);
   if (rc == SO_OK)
@@ -252,7 +251,8 @@ static int parse_recipient(struct json_object *obj, const char *where,
         v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   if (!r->address || !r->id || (rc == SO_OK && !r->vars_json)) {
     msg_recipient_cleanup(r);
-    return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENT, "no memory");
+    return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "no memory");
   }
   return SO_OK;
 }
@@ -273,17 +273,18 @@ static int check_unique_ids(const struct msg *m, char *err, size_t errlen)
   int rc = SO_OK;
 
   if (!sorted)
-    return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENTS, "no memory");
+    return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENTS,
+                     "no memory");
   for (size_t i = 0; i < m->n_recipients; i++)
     sorted[i] = &m->recipients[i];
   qsort(sorted, m->n_recipients, sizeof *sorted, cmp_recipient_id);
   for (size_t i = 1; i < m->n_recipients; i++) {
     if (strcmp(sorted[i - 1]->id, sorted[i]->id) == 0) {
-      rc = fail(SO_ERR_INVALID, err, errlen, MSG_ERR_DUPLICATE_RECIPIENT,
-                "id '%s' at recipients[%zu] and recipients[%zu]",
-                snippet(sorted[i]->id, strlen(sorted[i]->id), q, sizeof q),
-                (size_t)(sorted[i - 1] - m->recipients),
-                (size_t)(sorted[i] - m->recipients));
+      rc = msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_DUPLICATE_RECIPIENT,
+                     "id '%s' at recipients[%zu] and recipients[%zu]",
+                     snippet(sorted[i]->id, strlen(sorted[i]->id), q, sizeof q),
+                     (size_t)(sorted[i - 1] - m->recipients),
+                     (size_t)(sorted[i] - m->recipients));
       break;
     }
   }
@@ -298,11 +299,12 @@ static int parse_recipients(struct json_object *arr, struct msg *m, char *err,
   char where[48];
 
   if (n == 0)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS,
-                "empty array");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS,
+                     "empty array");
   m->recipients = calloc(n, sizeof *m->recipients);
   if (!m->recipients)
-    return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENTS, "no memory");
+    return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENTS,
+                     "no memory");
   for (size_t i = 0; i < n; i++) {
     snprintf(where, sizeof where, "recipients[%zu].", i);
     int rc = parse_recipient(json_object_array_get_idx(arr, i), where,
@@ -318,13 +320,13 @@ static int check_url(const char *s, size_t n, char *err, size_t errlen)
 {
   static const char *const schemes[] = {"file://", "http://", "https://"};
   if (n == 0 || n > MSG_URL_MAX)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
-                "%zu bytes, 1..%d allowed", n, MSG_URL_MAX);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
+                     "%zu bytes, 1..%d allowed", n, MSG_URL_MAX);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c <= 0x20 || c == 0x7f)
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
-                  "space or control character at offset %zu", i);
+      return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
+                       "space or control character at offset %zu", i);
   }
   for (size_t k = 0; k < sizeof schemes / sizeof schemes[0]; k++) {
     size_t sl = strlen(schemes[k]);
@@ -341,12 +343,12 @@ static int check_url(const char *s, size_t n, char *err, size_t errlen)
     if (k > 0 && rest_len > 0 && rest[0] != '/' && rest[0] != '?' &&
         rest[0] != '#')
       return SO_OK;
-    return fail(
+    return msg__fail(
         SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
         k == 0 ? "file URL without an absolute path" : "URL without a host");
   }
-  return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
-              "scheme must be file, http or https");
+  return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
+                   "scheme must be file, http or https");
 }
 
 /* A required or optional RFC 3339 string member. */
@@ -359,13 +361,13 @@ static int parse_time(struct json_object *root, const char *key,
   if (rc == SO_ERR_NOTFOUND)
     return rc;
   if (rc != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, code, "not a string but %s",
-                type_name(v));
+    return msg__fail(SO_ERR_INVALID, err, errlen, code, "not a string but %s",
+                     type_name(v));
   const char *s = json_object_get_string(v);
   size_t n = (size_t)json_object_get_string_len(v);
   if (strlen(s) != n || clock_parse_rfc3339(s, out) != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, code, "'%s' is not RFC 3339",
-                snippet(s, n, q, sizeof q));
+    return msg__fail(SO_ERR_INVALID, err, errlen, code, "'%s' is not RFC 3339",
+                     snippet(s, n, q, sizeof q));
   return SO_OK;
 }
 
@@ -377,8 +379,8 @@ static int parse_channel(struct json_object *root,
   char q[SNIPPET_MAX * 4 + 8];
   int rc = member(root, "channel", json_type_string, &v);
   if (rc != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CHANNEL, "%s",
-                rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CHANNEL, "%s",
+                     rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
   const char *s = json_object_get_string(v);
   size_t n = (size_t)json_object_get_string_len(v);
   rc = check_name(s, n, MSG_CHANNEL_MAX, false, MSG_ERR_BAD_CHANNEL, err,
@@ -390,13 +392,13 @@ static int parse_channel(struct json_object *root,
     while (i < rules->n_channels && strcmp(rules->channels[i], s) != 0)
       i++;
     if (i == rules->n_channels)
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_UNKNOWN_CHANNEL,
-                  "'%s' is not configured", snippet(s, n, q, sizeof q));
+      return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_UNKNOWN_CHANNEL,
+                       "'%s' is not configured", snippet(s, n, q, sizeof q));
   }
   m->channel = dup_len(s, n);
   return m->channel ? SO_OK
-                    : fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_CHANNEL,
-                           "no memory");
+                    : msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_CHANNEL,
+                                "no memory");
 }
 
 static int parse_fields(struct json_object *root, const struct msg_rules *rules,
@@ -407,19 +409,19 @@ static int parse_fields(struct json_object *root, const struct msg_rules *rules,
 
   rc = member(root, "schema", json_type_int, &v);
   if (rc != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_SCHEMA, "%s",
-                rc == SO_ERR_NOTFOUND ? "missing" : "not an integer");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_SCHEMA, "%s",
+                     rc == SO_ERR_NOTFOUND ? "missing" : "not an integer");
   int64_t schema = json_object_get_int64(v);
   if (schema != MSG_SCHEMA_VERSION)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_UNSUPPORTED_SCHEMA,
-                "schema %s, this program reads %d",
-                json_object_to_json_string(v), MSG_SCHEMA_VERSION);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_UNSUPPORTED_SCHEMA,
+                     "schema %s, this program reads %d",
+                     json_object_to_json_string(v), MSG_SCHEMA_VERSION);
   m->schema = MSG_SCHEMA_VERSION;
 
   rc = member(root, "campaign_id", json_type_string, &v);
   if (rc != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CAMPAIGN_ID, "%s",
-                rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CAMPAIGN_ID, "%s",
+                     rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
   const char *id = json_object_get_string(v);
   size_t id_len = (size_t)json_object_get_string_len(v);
   rc = check_name(id, id_len, MSG_CAMPAIGN_ID_MAX, true,
@@ -427,14 +429,14 @@ static int parse_fields(struct json_object *root, const struct msg_rules *rules,
   if (rc != SO_OK)
     return rc;
   if (!(m->campaign_id = dup_len(id, id_len)))
-    return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_CAMPAIGN_ID,
-                "no memory");
+    return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_CAMPAIGN_ID,
+                     "no memory");
 
   rc = parse_time(root, "scheduled_at", MSG_ERR_BAD_SCHEDULED_AT,
                   &m->scheduled_at_ms, err, errlen);
   if (rc == SO_ERR_NOTFOUND)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_SCHEDULED_AT,
-                "missing");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_SCHEDULED_AT,
+                     "missing");
   if (rc != SO_OK)
     return rc;
 
@@ -443,38 +445,39 @@ static int parse_fields(struct json_object *root, const struct msg_rules *rules,
 
   rc = member(root, "content", json_type_object, &v);
   if (rc != SO_OK)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CONTENT, "%s",
-                rc == SO_ERR_NOTFOUND ? "missing" : "not an object");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CONTENT, "%s",
+                     rc == SO_ERR_NOTFOUND ? "missing" : "not an object");
   m->content_json = strdup(json_object_to_json_string_ext(
       v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   if (!m->content_json)
-    return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_CONTENT, "no memory");
+    return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_CONTENT,
+                     "no memory");
 
   bool has_list = json_object_object_get_ex(root, "recipients", &list);
   bool has_url = json_object_object_get_ex(root, "recipients_url", &url);
   if (has_list && has_url)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_RECIPIENTS_BOTH,
-                "give recipients or recipients_url, not both");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_RECIPIENTS_BOTH,
+                     "give recipients or recipients_url, not both");
   if (!has_list && !has_url)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_RECIPIENTS_MISSING,
-                "give recipients or recipients_url");
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_RECIPIENTS_MISSING,
+                     "give recipients or recipients_url");
   if (has_list) {
     if (!json_object_is_type(list, json_type_array))
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS,
-                  "not an array but %s", type_name(list));
+      return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS,
+                       "not an array but %s", type_name(list));
     if ((rc = parse_recipients(list, m, err, errlen)) != SO_OK)
       return rc;
   } else {
     if (!json_object_is_type(url, json_type_string))
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
-                  "not a string but %s", type_name(url));
+      return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
+                       "not a string but %s", type_name(url));
     const char *s = json_object_get_string(url);
     size_t n = (size_t)json_object_get_string_len(url);
     if ((rc = check_url(s, n, err, errlen)) != SO_OK)
       return rc;
     if (!(m->recipients_url = dup_len(s, n)))
-      return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
-                  "no memory");
+      return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
+                       "no memory");
   }
 
   rc = parse_time(root, "not_after", MSG_ERR_BAD_NOT_AFTER, &m->not_after_ms,
@@ -482,8 +485,8 @@ static int parse_fields(struct json_object *root, const struct msg_rules *rules,
   if (rc == SO_OK) {
     m->has_not_after = true;
     if (m->not_after_ms <= m->scheduled_at_ms)
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_NOT_AFTER_ORDER,
-                  "not_after is not later than scheduled_at");
+      return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_NOT_AFTER_ORDER,
+                       "not_after is not later than scheduled_at");
   } else if (rc != SO_ERR_NOTFOUND) {
     return rc;
   }
@@ -503,15 +506,15 @@ int msg_parse(const char *body, size_t len, const struct msg_rules *rules,
   if (err && errlen)
     err[0] = '\0';
   if (len > max)
-    return fail(SO_ERR_TOO_LARGE, err, errlen, MSG_ERR_TOO_LARGE,
-                "%zu bytes, at most %zu allowed", len, max);
+    return msg__fail(SO_ERR_TOO_LARGE, err, errlen, MSG_ERR_TOO_LARGE,
+                     "%zu bytes, at most %zu allowed", len, max);
   if (!body)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_JSON, "no body");
-  rc = parse_object(body, len, MSG_ERR_NOT_OBJECT, &root, err, errlen);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_JSON, "no body");
+  rc = msg__parse_object(body, len, MSG_ERR_NOT_OBJECT, &root, err, errlen);
   if (rc != SO_OK)
     goto fail;
   if (!(m = calloc(1, sizeof *m))) {
-    rc = fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_JSON, "no memory");
+    rc = msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_JSON, "no memory");
     goto fail;
   }
   rc = parse_fields(root, rules, m, err, errlen);
@@ -537,150 +540,14 @@ int msg_parse_recipient_line(const char *line, size_t len,
   if (err && errlen)
     err[0] = '\0';
   if (len > MSG_RECIPIENT_LINE_MAX)
-    return fail(SO_ERR_TOO_LARGE, err, errlen, MSG_ERR_TOO_LARGE,
-                "%zu bytes, at most %d allowed", len, MSG_RECIPIENT_LINE_MAX);
+    return msg__fail(SO_ERR_TOO_LARGE, err, errlen, MSG_ERR_TOO_LARGE,
+                     "%zu bytes, at most %d allowed", len,
+                     MSG_RECIPIENT_LINE_MAX);
   if (!line)
-    return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_JSON, "no line");
-  rc = parse_object(line, len, MSG_ERR_BAD_RECIPIENT, &root, err, errlen);
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_JSON, "no line");
+  rc = msg__parse_object(line, len, MSG_ERR_BAD_RECIPIENT, &root, err, errlen);
   if (rc == SO_OK)
     rc = parse_recipient(root, "", out, err, errlen);
-  json_object_put(root);
-  return rc;
-}
-
-/* Add `v` (a new reference, may be NULL on allocation failure) to obj. */
-static int put(struct json_object *obj, const char *key, struct json_object *v)
-{
-  if (!v || json_object_object_add(obj, key, v) != 0) {
-    json_object_put(v);
-    return SO_ERR_NOMEM;
-  }
-  return SO_OK;
-}
-
-/* A NULL string is left out; msg_encode's final check names it. */
-static int put_str(struct json_object *obj, const char *key, const char *s)
-{
-  return s ? put(obj, key, json_object_new_string(s)) : SO_OK;
-}
-
-static struct json_object *new_time(int64_t ms)
-{
-  char buf[CLOCK_RFC3339_LEN];
-  if (clock_format_rfc3339(ms, buf, sizeof buf) != SO_OK)
-    return NULL;
-  return json_object_new_string(buf);
-}
-
-/* Parse stored JSON object text back into a tree for encoding. */
-static int embed(struct json_object *obj, const char *key, const char *json,
-                 const char *code, char *err, size_t errlen)
-{
-  struct json_object *v;
-  char sub[MSG_ERR_LEN];
-  if (!json)
-    return fail(SO_ERR_INVALID, err, errlen, code, "%s: missing", key);
-  int rc = parse_object(json, strlen(json), code, &v, sub, sizeof sub);
-  if (rc != SO_OK)
-    return fail(rc, err, errlen, code, "%s: %s", key, sub);
-  return put(obj, key, v);
-}
-
-static int encode_recipients(const struct msg *m, struct json_object *root,
-                             char *err, size_t errlen)
-{
-  struct json_object *arr = json_object_new_array();
-  if (put(root, "recipients", arr) != SO_OK)
-    return SO_ERR_NOMEM;
-  for (size_t i = 0; i < m->n_recipients; i++) {
-    const struct msg_recipient *r = &m->recipients[i];
-    struct json_object *o = json_object_new_object();
-    if (!o || json_object_array_add(arr, o) != 0) {
-      json_object_put(o);
-      return SO_ERR_NOMEM;
-    }
-    if (!r->address)
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
-                  "recipients[%zu].address: missing", i);
-    int rc = put_str(o, "id", r->id ? r->id : r->address);
-    if (rc == SO_OK)
-      rc = put_str(o, "address", r->address);
-    if (rc == SO_OK && r->vars_json)
-      rc = embed(o, "vars", r->vars_json, MSG_ERR_BAD_RECIPIENT, err, errlen);
-    if (rc != SO_OK)
-      return rc;
-  }
-  return SO_OK;
-}
-
-static int build(const struct msg *m, struct json_object *root, char *err,
-                 size_t errlen)
-{
-  int rc = put(root, "schema", json_object_new_int(m->schema));
-  if (rc == SO_OK)
-    rc = put_str(root, "campaign_id", m->campaign_id);
-  if (rc == SO_OK) {
-    rc = put(root, "scheduled_at", new_time(m->scheduled_at_ms));
-    if (rc != SO_OK)
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_SCHEDULED_AT,
-                  "not representable");
-  }
-  if (rc == SO_OK)
-    rc = put_str(root, "channel", m->channel);
-  if (rc == SO_OK)
-    rc = embed(root, "content", m->content_json, MSG_ERR_BAD_CONTENT, err,
-               errlen);
-  if (rc == SO_OK && m->recipients)
-    rc = encode_recipients(m, root, err, errlen);
-  if (rc == SO_OK && m->recipients_url)
-    rc = put_str(root, "recipients_url", m->recipients_url);
-  if (rc == SO_OK && m->has_not_after) {
-    rc = put(root, "not_after", new_time(m->not_after_ms));
-    if (rc != SO_OK)
-      return fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_NOT_AFTER,
-                  "not representable");
-  }
-  return rc;
-}
-
-int msg_encode(const struct msg *m, char **out, size_t *outlen, char *err,
-               size_t errlen)
-{
-  struct json_object *root = json_object_new_object();
-  char *text = NULL;
-  int rc;
-
-  *out = NULL;
-  if (err && errlen)
-    err[0] = '\0';
-  if (!root)
-    return fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_JSON, "no memory");
-  rc = build(m, root, err, errlen);
-  if (rc == SO_ERR_NOMEM && !(err && errlen && err[0]))
-    fail(rc, err, errlen, MSG_ERR_BAD_JSON, "no memory");
-  if (rc != SO_OK)
-    goto fail;
-  size_t len = 0;
-  const char *s = json_object_to_json_string_length(
-      root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  if (!s || !(text = dup_len(s, len))) {
-    rc = fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_JSON, "no memory");
-    goto fail;
-  }
-  /* Only valid messages leave here: the publisher relies on it. */
-  struct msg_rules rules = {.max_bytes = len ? len : 1};
-  struct msg *check = NULL;
-  rc = msg_parse(text, len, &rules, &check, err, errlen);
-  msg_free(check);
-  if (rc != SO_OK)
-    goto fail;
-  json_object_put(root);
-  *out = text;
-  if (outlen)
-    *outlen = len;
-  return SO_OK;
-fail:
-  free(text);
   json_object_put(root);
   return rc;
 }
@@ -772,8 +639,8 @@ int msg_peek_campaign_id(const char *body, size_t len, char *out, size_t outlen)
   if (!body || !out)
     return SO_ERR_NOTFOUND;
   /* Valid JSON: ask json-c (escapes and all). Otherwise scan. */
-  if (len <= INT_MAX && parse_object(body, len, MSG_ERR_NOT_OBJECT, &root,
-                                     scratch, sizeof scratch) == SO_OK) {
+  if (len <= INT_MAX && msg__parse_object(body, len, MSG_ERR_NOT_OBJECT, &root,
+                                          scratch, sizeof scratch) == SO_OK) {
     if (member(root, "campaign_id", json_type_string, &v) == SO_OK) {
       id = json_object_get_string(v);
       id_len = (size_t)json_object_get_string_len(v);
