@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config_internal.h"
+#include "template.h"
 
 extern char **environ;
 
@@ -571,6 +572,21 @@ static int validate(struct loader *ld)
       return config__fail(ld, SO_ERR_INVALID,
                           config__origin_of(ld, &p->channel, &buf), kp,
                           "required");
+    /* Several recipients per request need a {{#recipients}} section to
+     * render them into one body. */
+    struct template *t = NULL;
+    char terr[200];
+    bool batch = false;
+    if (template_parse(p->body_template, &t, terr, sizeof(terr)) == SO_OK)
+      batch = template_is_batch(t);
+    template_free(t);
+    snprintf(kp, sizeof(kp), "providers.%s.batch_size", p->channel);
+    if (p->batch_size > 1 && !batch)
+      return config__fail(ld, SO_ERR_INVALID,
+                          at(ld, &p->batch_size, &p->body_template, &buf), kp,
+                          "%d needs a body_template with a "
+                          "{{#recipients}}...{{/recipients}} section",
+                          p->batch_size);
   }
   return SO_OK;
 }

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "template.h"
+
 #define F(type, field) .offset = offsetof(struct type, field)
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -109,6 +111,20 @@ static int check_http_method(const char *value, char *why, size_t whylen)
       return 0;
   }
   snprintf(why, whylen, "must be one of POST|PUT|PATCH|GET");
+  return -1;
+}
+
+/* A template that cannot be parsed would fail every campaign of its
+ * channel: refuse it at start, with the template module's reason. */
+static int check_template(const char *value, char *why, size_t whylen)
+{
+  struct template *t = NULL;
+  char terr[200] = "";
+  int rc = template_parse(value, &t, terr, sizeof(terr));
+  template_free(t);
+  if (rc == SO_OK)
+    return 0;
+  snprintf(why, whylen, "%s", rc == SO_ERR_NOMEM ? "out of memory" : terr);
   return -1;
 }
 
@@ -345,7 +361,8 @@ static const struct key_desc provider_keys[] = {
      .max = 65536,
      .def = "{\"campaign_id\":\"{{campaign_id}}\","
             "\"recipient_id\":\"{{recipient_id}}\","
-            "\"address\":\"{{address}}\"}"},
+            "\"address\":\"{{address}}\"}",
+     .check_cb = check_template},
     {.name = "auth_header",
      .type = KEY_SECRET,
      F(config_provider, auth_header),

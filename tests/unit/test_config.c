@@ -83,7 +83,10 @@ static int load(const char *text, struct config *cfg, char *err, size_t errlen,
   const char *p = write_file("test.conf", text, 0600);
   if (path)
     *path = p;
-  return config_load(cfg, p, err, errlen);
+  int rc = config_load(cfg, p, err, errlen);
+  if (rc < 0)
+    print_message("load: %s\n", err);
+  return rc;
 }
 
 static void test_defaults(void **state)
@@ -163,7 +166,8 @@ static const char full_config[] =
     "  max_message_bytes = 65536; owner = \"node-a\"; };\n"
     "providers = {\n"
     "  email = { url = \"https://mail.example/send\"; method = \"PUT\";\n"
-    "    body_template = \"{\\\"to\\\":\\\"{{address}}\\\"}\";\n"
+    "    body_template = \"{\\\"m\\\":[{{#recipients}}"
+    "{\\\"to\\\":\\\"{{address}}\\\"}{{/recipients}}]}\";\n"
     "    timeout_ms = 1500; concurrency = 3; rate_per_s = 10;\n"
     "    batch_size = 2; max_retries = 4; retry_base_ms = 250; };\n"
     "  sms = { url = \"http://127.0.0.1:18080/sms\"; };\n"
@@ -215,7 +219,9 @@ static void test_every_key(void **state)
   assert_non_null(p);
   assert_string_equal(p->url, "https://mail.example/send");
   assert_string_equal(p->method, "PUT");
-  assert_string_equal(p->body_template, "{\"to\":\"{{address}}\"}");
+  assert_string_equal(p->body_template,
+                      "{\"m\":[{{#recipients}}{\"to\":\"{{address}}\"}"
+                      "{{/recipients}}]}");
   assert_int_equal(p->timeout_ms, 1500);
   assert_int_equal(p->concurrency, 3);
   assert_int_equal(p->rate_per_s, 10);
@@ -337,7 +343,7 @@ static void test_env_overrides(void **state)
   setenv("SENDONCE_PROVIDERS", "sms, push_web", 1);
   setenv("SENDONCE_PROVIDERS_SMS_URL", "http://127.0.0.1:18080/sms", 1);
   setenv("SENDONCE_PROVIDERS_PUSH_WEB_URL", "http://127.0.0.1:1/push", 1);
-  setenv("SENDONCE_PROVIDERS_PUSH_WEB_BATCH_SIZE", "10", 1);
+  setenv("SENDONCE_PROVIDERS_PUSH_WEB_CONCURRENCY", "10", 1);
 
   assert_int_equal(load("broker = { heartbeat_s = 20; };\n"
                         "providers = { email = { url = \"http://e/\";\n"
@@ -365,7 +371,7 @@ static void test_env_overrides(void **state)
                       "http://127.0.0.1:18080/sms");
   const struct config_provider *p = config_provider_find(&cfg, "push_web");
   assert_non_null(p);
-  assert_int_equal(p->batch_size, 10);
+  assert_int_equal(p->concurrency, 10);
   config_free(&cfg);
 }
 
@@ -597,6 +603,13 @@ static const struct bad_case bad_cases[] = {
      SO_ERR_INVALID},
     {"providers = { email = { url = \"http://x/\";\n urll = \"x\"; }; };", 2,
      "providers.email.urll: unknown key (did you mean 'url'?)", SO_ERR_INVALID},
+    {"providers = { email = { url = \"http://x/\";\n"
+     " body_template = \"{\\\"a\\\":\\\"{{nope}}\\\"}\"; }; };",
+     2, "providers.email.body_template: offset ", SO_ERR_INVALID},
+    {"providers = { email = { url = \"http://x/\";\n batch_size = 10; }; };", 2,
+     "providers.email.batch_size: 10 needs a body_template with a "
+     "{{#recipients}}",
+     SO_ERR_INVALID},
     {"log = { format = \"xml\"; };", 1,
      "log.format: must be one of kv|json (got \"xml\")", SO_ERR_INVALID},
     {"metrics = { watchdog_port = 70000; };", 1,
