@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 
@@ -36,9 +37,10 @@
 #define CLI_EXIT_CONFIG CONFIG_EXIT_BAD /* bad configuration (also 2) */
 
 /* A verb's entry point. argv[0] is the verb itself and argv[argc] is NULL,
- * so the verb can parse its own options with getopt_long (set optind = 1
- * first). cfg is loaded, validated and outlives the call. Returns a process
- * exit status (CLI_EXIT_*, or a verb-specific one its help documents). */
+ * so the verb can parse its own options with getopt_long (cli_run_verb()
+ * resets optind to 1 before the call). cfg is loaded, validated and
+ * outlives the call. Returns a process exit status (CLI_EXIT_*, or a
+ * verb-specific one its help documents). */
 typedef int (*cli_verb_cb)(const struct config *cfg, int argc, char **argv);
 
 struct cli_verb {

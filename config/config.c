@@ -471,17 +471,21 @@ static int derive(struct loader *ld)
   struct config *cfg = ld->cfg;
   int rc;
 
-  if (!cfg->consumer.owner) {
-    /* host:pid names the process in the registry and the UI. */
-    char host[256] = "localhost";
-    char owner[300];
-    if (gethostname(host, sizeof(host)) < 0)
-      snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    snprintf(owner, sizeof(owner), "%s:%ld", host, (long)getpid());
-    rc = dup_into(ld, &cfg->consumer.owner, owner, "consumer.owner");
-    if (rc < 0)
-      return rc;
+  for (size_t i = 0; i < config_n_sections; i++) {
+    const struct section_desc *sec = config_sections[i];
+    for (size_t k = 0; k < sec->n_keys; k++) {
+      const struct key_desc *key = &sec->keys[k];
+      char value[512];
+      char kp[256];
+      if (!key->default_cb)
+        continue;
+      key->default_cb(value, sizeof(value));
+      snprintf(kp, sizeof(kp), "%s.%s", sec->name, key->name);
+      rc =
+          dup_into(ld, config_field((char *)cfg + sec->offset, key), value, kp);
+      if (rc < 0)
+        return rc;
+    }
   }
   rc = dup_into(ld, &cfg->watchdog.mgmt_user, cfg->broker.user,
                 "watchdog.mgmt_user");

@@ -45,6 +45,11 @@ struct key_desc {
   /* Extra rule for a string (or list element, or secret): returns 0, or
    * -1 with the reason in why. Must not copy a secret into why. */
   int (*check_cb)(const char *value, char *why, size_t whylen);
+  /* KEY_STRING: a default that depends on the process (consumer.owner is
+   * host:pid), written to buf at load when the key is unset. Printed as ""
+   * when the value is still that default, so a printed config reused by
+   * another process does not hand it this process's identity. */
+  void (*default_cb)(char *buf, size_t len);
   const struct section_desc *sub; /* KEY_GROUP */
 };
 

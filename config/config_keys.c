@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "template.h"
 
@@ -150,6 +151,17 @@ static int check_auth_header(const char *value, char *why, size_t whylen)
     return -1;
   }
   return 0;
+}
+
+/* host:pid names a consumer in the registry and the UI; two processes
+ * must never share one (a claim by "me" would match the other). */
+static void default_owner(char *buf, size_t len)
+{
+  char host[256];
+  if (gethostname(host, sizeof(host)) < 0)
+    snprintf(host, sizeof(host), "localhost");
+  host[sizeof(host) - 1] = '\0';
+  snprintf(buf, len, "%s:%ld", host, (long)getpid());
 }
 
 /* ---- tables ---------------------------------------------------------- */
@@ -337,7 +349,8 @@ static const struct key_desc consumer_keys[] = {
      .type = KEY_STRING,
      F(config_consumer, owner),
      .min = 0,
-     .max = 256},
+     .max = 256,
+     .default_cb = default_owner},
 };
 
 static const struct key_desc provider_keys[] = {

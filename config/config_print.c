@@ -6,6 +6,7 @@
  * an operator sees which ones are set without the output ever holding one.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "config_internal.h"
 
@@ -70,11 +71,23 @@ static void print_key(FILE *out, const struct key_desc *key, const void *base,
     case KEY_SIZE:
       fprintf(out, "%s = %zu;\n", key->name, *(const size_t *)field);
       break;
-    case KEY_STRING:
+    case KEY_STRING: {
+      const char *value = *(char *const *)field;
+      char def[512];
+      if (key->default_cb && value) {
+        key->default_cb(def, sizeof(def));
+        if (strcmp(value, def) == 0) {
+          fprintf(out, "%s = \"\"; # default, now ", key->name);
+          print_string(out, def);
+          fputs("\n", out);
+          break;
+        }
+      }
       fprintf(out, "%s = ", key->name);
-      print_string(out, *(char *const *)field);
+      print_string(out, value);
       fputs(";\n", out);
       break;
+    }
     case KEY_ENUM:
       fprintf(out, "%s = \"%s\";\n", key->name,
               key->names[*(const int *)field]);

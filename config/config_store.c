@@ -61,7 +61,7 @@ int config__origin_set(struct loader *ld, const void *field,
       size_t cap = ld->cap_origins ? ld->cap_origins * 2 : 64;
       struct origin *grown = realloc(ld->origins, cap * sizeof(*grown));
       if (!grown)
-        return SO_ERR_NOMEM;
+        return config__fail(ld, SO_ERR_NOMEM, w, "config", "out of memory");
       ld->origins = grown;
       ld->cap_origins = cap;
     }

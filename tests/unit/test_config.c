@@ -143,6 +143,16 @@ static void test_defaults(void **state)
   assert_int_equal(cfg.metrics.watchdog_port, 9643);
   assert_int_equal(cfg.log.level, LOG_LEVEL_INFO);
   assert_int_equal(cfg.log.format, LOG_FORMAT_KV);
+  /* The host:pid default is this process's: printed as "" so a printed
+   * config reused by another consumer does not share the identity. */
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_non_null(f);
+  config_print(&cfg, f);
+  assert_int_equal(fclose(f), 0);
+  assert_non_null(strstr(buf, "  owner = \"\"; # default, now \""));
+  free(buf);
   config_free(&cfg);
   config_free(&cfg); /* a freed config is a zeroed one: safe again */
 }
