@@ -260,6 +260,10 @@ int broker_open(const struct broker_options *opts, struct broker **out,
   if (!b)
     return SO_ERR_NOMEM;
   b->opts = *opts;
+  b->rng = (uint32_t)getpid() * 2654435761u ^ (uint32_t)clock_now_ms() ^
+           (uint32_t)(uintptr_t)b;
+  if (b->rng == 0)
+    b->rng = 1;
   char host[128] = "localhost";
   gethostname(host, sizeof(host) - 1);
   snprintf(b->conn_name, sizeof(b->conn_name), "sendonce-%s@%s:%ld",
@@ -308,7 +312,12 @@ static void backoff_next(struct broker *b)
   else
     b->backoff_ms = b->backoff_ms > max / 2 ? max : b->backoff_ms * 2;
   int half = b->backoff_ms / 2;
-  int jitter = half > 0 ? (int)((unsigned)rand() % (unsigned)(half + 1)) : 0;
+  /* xorshift32: our own sequence, seeded per process and session, so
+   * neither the caller's rand() nor a sibling process shares it. */
+  b->rng ^= b->rng << 13;
+  b->rng ^= b->rng >> 17;
+  b->rng ^= b->rng << 5;
+  int jitter = half > 0 ? (int)(b->rng % (uint32_t)(half + 1)) : 0;
   b->next_attempt_ms = clock_monotonic_ms() + half + jitter;
 }
 
@@ -510,11 +519,23 @@ static int tls_setup(struct broker *b, amqp_socket_t *sock, char *err,
 static int login(struct broker *b, const char *vhost, const char *user,
                  char *err, size_t errlen)
 {
-  amqp_table_entry_t prop;
-  prop.key = amqp_cstring_bytes("connection_name");
-  prop.value.kind = AMQP_FIELD_KIND_UTF8;
-  prop.value.value.bytes = amqp_cstring_bytes(b->conn_name);
-  amqp_table_t props = {1, &prop};
+  /* connection_name makes us findable in the UI and rabbitmqctl;
+   * consumer_cancel_notify makes the broker tell us when it drops a
+   * consumer (queue deleted, leader moved), so we can re-issue it.
+   * rabbitmq-c merges these with its own default properties. */
+  amqp_table_entry_t cap;
+  cap.key = amqp_cstring_bytes("consumer_cancel_notify");
+  cap.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  cap.value.value.boolean = 1;
+  amqp_table_entry_t prop[2];
+  prop[0].key = amqp_cstring_bytes("connection_name");
+  prop[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  prop[0].value.value.bytes = amqp_cstring_bytes(b->conn_name);
+  prop[1].key = amqp_cstring_bytes("capabilities");
+  prop[1].value.kind = AMQP_FIELD_KIND_TABLE;
+  prop[1].value.value.table.num_entries = 1;
+  prop[1].value.value.table.entries = &cap;
+  amqp_table_t props = {2, prop};
   broker__guard(b, b->opts.connect_timeout_ms);
   amqp_rpc_reply_t r = amqp_login_with_properties(
       b->conn, vhost, 0, BROKER_FRAME_MAX, b->opts.heartbeat_s, &props,
@@ -643,11 +664,15 @@ int broker__ensure(struct broker *b, char *err, size_t errlen)
     }
     return broker_connect(b, err, errlen);
   }
-  if (!b->main_open) {
-    if ((rc = broker__open_main(b, err, errlen)) != SO_OK)
-      return rc;
-    if ((rc = broker__restore_consumers(b, err, errlen)) != SO_OK)
-      return rc;
+  if (!b->main_open && (rc = broker__open_main(b, err, errlen)) != SO_OK)
+    return rc;
+  /* After a reopen, a new consumer, or a consumer the broker cancelled. */
+  for (size_t i = 0; i < b->n_consumers; i++) {
+    if (!b->consumers[i].active) {
+      if ((rc = broker__restore_consumers(b, err, errlen)) != SO_OK)
+        return rc;
+      break;
+    }
   }
   if (!b->pub_open && (rc = open_pub(b, err, errlen)) != SO_OK)
     return rc;

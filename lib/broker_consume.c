@@ -504,20 +504,17 @@ int broker_consume(struct broker *b, const char *queue, int prefetch, char *err,
   if (!c->queue)
     return SO_ERR_NOMEM;
   c->prefetch = prefetch;
-  size_t idx = b->n_consumers++;
+  const char *mine = c->queue;
+  b->n_consumers++;
+  /* ensure() starts every inactive consumer, this one included (or the
+   * next connect will). */
   int rc = broker__ensure(b, err, errlen);
-  if (rc)
-    return rc;
-  if (b->consumers[idx].active)
-    return SO_OK; /* the ensure() above (re)connected and started it */
-  rc = start_consumer(b, &b->consumers[idx], err, errlen);
-  if (rc == SO_ERR_NOTFOUND) {
-    consumer_forget(b, idx);
-    errf(err, errlen, "broker: no queue '%s' to consume from", queue);
-    int rc2 = broker__ensure(b, NULL, 0);
-    (void)rc2; /* reopening channel 1 now or later makes no difference */
-  }
-  return rc;
+  for (size_t i = 0; i < b->n_consumers; i++)
+    if (b->consumers[i].queue == mine)
+      return rc;
+  /* Forgotten by broker__restore_consumers(): the queue does not exist. */
+  errf(err, errlen, "broker: no queue '%s' to consume from", queue);
+  return SO_ERR_NOTFOUND;
 }
 
 int broker_cancel_all(struct broker *b)

@@ -64,6 +64,7 @@ struct broker {
   bool connected_once;
   int backoff_ms;          /* current backoff; 0 = none yet */
   int64_t next_attempt_ms; /* monotonic; 0 = now */
+  uint32_t rng;            /* backoff jitter state (xorshift32) */
   struct broker_consumer consumers[BROKER_MAX_CONSUMERS];
   size_t n_consumers;
   struct broker_pending *pending_head, *pending_tail;

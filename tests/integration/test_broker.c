@@ -420,6 +420,125 @@ static void test_reconnect_after_server_close(void **state)
   cleanup(b, &t);
 }
 
+/* Poll until a delivery arrives (asserting within timeout_ms). */
+static struct broker_delivery *poll_one(struct broker *b, int timeout_ms)
+{
+  struct broker_delivery *d = NULL;
+  char err[512] = "";
+  int64_t until = clock_monotonic_ms() + timeout_ms;
+  while (!d && clock_monotonic_ms() < until) {
+    int rc = broker_poll(b, 100, -1, &d, err, sizeof(err));
+    if (rc != SO_OK && rc != SO_ERR_TIMEOUT && rc != SO_ERR_UNAVAILABLE)
+      fail_msg("broker_poll: %s: %s", so_strerror(rc), err);
+  }
+  if (!d)
+    fail_msg("no delivery within %d ms", timeout_ms);
+  return d;
+}
+
+static void test_deliveries_kept_during_confirm_wait(void **state)
+{
+  (void)state;
+  struct topology t;
+  struct broker_options o;
+  bt_topology(&t);
+  bt_options(&o, NULL, &t);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(broker_consume(b, t.campaigns, 10, err, sizeof(err)), SO_OK);
+  /* Each publish waits for its confirm while earlier messages are
+   * delivered to our own consumer on the same connection. */
+  char id[32];
+  for (int i = 0; i < 5; i++) {
+    snprintf(id, sizeof(id), "c-%d", i);
+    bt_publish(b, t.exchange, TOPOLOGY_ROUTING_KEY_DUE, id, "{}");
+  }
+  /* They arrived while we waited for confirms, and were kept. */
+  assert_non_null(b->pending_head);
+  for (int i = 0; i < 5; i++) {
+    struct broker_delivery *d = poll_one(b, 5000);
+    snprintf(id, sizeof(id), "c-%d", i);
+    assert_string_equal(d->message_id, id);
+    assert_int_equal(broker_ack(b, d->generation, d->tag), SO_OK);
+    broker_delivery_free(d);
+  }
+  cleanup(b, &t);
+}
+
+static void test_channel_error_reopens(void **state)
+{
+  (void)state;
+  struct topology t;
+  struct broker_options o;
+  bt_topology(&t);
+  bt_options(&o, NULL, &t);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(broker_consume(b, t.campaigns, 1, err, sizeof(err)), SO_OK);
+  bt_publish(b, t.exchange, TOPOLOGY_ROUTING_KEY_DUE, "c-ch", "{}");
+  struct broker_delivery *d = poll_one(b, 5000);
+  uint64_t gen = d->generation;
+  /* An unknown delivery tag makes the broker close channel 1. */
+  assert_int_equal(broker_ack(b, gen, d->tag + 1000), SO_OK);
+  broker_delivery_free(d);
+  d = poll_one(b, 10000);
+  assert_string_equal(d->message_id, "c-ch");
+  assert_true(d->redelivered);
+  assert_true(d->generation > gen);
+  assert_int_equal(broker_ack(b, gen, d->tag), SO_ERR_CONFLICT);
+  assert_int_equal(broker_ack(b, d->generation, d->tag), SO_OK);
+  broker_delivery_free(d);
+  cleanup(b, &t);
+}
+
+static void test_consume_missing_queue(void **state)
+{
+  (void)state;
+  struct broker_options o;
+  bt_options(&o, NULL, NULL);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(
+      broker_consume(b, "sotest-no-such-queue", 1, err, sizeof(err)),
+      SO_ERR_NOTFOUND);
+  assert_non_null(strstr(err, "sotest-no-such-queue"));
+  struct broker_delivery *d = NULL;
+  assert_int_equal(broker_poll(b, 100, -1, &d, err, sizeof(err)),
+                   SO_ERR_TIMEOUT);
+  assert_true(broker_is_up(b));
+  broker_close(b);
+}
+
+static void test_queue_deleted_under_consumer(void **state)
+{
+  (void)state;
+  struct topology t;
+  struct broker_options o;
+  bt_topology(&t);
+  bt_options(&o, NULL, &t);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(broker_consume(b, t.campaigns, 1, err, sizeof(err)), SO_OK);
+  /* Someone deletes the queue: the broker cancels our consumer (we asked
+   * for consumer_cancel_notify); re-consuming finds no queue, so the
+   * consumer is dropped and the session carries on. */
+  bt_options(&o, NULL, NULL);
+  struct broker *other = bt_open(&o);
+  assert_int_equal(topology_delete(other, &t), SO_OK);
+  broker_close(other);
+  struct broker_delivery *d = NULL;
+  int64_t until = clock_monotonic_ms() + 5000;
+  while (b->n_consumers > 0 && clock_monotonic_ms() < until) {
+    int rc = broker_poll(b, 100, -1, &d, err, sizeof(err));
+    assert_int_equal(rc, SO_ERR_TIMEOUT);
+  }
+  assert_int_equal(b->n_consumers, 0);
+  assert_int_equal(broker_poll(b, 100, -1, &d, err, sizeof(err)),
+                   SO_ERR_TIMEOUT);
+  assert_true(broker_is_up(b));
+  broker_close(b);
+}
+
 static void test_idle_pump_keeps_heartbeats(void **state)
 {
   (void)state;
@@ -502,6 +621,10 @@ int main(void)
       cmocka_unit_test(test_mismatch_is_explained),
       cmocka_unit_test(test_failover_to_second_uri),
       cmocka_unit_test(test_reconnect_after_server_close),
+      cmocka_unit_test(test_deliveries_kept_during_confirm_wait),
+      cmocka_unit_test(test_channel_error_reopens),
+      cmocka_unit_test(test_consume_missing_queue),
+      cmocka_unit_test(test_queue_deleted_under_consumer),
       cmocka_unit_test(test_idle_pump_keeps_heartbeats),
       cmocka_unit_test(test_poll_wakes_on_fd),
   };
