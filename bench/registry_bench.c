@@ -1,0 +1,363 @@
+/* registry_bench.c - claims/s and delivery marks/s of both registry
+ * backends, at mark batch sizes 1, 100 and 1,000.
+ *
+ *   registry_bench [--backend sqlite|postgresql|both] [--seconds S]
+ *                  [--count N]
+ *
+ * SQLite runs on a fresh file in $TMPDIR (or /tmp); PostgreSQL in a fresh
+ * schema of the database in SENDONCE_REGISTRY_PG_CONNINFO (password in
+ * SENDONCE_REGISTRY_PASSWORD; with the test suite built, the test env file
+ * of scripts/setup is read too). Both are removed at the end.
+ *
+ * claim: one registry_claim of a PUBLISHED campaign per op (campaigns are
+ * registered beforehand, untimed). mark: the sender's pattern, a batch of
+ * fresh recipients marked INFLIGHT and then the same batch SENT; every
+ * recipient mark counts as one op. Each row runs for --seconds or --count
+ * ops, whichever ends first.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "clock.h"
+#include "log.h"
+#include "registry.h"
+#ifdef BENCH_HAVE_TESTENV
+#include "testenv.h"
+#endif
+
+#define BENCH_TTL_MS (60 * 60 * 1000)
+#define BENCH_CLAIM_CHUNK 500
+#define BENCH_ID_LEN 64
+
+struct bench_opts {
+  bool sqlite;
+  bool postgresql;
+  double seconds;  /* per row */
+  long long count; /* per row; 0 = no cap */
+};
+
+struct bench_db {
+  enum registry_backend backend;
+  char path[256];       /* SQLite file */
+  char schema[64];      /* PostgreSQL schema */
+  char conninfo[1024];  /* PostgreSQL conninfo with search_path */
+  const char *password; /* PostgreSQL password or NULL */
+  const char *base_conninfo;
+};
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "usage: registry_bench [--backend sqlite|postgresql|both] "
+          "[--seconds S] [--count N]\n"
+          "  PostgreSQL: SENDONCE_REGISTRY_PG_CONNINFO and "
+          "SENDONCE_REGISTRY_PASSWORD\n");
+}
+
+static int parse_args(int argc, char **argv, struct bench_opts *o)
+{
+  *o = (struct bench_opts){true, true, 2.0, 0};
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    char *end = NULL;
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (strcmp(arg, "--backend") == 0 && val) {
+      o->sqlite = strcmp(val, "sqlite") == 0 || strcmp(val, "both") == 0;
+      o->postgresql =
+          strcmp(val, "postgresql") == 0 || strcmp(val, "both") == 0;
+      if (!o->sqlite && !o->postgresql)
+        return -1;
+    } else if (strcmp(arg, "--seconds") == 0 && val) {
+      o->seconds = strtod(val, &end);
+      if (*end || o->seconds <= 0)
+        return -1;
+    } else if (strcmp(arg, "--count") == 0 && val) {
+      o->count = strtoll(val, &end, 10);
+      if (*end || o->count < 0)
+        return -1;
+    } else {
+      return -1;
+    }
+    i++;
+  }
+  return 0;
+}
+
+static const char *bench_env(const char *name)
+{
+  const char *v = getenv(name);
+  if (v && *v)
+    return v;
+#ifdef BENCH_HAVE_TESTENV
+  return testenv_get(name);
+#else
+  return NULL;
+#endif
+}
+
+/* ---- databases ---------------------------------------------------------- */
+
+static PGconn *pg_admin(const struct bench_db *db)
+{
+  const char *keys[] = {"dbname", "password", NULL};
+  const char *vals[] = {db->base_conninfo, db->password, NULL};
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "registry_bench: postgresql: %s",
+            c ? PQerrorMessage(c) : "out of memory\n");
+    PQfinish(c);
+    return NULL;
+  }
+  return c;
+}
+
+static int pg_admin_exec(const struct bench_db *db, const char *sql)
+{
+  PGconn *c = pg_admin(db);
+  if (!c)
+    return -1;
+  PGresult *res = PQexec(c, sql);
+  int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+  if (rc)
+    fprintf(stderr, "registry_bench: %s: %s", sql, PQerrorMessage(c));
+  PQclear(res);
+  PQfinish(c);
+  return rc;
+}
+
+static int db_create(struct bench_db *db, enum registry_backend backend)
+{
+  memset(db, 0, sizeof(*db));
+  db->backend = backend;
+  if (backend == REGISTRY_SQLITE) {
+    const char *dir = getenv("TMPDIR");
+    snprintf(db->path, sizeof(db->path), "%s/sendonce-bench-%ld.db",
+             dir ? dir : "/tmp", (long)getpid());
+    return 0;
+  }
+  db->base_conninfo = bench_env("SENDONCE_REGISTRY_PG_CONNINFO");
+  db->password = bench_env("SENDONCE_REGISTRY_PASSWORD");
+  if (!db->base_conninfo) {
+    fprintf(stderr,
+            "registry_bench: SENDONCE_REGISTRY_PG_CONNINFO is not "
+            "set\n");
+    return -1;
+  }
+  snprintf(db->schema, sizeof(db->schema), "sendonce_bench_%ld",
+           (long)getpid());
+  snprintf(db->conninfo, sizeof(db->conninfo), "%s options='-csearch_path=%s'",
+           db->base_conninfo, db->schema);
+  char sql[128];
+  snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", db->schema);
+  return pg_admin_exec(db, sql);
+}
+
+static void db_destroy(struct bench_db *db)
+{
+  if (db->backend == REGISTRY_SQLITE) {
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+      char p[300];
+      snprintf(p, sizeof(p), "%s%s", db->path, suffix[i]);
+      unlink(p);
+    }
+    return;
+  }
+  char sql[128];
+  snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", db->schema);
+  (void)pg_admin_exec(db, sql);
+}
+
+static struct registry *db_open(const struct bench_db *db)
+{
+  struct registry_options o = {.backend = db->backend,
+                               .sqlite_path = db->path,
+                               .pg_conninfo = db->conninfo,
+                               .pg_password = db->password,
+                               .busy_timeout_ms = 10000};
+  struct registry *r = NULL;
+  char err[512];
+  if (registry_open(&o, &r, err, sizeof(err))) {
+    fprintf(stderr, "registry_bench: %s\n", err);
+    return NULL;
+  }
+  return r;
+}
+
+/* ---- measurements ------------------------------------------------------- */
+
+struct bench_row {
+  const char *operation;
+  size_t batch;
+  long long ops;
+  double seconds;
+};
+
+static bool row_done(const struct bench_opts *o, long long ops,
+                     int64_t started_ms)
+{
+  if (o->count > 0 && ops >= o->count)
+    return true;
+  return (double)(clock_monotonic_ms() - started_ms) >= o->seconds * 1000;
+}
+
+static int fail(struct registry *r, const char *what, int rc)
+{
+  fprintf(stderr, "registry_bench: %s: %s: %s\n", what, so_strerror(rc),
+          registry_errmsg(r));
+  return rc;
+}
+
+/* Register `n` PUBLISHED campaigns claim-<from>... (untimed). */
+static int register_chunk(struct registry *r, long long from, long long n)
+{
+  for (long long i = from; i < from + n; i++) {
+    char id[BENCH_ID_LEN];
+    snprintf(id, sizeof(id), "claim-%lld", i);
+    struct registry_new_campaign c = {id, 1000, "email", "{}"};
+    bool created = false;
+    int rc = registry_register(r, &c, CAMPAIGN_PUBLISHED, &created);
+    if (rc)
+      return fail(r, "register", rc);
+  }
+  return 0;
+}
+
+static int bench_claims(struct registry *r, const struct bench_opts *o,
+                        struct bench_row *row)
+{
+  *row = (struct bench_row){"claim", 1, 0, 0};
+  int64_t timed_ms = 0; /* only the claims count, not the registering */
+  while ((double)timed_ms < o->seconds * 1000 &&
+         !(o->count > 0 && row->ops >= o->count)) {
+    int rc = register_chunk(r, row->ops, BENCH_CLAIM_CHUNK);
+    if (rc)
+      return rc;
+    int64_t t0 = clock_monotonic_ms();
+    for (int i = 0; i < BENCH_CLAIM_CHUNK; i++) {
+      char id[BENCH_ID_LEN];
+      snprintf(id, sizeof(id), "claim-%lld", row->ops);
+      struct registry_claim cl;
+      rc = registry_claim(r, id, "bench", BENCH_TTL_MS, &cl);
+      if (rc)
+        return fail(r, "claim", rc);
+      if (cl.kind != REGISTRY_CLAIM_CLAIMED) {
+        fprintf(stderr, "registry_bench: %s not claimed (kind %d)\n", id,
+                (int)cl.kind);
+        return SO_ERR_INTERNAL;
+      }
+      row->ops++;
+      if (o->count > 0 && row->ops >= o->count)
+        break;
+    }
+    timed_ms += clock_monotonic_ms() - t0;
+  }
+  row->seconds = (double)timed_ms / 1000.0;
+  return 0;
+}
+
+static int bench_marks(struct registry *r, const struct bench_opts *o,
+                       size_t batch, struct bench_row *row)
+{
+  *row = (struct bench_row){"mark", batch, 0, 0};
+  char id[BENCH_ID_LEN];
+  snprintf(id, sizeof(id), "marks-%zu", batch);
+  struct registry_new_campaign c = {id, 1000, "email", "{}"};
+  bool created = false;
+  int rc = registry_register(r, &c, CAMPAIGN_PUBLISHED, &created);
+  struct registry_claim cl = {0};
+  if (!rc)
+    rc = registry_claim(r, id, "bench", BENCH_TTL_MS, &cl);
+  if (rc)
+    return fail(r, "mark setup", rc);
+  struct registry_mark *marks = calloc(batch, sizeof(*marks));
+  char(*names)[BENCH_ID_LEN] = calloc(batch, sizeof(*names));
+  if (!marks || !names) {
+    free(marks);
+    free(names);
+    return SO_ERR_NOMEM;
+  }
+  long long next = 0;
+  int64_t started = clock_monotonic_ms();
+  while (!row_done(o, row->ops, started)) {
+    for (size_t i = 0; i < batch; i++) {
+      snprintf(names[i], sizeof(names[i]), "u-%lld", next++);
+      marks[i].recipient_id = names[i];
+      marks[i].state = DELIVERY_INFLIGHT;
+    }
+    rc = registry_mark(r, id, cl.fence, marks, batch);
+    for (size_t i = 0; !rc && i < batch; i++)
+      marks[i].state = DELIVERY_SENT;
+    if (!rc)
+      rc = registry_mark(r, id, cl.fence, marks, batch);
+    if (rc) {
+      fail(r, "mark", rc);
+      break;
+    }
+    row->ops += 2 * (long long)batch;
+  }
+  row->seconds = (double)(clock_monotonic_ms() - started) / 1000.0;
+  free(marks);
+  free(names);
+  return rc;
+}
+
+static void print_row(const char *backend, const struct bench_row *row)
+{
+  printf("%-10s  %-9s  %6zu  %9lld  %8.2f  %12.0f\n", backend, row->operation,
+         row->batch, row->ops, row->seconds,
+         row->seconds > 0 ? (double)row->ops / row->seconds : 0.0);
+  fflush(stdout);
+}
+
+static int bench_backend(enum registry_backend backend,
+                         const struct bench_opts *o)
+{
+  const char *name = backend == REGISTRY_SQLITE ? "sqlite" : "postgresql";
+  struct bench_db db;
+  if (db_create(&db, backend))
+    return 1;
+  struct registry *r = db_open(&db);
+  int rc = r ? 0 : 1;
+  struct bench_row row;
+  if (!rc)
+    rc = bench_claims(r, o, &row);
+  if (!rc)
+    print_row(name, &row);
+  const size_t batches[] = {1, 100, 1000};
+  for (size_t i = 0; !rc && i < sizeof(batches) / sizeof(batches[0]); i++) {
+    rc = bench_marks(r, o, batches[i], &row);
+    if (!rc)
+      print_row(name, &row);
+  }
+  registry_close(r);
+  db_destroy(&db);
+  return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+  struct bench_opts o;
+  if (parse_args(argc, argv, &o)) {
+    usage(stderr);
+    return 2;
+  }
+  log_set_level(LOG_LEVEL_WARN);
+  printf("%-10s  %-9s  %6s  %9s  %8s  %12s\n", "backend", "operation", "batch",
+         "ops", "seconds", "per-second");
+  int rc = 0;
+  if (o.sqlite)
+    rc |= bench_backend(REGISTRY_SQLITE, &o);
+  if (o.postgresql)
+    rc |= bench_backend(REGISTRY_POSTGRESQL, &o);
+  return rc;
+}
