@@ -25,6 +25,8 @@ static const struct option long_options[] = {
 
 void cli_usage(const struct cli_program *prog, FILE *out)
 {
+  bool missing = false;
+
   fprintf(out, "Usage: %s [OPTIONS] VERB [VERB OPTIONS] [ARGS]\n\n%s\n\n",
           prog->name, prog->summary);
   fputs("Verbs:\n", out);
@@ -33,23 +35,24 @@ void cli_usage(const struct cli_program *prog, FILE *out)
     char head[64];
     snprintf(head, sizeof(head), "%s%s%s", v->name, v->synopsis ? " " : "",
              v->synopsis ? v->synopsis : "");
-    fprintf(out, "  %-26s %s%s\n", head, v->summary,
-            v->run_cb ? "" : " (not in this build)");
+    fprintf(out, "%c %-24s %s\n", v->run_cb ? ' ' : '*', head, v->summary);
+    missing = missing || !v->run_cb;
   }
+  if (missing)
+    fputs("  (* not available in this build)\n", out);
   fprintf(out,
           "\nOptions:\n"
-          "  -c, --config FILE          configuration file (default: "
+          "  -c, --config FILE        configuration file; default: "
           "$SENDONCE_CONFIG,\n"
-          "                             ./sendonce.conf, %s/sendonce/"
-          "sendonce.conf)\n"
-          "      --log-level LEVEL      error|warn|info|debug (overrides "
-          "log.level)\n"
-          "      --log-format FORMAT    kv|json (overrides log.format)\n"
-          "      --print-config         print the effective configuration "
+          "                           else ./sendonce.conf, else\n"
+          "                           %s/sendonce/sendonce.conf\n"
+          "      --log-level LEVEL    error|warn|info|debug (over log.level)\n"
+          "      --log-format FORMAT  kv|json (over log.format)\n"
+          "      --print-config       print the effective configuration "
           "(secrets\n"
-          "                             redacted) and exit\n"
-          "  -h, --help                 print this help and exit\n"
-          "  -V, --version              print the version and exit\n"
+          "                           redacted) and exit\n"
+          "  -h, --help               print this help and exit\n"
+          "  -V, --version            print the version and exit\n"
           "\n"
           "Every configuration key can also be set by an environment "
           "variable\n"

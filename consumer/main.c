@@ -16,7 +16,7 @@ static const struct cli_verb verbs[] = {
 static const struct cli_program program = {
     .name = "sendonce-consumer",
     .summary =
-        "Consumes campaign-due triggers, claims each campaign in the "
+        "Consumes campaign-due triggers, claims each campaign in the\n"
         "registry and sends it once.",
     .verbs = verbs,
     .n_verbs = sizeof(verbs) / sizeof(verbs[0]),

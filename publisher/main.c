@@ -11,15 +11,13 @@
 #include "config.h"
 
 static const struct cli_verb verbs[] = {
-    {"schedule", "FILE|-",
-     "register a campaign (campaign-due JSON) to be "
-     "published at its scheduled_at",
+    {"schedule", "FILE|-", "register a campaign (JSON) to publish when due",
      NULL},
     {"publish", "CAMPAIGN_ID", "publish a registered campaign's trigger now",
      NULL},
     {"list", "[--state STATE]", "list campaigns in the registry", NULL},
-    {"cancel", "CAMPAIGN_ID", "cancel a campaign (it is never sent)", NULL},
-    {"pause", "CAMPAIGN_ID", "pause a campaign between batches", NULL},
+    {"cancel", "CAMPAIGN_ID", "cancel a campaign: it will not be sent", NULL},
+    {"pause", "CAMPAIGN_ID", "pause a campaign (between batches)", NULL},
     {"resume", "CAMPAIGN_ID", "resume a paused campaign", NULL},
     {"run", NULL, "daemon: publish campaigns as they fall due", NULL},
 };
@@ -27,7 +25,7 @@ static const struct cli_verb verbs[] = {
 static const struct cli_program program = {
     .name = "sendonce-publisher",
     .summary =
-        "Registers campaigns and publishes each one's trigger, once, "
+        "Registers campaigns and publishes each one's trigger, once,\n"
         "when it falls due.",
     .verbs = verbs,
     .n_verbs = sizeof(verbs) / sizeof(verbs[0]),

@@ -97,7 +97,7 @@ grep -qF 'env SENDONCE_REGISTRY_LEASE_TTL_S: registry.lease_ttl_s: must be' \
 for prog in "$publisher" "$consumer" "$watchdog"; do
   "$prog" --version >"$tmp/out" 2>&1 || fail "$prog --version failed"
   "$prog" --help >"$tmp/out" 2>&1 || fail "$prog --help failed"
-  grep -q '^  run' "$tmp/out" || fail "$prog --help does not list run"
+  grep -q '^[ *] run' "$tmp/out" || fail "$prog --help does not list run"
   "$prog" frobnicate >"$tmp/out" 2>"$tmp/err"
   status=$?
   [ "$status" -eq 2 ] || fail "$prog frobnicate: status $status, want 2"
@@ -110,11 +110,11 @@ for prog in "$publisher" "$consumer" "$watchdog"; do
 done
 "$publisher" --help >"$tmp/out"
 for verb in schedule publish list cancel pause resume run; do
-  grep -q "^  $verb" "$tmp/out" || fail "publisher --help lacks $verb"
+  grep -q "^[ *] $verb" "$tmp/out" || fail "publisher --help lacks $verb"
 done
 "$watchdog" --help >"$tmp/out"
 for verb in run check status replay; do
-  grep -q "^  $verb" "$tmp/out" || fail "watchdog --help lacks $verb"
+  grep -q "^[ *] $verb" "$tmp/out" || fail "watchdog --help lacks $verb"
 done
 
 if [ "$failures" -ne 0 ]; then

@@ -11,21 +11,18 @@
 #include "config.h"
 
 static const struct cli_verb verbs[] = {
-    {"run", "[--dry-run]", "daemon: one reconciliation pass every interval",
+    {"run", "[--dry-run]", "daemon: a reconciliation pass every interval",
      NULL},
-    {"check", "[--dry-run]", "one pass, then exit (non-zero on an alert)",
-     NULL},
-    {"status", NULL, "print every overdue campaign with its verdict", NULL},
-    {"replay", "CAMPAIGN_ID",
-     "move a dead campaign's trigger from the DLQ "
-     "back to the queue (operator's verb)",
+    {"check", "[--dry-run]", "one pass, then exit; non-zero on an alert", NULL},
+    {"status", NULL, "print each overdue campaign and its verdict", NULL},
+    {"replay", "CAMPAIGN_ID", "send a dead campaign's trigger back from DLQ",
      NULL},
 };
 
 static const struct cli_program program = {
     .name = "sendonce-watchdog",
     .summary =
-        "Reconciles registry, broker and DLQ; republishes only "
+        "Reconciles registry, broker and DLQ; republishes only the\n"
         "campaigns that are provably orphaned.",
     .verbs = verbs,
     .n_verbs = sizeof(verbs) / sizeof(verbs[0]),
