@@ -160,10 +160,10 @@ int msg_validate_campaign_id(const char *id, char *err,
 
 /* msg_parse_recipient_line: parse one line of a recipients_url JSON-lines
  * stream ({"id":..., "address":..., "vars":{...}}) with the same rules as
- * an inline recipient. `len` excludes nothing in particular: surrounding
- * whitespace and a trailing "\n" or "\r\n" are allowed; the reader should
- * skip blank lines itself (a blank line is refused as bad_json). Lines over
- * MSG_RECIPIENT_LINE_MAX bytes are refused (SO_ERR_TOO_LARGE). Uniqueness
+ * an inline recipient. Exactly `len` bytes are read (no NUL needed);
+ * surrounding whitespace and a trailing "\n" or "\r\n" are allowed; the reader
+ * should skip blank lines itself (a blank line is refused as bad_json). Lines
+ * over MSG_RECIPIENT_LINE_MAX bytes are refused (SO_ERR_TOO_LARGE). Uniqueness
  * of ids across a stream is the reader's business. On success `out` is
  * filled (owned strings; release with msg_recipient_cleanup()); on failure
  * it is left zeroed. Error codes: too_large, bad_utf8, bad_json, too_deep,
