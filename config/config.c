@@ -340,11 +340,12 @@ static size_t env_names(const struct section_desc *sec, const char *path,
   return n;
 }
 
-/* env_check_one: is `var` one of the names of `sec` under `path`? */
+/* env_check_one: is `var` one of the names of `sec` under `path`? If
+ * not, a close name goes to hint (when hint is still empty). */
 static bool env_check_one(const struct section_desc *sec, const char *path,
-                          const char *var, const char **hint,
-                          char (*names)[160])
+                          const char *var, char *hint, size_t hintlen)
 {
+  char names[64][160];
   const char *list[64];
   size_t n = env_names(sec, path, names, 64);
   for (size_t i = 0; i < n; i++) {
@@ -352,7 +353,9 @@ static bool env_check_one(const struct section_desc *sec, const char *path,
       return true;
     list[i] = names[i];
   }
-  *hint = config__suggest(var, list, n);
+  const char *close = config__suggest(var, list, n);
+  if (close && !hint[0])
+    snprintf(hint, hintlen, "%s", close);
   return false;
 }
 
@@ -360,10 +363,8 @@ static bool env_check_one(const struct section_desc *sec, const char *path,
  * is a typo that would silently do nothing: refuse it. */
 static int env_check_unknown(struct loader *ld)
 {
-  char names[64][160];
   for (char **e = environ; e && *e; e++) {
-    char var[160], prefix[64];
-    const char *hint = NULL;
+    char var[160], prefix[64], hint[160] = "";
     size_t len = strcspn(*e, "=");
     const char *value = (*e)[len] ? *e + len + 1 : "";
     bool known = false, claimed = false;
@@ -379,7 +380,7 @@ static int env_check_unknown(struct loader *ld)
         continue;
       claimed = true;
       known = env_check_one(config_sections[i], config_sections[i]->name, var,
-                            &hint, names);
+                            hint, sizeof(hint));
     }
     if (strncmp(var, "SENDONCE_PROVIDERS_", 19) == 0) {
       claimed = true;
@@ -387,14 +388,14 @@ static int env_check_unknown(struct loader *ld)
         char path[64];
         snprintf(path, sizeof(path), "providers.%s",
                  ld->cfg->providers[i].channel);
-        known =
-            env_check_one(&config_provider_section, path, var, &hint, names);
+        known = env_check_one(&config_provider_section, path, var, hint,
+                              sizeof(hint));
       }
     }
     if (!claimed || known)
       continue;
     struct where w = {NULL, 0, var};
-    if (hint)
+    if (hint[0])
       return config__fail(ld, SO_ERR_INVALID, &w, "environment",
                           "unknown variable (did you mean %s?)", hint);
     if (strncmp(var, "SENDONCE_PROVIDERS_", 19) == 0)

@@ -139,10 +139,19 @@ int config__fail_unknown(struct loader *ld, const struct where *w,
                          const struct section_desc *sec)
 {
   const char *names[40];
-  size_t n = 0;
+  char file_names[8][64]; /* "<secret>_file" for each secret key */
+  size_t n = 0, n_files = 0;
   char key[256];
-  for (size_t i = 0; sec && i < sec->n_keys && n < 40; i++)
-    names[n++] = sec->keys[i].name;
+  for (size_t i = 0; sec && i < sec->n_keys && n < 40; i++) {
+    const struct key_desc *k = &sec->keys[i];
+    /* A secret is only ever spelled <key>_file in a file. */
+    if (k->type != KEY_SECRET) {
+      names[n++] = k->name;
+    } else if (n_files < 8) {
+      snprintf(file_names[n_files], sizeof(file_names[0]), "%s_file", k->name);
+      names[n++] = file_names[n_files++];
+    }
+  }
   const char *hint = config__suggest(name, names, n);
   snprintf(key, sizeof(key), "%s%s%s", path, *path ? "." : "", name);
   if (hint)

@@ -399,6 +399,9 @@ static const struct env_case env_cases[] = {
     {"SENDONCE_BROKER_HEARTBEATS", "5", SO_ERR_INVALID,
      "env SENDONCE_BROKER_HEARTBEATS: environment: unknown variable (did you "
      "mean SENDONCE_BROKER_HEARTBEAT_S?)"},
+    {"SENDONCE_PROVIDERS_EMAIL_URLL", "http://x/", SO_ERR_INVALID,
+     "env SENDONCE_PROVIDERS_EMAIL_URLL: environment: unknown variable (did "
+     "you mean SENDONCE_PROVIDERS_EMAIL_URL?)"},
     {"SENDONCE_REGISTRY_BACKEND", "mysql", SO_ERR_INVALID,
      "env SENDONCE_REGISTRY_BACKEND: registry.backend: must be one of "
      "sqlite|postgresql"},
@@ -434,8 +437,10 @@ static void test_env_errors(void **state)
     struct config cfg;
     char err[512];
     setenv(c->var, c->value, 1);
-    int rc = load("providers = { email = { url = \"http://e/\"; }; };", &cfg,
-                  err, sizeof(err), NULL);
+    int rc = load(
+        "providers = { email = { url = \"http://e/\"; };\n"
+        "  sms = { url = \"http://s/\"; }; };",
+        &cfg, err, sizeof(err), NULL);
     unsetenv(c->var);
     config_free(&cfg);
     print_message("case %s: %s\n", c->var, err);
@@ -619,6 +624,9 @@ static const struct bad_case bad_cases[] = {
     {"providers = { email = { url = \"http://x/\";\n batch_size = 10; }; };", 2,
      "providers.email.batch_size: 10 needs a body_template with a "
      "{{#recipients}}",
+     SO_ERR_INVALID},
+    {"registry = { pasword_file = \"/x\"; };", 1,
+     "registry.pasword_file: unknown key (did you mean 'password_file'?)",
      SO_ERR_INVALID},
     {"log = { format = \"xml\"; };", 1,
      "log.format: must be one of kv|json (got \"xml\")", SO_ERR_INVALID},
