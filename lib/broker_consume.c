@@ -545,6 +545,11 @@ int broker_cancel_all(struct broker *b)
 static int read_guarded(struct broker *b, int timeout_ms, bool drain)
 {
   int rc;
+  /* A real (if tiny) wait: rabbitmq-c checks the broker's heartbeat
+   * deadline when a wait times out, and an idle pump must notice a silent
+   * broker by itself (test_paused_proxy_idle_pump_notices). */
+  if (timeout_ms < 1)
+    timeout_ms = 1;
   broker__guard(b, b->opts.op_timeout_ms + timeout_ms);
   do {
     rc = broker__read_frame(b, timeout_ms);

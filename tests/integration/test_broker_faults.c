@@ -130,6 +130,33 @@ static void test_paused_proxy_publish_returns(void **state)
   broker_close(b);
 }
 
+static void test_paused_proxy_idle_pump_notices(void **state)
+{
+  (void)state;
+  struct broker_options o;
+  int port = bt_free_port();
+  pid_t proxy = start_proxy(port);
+  bt_options(&o, bt_uri_port("amqp", "127.0.0.1", port), NULL);
+  o.heartbeat_s = 1;
+  o.reconnect_min_ms = 5000; /* keep it down once it is down */
+  o.reconnect_max_ms = 5000;
+  struct broker *b = bt_open(&o);
+  assert_int_equal(kill(-proxy, SIGSTOP), 0);
+  /* An idle consumer's pump must notice the silence (2 missed heartbeats)
+   * by itself: nothing else will ever close this socket. */
+  struct broker_delivery *d = NULL;
+  char err[256];
+  int rc = SO_ERR_TIMEOUT;
+  int64_t t0 = clock_monotonic_ms();
+  while (rc == SO_ERR_TIMEOUT && clock_monotonic_ms() - t0 < 10000)
+    rc = broker_poll(b, 200, -1, &d, err, sizeof(err));
+  assert_int_equal(rc, SO_ERR_UNAVAILABLE);
+  assert_true(clock_monotonic_ms() - t0 < 3 * 2000);
+  assert_false(broker_is_up(b));
+  broker_close(b);
+  bt_kill(proxy);
+}
+
 /* Write a CA and a server certificate for localhost / 127.0.0.1. */
 static void make_certs(const char *dir, const char *name)
 {
@@ -203,9 +230,11 @@ static void test_tls_front(void **state)
 
 int main(void)
 {
-  signal(SIGPIPE, SIG_IGN);
+  if (getenv("BROKER_TEST_FILTER"))
+    cmocka_set_test_filter(getenv("BROKER_TEST_FILTER"));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_paused_proxy_publish_returns),
+      cmocka_unit_test(test_paused_proxy_idle_pump_notices),
       cmocka_unit_test(test_tls_front),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
