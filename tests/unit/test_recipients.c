@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -424,6 +425,87 @@ static void test_fetch_failures(void **state)
   close(fd);
 }
 
+/* A one-shot HTTP server: answers one connection with a canned text and
+ * closes, whatever the canned text promised. */
+struct canned {
+  int fd;
+  const char *text;
+};
+
+static void *canned_main(void *arg)
+{
+  struct canned *c = arg;
+  int conn = accept(c->fd, NULL, NULL);
+  if (conn < 0)
+    return NULL;
+  char req[4096];
+  ssize_t got = read(conn, req, sizeof(req)); /* the request; not checked */
+  (void)got;
+  size_t len = strlen(c->text);
+  ssize_t put = write(conn, c->text, len);
+  (void)put;
+  close(conn);
+  return NULL;
+}
+
+static int canned_status(const char *text, char *err, size_t errlen,
+                         size_t *items)
+{
+  struct canned c = {socket(AF_INET, SOCK_STREAM, 0), text};
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(c.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(c.fd, 4), 0);
+  assert_int_equal(getsockname(c.fd, (struct sockaddr *)&sa, &len), 0);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, canned_main, &c), 0);
+  char url[128];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/list.jsonl",
+           ntohs(sa.sin_port));
+  int status;
+  struct recipients_item *all =
+      read_all(url, NULL, 10, items, &status, err, errlen);
+  recipients_items_cleanup(all, *items);
+  free(all);
+  pthread_join(t, NULL);
+  close(c.fd);
+  return status;
+}
+
+static void test_broken_transfers(void **state)
+{
+  (void)state;
+  char err[256];
+  size_t n;
+  /* Promises 100000 bytes, sends two lines, hangs up. */
+  assert_int_equal(
+      canned_status("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+                    "{\"address\":\"a@example.org\"}\n"
+                    "{\"address\":\"b@example.org\"}\n",
+                    err, sizeof(err), &n),
+      SO_ERR_IO);
+  assert_int_equal(n, 0);
+  assert_non_null(strstr(err, "transfer"));
+  assert_int_equal(canned_status("HTTP/1.1 503 Service Unavailable\r\n"
+                                 "Content-Length: 0\r\n\r\n",
+                                 err, sizeof(err), &n),
+                   SO_ERR_UNAVAILABLE);
+  assert_non_null(strstr(err, "503"));
+  assert_int_equal(canned_status("HTTP/1.1 410 Gone\r\nContent-Length: 0"
+                                 "\r\n\r\n",
+                                 err, sizeof(err), &n),
+                   SO_ERR_NOTFOUND);
+  /* A good answer from the same server, to show the harness works. */
+  assert_int_equal(canned_status("HTTP/1.1 200 OK\r\nContent-Length: 28\r\n\r\n"
+                                 "{\"address\":\"a@example.org\"}\n",
+                                 err, sizeof(err), &n),
+                   SO_OK);
+  assert_int_equal(n, 1);
+}
+
 static void test_unsupported_schemes_refused(void **state)
 {
   (void)state;
@@ -528,6 +610,7 @@ int main(void)
       cmocka_unit_test(test_inline_recipients),
       cmocka_unit_test(test_unsupported_schemes_refused),
       cmocka_unit_test(test_fetch_failures),
+      cmocka_unit_test(test_broken_transfers),
       cmocka_unit_test(test_http_stream),
   };
   return cmocka_run_group_tests(tests, setup_dir, remove_dir);
