@@ -24,6 +24,9 @@
 
 #define BROKER_FRAME_MAX 131072
 #define BROKER_URI_MAX 1024
+#define BROKER_SYSTEM_CA_FILE                    \
+  "/etc/ssl/certs/ca-certificates.crt" /* Debian \
+                                        */
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
     SO_PRINTF(3, 4);
@@ -235,10 +238,12 @@ int broker_open(const struct broker_options *opts, struct broker **out,
     int rc = check_uri(opts->uris[i], &tls, err, errlen);
     if (rc)
       return rc;
-    if (tls && opts->tls_verify_peer && !opts->tls_ca_file) {
+    if (tls && opts->tls_verify_peer && !opts->tls_ca_file &&
+        access(BROKER_SYSTEM_CA_FILE, R_OK) != 0) {
       errf(err, errlen,
-           "broker: %s needs broker.tls.ca_file to verify the broker",
-           opts->uris[i]);
+           "broker: %s needs broker.tls.ca_file to verify the broker (no "
+           "system bundle %s)",
+           opts->uris[i], BROKER_SYSTEM_CA_FILE);
       return SO_ERR_INVALID;
     }
   }
@@ -499,9 +504,12 @@ static int tls_setup(struct broker *b, amqp_socket_t *sock, char *err,
                      size_t errlen)
 {
   const struct broker_options *o = &b->opts;
-  if (o->tls_ca_file &&
-      amqp_ssl_socket_set_cacert(sock, o->tls_ca_file) != AMQP_STATUS_OK) {
-    errf(err, errlen, "broker: cannot load tls ca_file %s", o->tls_ca_file);
+  /* rabbitmq-c trusts nothing by default: without a ca_file, the system
+   * bundle. */
+  const char *ca = o->tls_ca_file ? o->tls_ca_file : BROKER_SYSTEM_CA_FILE;
+  if (o->tls_verify_peer &&
+      amqp_ssl_socket_set_cacert(sock, ca) != AMQP_STATUS_OK) {
+    errf(err, errlen, "broker: cannot load tls ca_file %s", ca);
     return SO_ERR_INVALID;
   }
   if (o->tls_cert_file && o->tls_key_file &&
@@ -676,5 +684,33 @@ int broker__ensure(struct broker *b, char *err, size_t errlen)
   }
   if (!b->pub_open && (rc = open_pub(b, err, errlen)) != SO_OK)
     return rc;
+  return SO_OK;
+}
+
+int broker_queue_counts(struct broker *b, const char *queue, uint32_t *messages,
+                        uint32_t *consumers, char *err, size_t errlen)
+{
+  int rc = broker__ensure(b, err, errlen);
+  if (rc)
+    return rc;
+  broker__guard(b, b->opts.op_timeout_ms);
+  amqp_queue_declare_ok_t *ok =
+      amqp_queue_declare(b->conn, BROKER_CH_MAIN, amqp_cstring_bytes(queue), 1,
+                         0, 0, 0, amqp_empty_table);
+  rc = broker__reply(b, amqp_get_rpc_reply(b->conn), BROKER_CH_MAIN,
+                     "queue.declare(passive)", err, errlen);
+  if (rc == SO_ERR_NOTFOUND) {
+    errf(err, errlen, "broker: no queue '%s'", queue);
+    /* Reopen now so the session is whole again; a failure shows later. */
+    int rc2 = broker__ensure(b, NULL, 0);
+    (void)rc2;
+    return SO_ERR_NOTFOUND;
+  }
+  if (rc)
+    return rc;
+  if (messages)
+    *messages = ok->message_count;
+  if (consumers)
+    *consumers = ok->consumer_count;
   return SO_OK;
 }

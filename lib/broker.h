@@ -67,8 +67,9 @@ struct broker_options {
   int op_timeout_ms;         /* one RPC (declare, qos, get) or one confirm */
   int reconnect_min_ms;      /* first backoff after a failure */
   int reconnect_max_ms;      /* backoff cap */
-  const char *tls_ca_file;   /* amqps://: CA bundle (PEM); required when
-                                tls_verify_peer */
+  const char *tls_ca_file;   /* amqps://: CA bundle (PEM); NULL: the
+                                system bundle
+                                /etc/ssl/certs/ca-certificates.crt */
   const char *tls_cert_file; /* amqps://: client certificate or NULL */
   const char *tls_key_file;  /* amqps://: client key or NULL */
   bool tls_verify_peer;      /* verify the broker's chain and hostname */
@@ -87,7 +88,8 @@ void broker_options_from_config(struct broker_options *opts,
  * connected (call broker_connect(), or let the first call connect).
  * Returns SO_OK with *out set (free with broker_close()), SO_ERR_INVALID
  * with the reason in err (no URI, a bad URI, a password in a URI,
- * heartbeat 0, amqps without a CA file while verifying), SO_ERR_NOMEM. */
+ * heartbeat 0, amqps verifying without a CA file nor a system bundle),
+ * SO_ERR_NOMEM. */
 int broker_open(const struct broker_options *opts, struct broker **out,
                 char *err, size_t errlen) SO_MUST_CHECK;
 
@@ -225,6 +227,16 @@ int broker_nack(struct broker *b, uint64_t generation, uint64_t tag,
 int broker_get(struct broker *b, const char *queue,
                struct broker_delivery **out, char *err,
                size_t errlen) SO_MUST_CHECK;
+
+/* broker_queue_counts: passive queue.declare: messages ready (not
+ * counting unacked ones) and consumers of `queue`, exact as of now
+ * (unlike the management API's sampled statistics). Either out pointer
+ * may be NULL. Returns SO_OK; SO_ERR_NOTFOUND: no such queue (the broker
+ * closed channel 1 for it: the generation changes, like after a channel
+ * error); SO_ERR_UNAVAILABLE; SO_ERR_TIMEOUT. */
+int broker_queue_counts(struct broker *b, const char *queue, uint32_t *messages,
+                        uint32_t *consumers, char *err,
+                        size_t errlen) SO_MUST_CHECK;
 
 /* ---- publishing (broker_confirm.c) --------------------------------- */
 
