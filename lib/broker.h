@@ -33,6 +33,27 @@
  * requeued every unacked delivery of the old generation, and acking or
  * nacking one of them is a no-op returning SO_ERR_CONFLICT.
  *
+ * Bounds in numbers: an RPC or a confirm wait, op_timeout_ms (+1 s for
+ * the guard); a call that (re)connects, up to n_uris x connect_timeout_ms
+ * plus op_timeout_ms per step of the restore; broker_poll(), its
+ * timeout_ms plus the same. broker_ack()/broker_nack() never reconnect.
+ *
+ * Typical use (one thread):
+ *   consumer:  broker_open(opts with topology) -> broker_connect() (refuse
+ *              to start on SO_ERR_CONFLICT) -> broker_consume(queue,
+ *              prefetch) -> loop { broker_poll(b, 200, eventfd, &d);
+ *              hand d to a worker; for each result from the workers:
+ *              broker_publish_confirmed() (retry queue, DLX copy) then
+ *              broker_ack(d->generation, d->tag) } -> on SIGTERM
+ *              broker_cancel_all(), nack(requeue) what is still queued,
+ *              broker_close().
+ *   watchdog:  broker_get(dlq) / broker_nack(requeue) to inspect the DLQ,
+ *              broker_queue_counts(), broker_publish_confirmed() to the
+ *              main exchange; call broker_poll(b, 0, -1, &d) when idle
+ *              between passes to keep heartbeats going.
+ *   publisher: broker_publish_confirmed() per due campaign; broker_poll()
+ *              while idle.
+ *
  * Secrets: the password is used for the login only; it is never logged and
  * never part of an error message.
  */

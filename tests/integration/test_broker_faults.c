@@ -157,6 +157,35 @@ static void test_paused_proxy_idle_pump_notices(void **state)
   bt_kill(proxy);
 }
 
+static void test_failover_on_loss(void **state)
+{
+  (void)state;
+  struct broker_options o;
+  int port_a = bt_free_port();
+  pid_t a = start_proxy(port_a);
+  int port_b = bt_free_port();
+  pid_t b_proxy = start_proxy(port_b);
+  bt_options(&o, bt_uri_port("amqp", "127.0.0.1", port_a), NULL);
+  o.uris[1] = bt_uri_port("amqp", "127.0.0.1", port_b);
+  o.n_uris = 2;
+  struct broker *b = bt_open(&o);
+  assert_string_equal(broker_current_uri(b), o.uris[0]);
+  uint64_t gen = broker_generation(b);
+  /* Node A goes away (its proxy dies, closing our connection). */
+  bt_kill(a);
+  struct broker_delivery *d = NULL;
+  char err[256];
+  int64_t until = clock_monotonic_ms() + 10000;
+  while (clock_monotonic_ms() < until &&
+         (!broker_is_up(b) || broker_generation(b) == gen))
+    assert_int_not_equal(broker_poll(b, 100, -1, &d, err, sizeof(err)), SO_OK);
+  assert_true(broker_is_up(b));
+  assert_string_equal(broker_current_uri(b), o.uris[1]);
+  assert_true(broker_generation(b) > gen);
+  broker_close(b);
+  bt_kill(b_proxy);
+}
+
 /* Write a CA and a server certificate for localhost / 127.0.0.1. */
 static void make_certs(const char *dir, const char *name)
 {
@@ -235,6 +264,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_paused_proxy_publish_returns),
       cmocka_unit_test(test_paused_proxy_idle_pump_notices),
+      cmocka_unit_test(test_failover_on_loss),
       cmocka_unit_test(test_tls_front),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
