@@ -38,7 +38,7 @@
 struct registry_pg {
   struct registry base;       /* first: registry.c casts */
   PGconn *conn;               /* never NULL once open */
-  int statement_timeout_ms;   /* 0 = server default */
+  int statement_timeout_ms;   /* 0 = none */
   bool prepared[PG_STMT_MAX]; /* per connection: cleared on reconnect */
   bool lost;      /* the connection broke during the current attempt */
   bool retryable; /* the last failure was 40001/40P01 (retry whole op) */
