@@ -305,6 +305,9 @@ static void broker_drop(struct broker *b)
     b->consumers[i].tag[0] = '\0';
   }
   pub_fail(b, BROKER_PUB_CLOSED, "connection lost");
+  /* The broker requeues what it had delivered on this connection: handing
+   * out the queued copies now would only get them processed twice. */
+  broker__pending_purge(b);
 }
 
 /* Next backoff: doubling from min to max, "equal jitter" (half fixed,
