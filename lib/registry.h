@@ -31,7 +31,12 @@
  *    crash; the PostgreSQL backend reconnects on the next call.
  *
  * Times are int64 milliseconds since the Unix epoch (UTC). A `struct
- * registry` is not thread-safe: use one per thread.
+ * registry` is not thread-safe: use one per thread. Nor may a handle cross
+ * fork(): open it in the process that uses it, and do not fork while one
+ * is open unless the child only exec()s or _exit()s. (SQLite keeps lock
+ * state per process: a child inheriting an open connection to the same
+ * file can believe it holds locks it does not, and two processes then
+ * claim one campaign. The race test caught exactly that.)
  */
 #ifndef SENDONCE_REGISTRY_H
 #define SENDONCE_REGISTRY_H

@@ -91,32 +91,29 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " + ?1 ORDER BY scheduled_at, campaign_id LIMIT ?2",
     [ST_CLAIM] =
         "UPDATE campaigns SET state = 'PROCESSING', owner = ?2,"
-        " fence = fence + 1, lease_until = " NOW " + ?3, progress_at = " NOW
-        ", updated_at = " NOW
-        ", publish_owner = NULL, publish_until = 0"
-        " WHERE campaign_id = ?1 AND paused = 0 AND (state IN ('SCHEDULED',"
-        " 'PUBLISHED') OR (state = 'PROCESSING' AND lease_until <= " NOW
-        "))"
-        " RETURNING fence, lease_until, " NOW,
+        " fence = fence + 1, lease_until = ?9 + ?3, progress_at = ?9,"
+        " updated_at = ?9, publish_owner = NULL, publish_until = 0"
+        " WHERE campaign_id = ?1 RETURNING fence, lease_until",
     [ST_CLAIM_INFO] = "SELECT state, fence, lease_until, paused, " NOW
                       " FROM campaigns WHERE campaign_id = ?1",
-    [ST_FENCE_INFO] = "SELECT state, fence, lease_until > " NOW
-                      ", paused FROM campaigns WHERE campaign_id = ?1",
-    [ST_RENEW] = "UPDATE campaigns SET lease_until = " NOW
-                 " + ?2, updated_at = " NOW " WHERE campaign_id = ?1",
+    [ST_FENCE_INFO] = "SELECT state, fence, lease_until > " NOW ", paused, " NOW
+                      " FROM campaigns WHERE campaign_id = ?1",
+    [ST_RENEW] =
+        "UPDATE campaigns SET lease_until =  ?9"
+        " + ?2, updated_at =  ?9  WHERE campaign_id = ?1",
     [ST_DELIVERY_STATE] =
         "SELECT state FROM deliveries WHERE campaign_id = ?1"
         " AND recipient_id = ?2",
     [ST_MARK_INFLIGHT] =
         "INSERT INTO deliveries (campaign_id, recipient_id, state, attempts,"
-        " updated_at) VALUES (?1, ?2, 'INFLIGHT', 1, " NOW
+        " updated_at) VALUES (?1, ?2, 'INFLIGHT', 1,  ?9"
         ")"
         " ON CONFLICT (campaign_id, recipient_id) DO UPDATE SET"
         " attempts = attempts + 1, updated_at = excluded.updated_at"
         " WHERE state = 'INFLIGHT'",
     [ST_MARK_FINAL] =
         "INSERT INTO deliveries (campaign_id, recipient_id, state, attempts,"
-        " error, updated_at) VALUES (?1, ?2, ?3, 1, ?4, " NOW
+        " error, updated_at) VALUES (?1, ?2, ?3, 1, ?4,  ?9"
         ")"
         " ON CONFLICT (campaign_id, recipient_id) DO UPDATE SET"
         " state = excluded.state, error = excluded.error,"
@@ -124,21 +121,22 @@ static const char *const stmt_sql[ST_COUNT] = {
         " WHERE state NOT IN ('SENT', 'REJECTED')",
     [ST_BUMP] =
         "UPDATE campaigns SET sent = sent + ?2, rejected = rejected"
-        " + ?3, progress_at = " NOW ", updated_at = " NOW
+        " + ?3, progress_at =  ?9 , updated_at =  ?9"
         " WHERE campaign_id = ?1",
-    [ST_SET_TOTAL] = "UPDATE campaigns SET total = ?2, updated_at = " NOW
-                     " WHERE campaign_id = ?1",
+    [ST_SET_TOTAL] =
+        "UPDATE campaigns SET total = ?2, updated_at =  ?9"
+        " WHERE campaign_id = ?1",
     [ST_COMPLETE] =
         "UPDATE campaigns SET state = 'DONE', owner = NULL,"
-        " lease_until = 0, updated_at = " NOW " WHERE campaign_id = ?1",
+        " lease_until = 0, updated_at =  ?9  WHERE campaign_id = ?1",
     [ST_RELEASE] =
         "UPDATE campaigns SET state = 'PUBLISHED', owner = NULL,"
         " lease_until = 0, attempts = attempts + ?2,"
-        " last_error = COALESCE(?3, last_error), updated_at = " NOW
+        " last_error = COALESCE(?3, last_error), updated_at =  ?9"
         " WHERE campaign_id = ?1 RETURNING attempts",
     [ST_FAIL] =
         "UPDATE campaigns SET state = 'DEAD', owner = NULL,"
-        " lease_until = 0, last_error = ?2, updated_at = " NOW
+        " lease_until = 0, last_error = ?2, updated_at =  ?9"
         " WHERE campaign_id = ?1",
     [ST_MARK_DEAD] =
         "UPDATE campaigns SET state = 'DEAD', owner = NULL, lease_until = 0,"
@@ -185,6 +183,7 @@ static const char *const delivery_state_names[] = {"INFLIGHT", "SENT",
 struct registry_sqlite {
   struct registry base;
   sqlite3 *db;
+  struct registry_sqlite_busy busy;
   sqlite3_stmt *stmts[ST_COUNT];
 };
 
@@ -419,6 +418,7 @@ struct fence_info {
   int64_t fence;
   bool live;
   bool paused;
+  int64_t now; /* the transaction's time, stamped on what it writes */
 };
 
 static int fence_read(struct registry_sqlite *s, const char *id,
@@ -440,19 +440,26 @@ static int fence_read(struct registry_sqlite *s, const char *id,
     fi->fence = sqlite3_column_int64(st, 1);
     fi->live = sqlite3_column_int(st, 2) != 0;
     fi->paused = sqlite3_column_int(st, 3) != 0;
+    fi->now = sqlite3_column_int64(st, 4);
   }
   sqlite3_reset(st);
   return rc;
 }
 
 /* fence_check: SO_OK only if the campaign is PROCESSING under `fence` with
- * a live lease; else SO_ERR_STALE_FENCE saying what was found. */
-static int fence_check(struct registry_sqlite *s, const char *id, int64_t fence)
+ * a live lease; else SO_ERR_STALE_FENCE saying what was found. *now gets
+ * the registry time of the check: the writes that follow in the same
+ * transaction stamp it (bound as ?9), so everything a fenced op writes
+ * carries the instant at which its lease was seen live, as PostgreSQL's
+ * now() (transaction start) does. */
+static int fence_check(struct registry_sqlite *s, const char *id, int64_t fence,
+                       int64_t *now)
 {
   struct fence_info fi;
   int rc = fence_read(s, id, &fi);
   if (rc)
     return rc;
+  *now = fi.now;
   if (fi.state != CAMPAIGN_PROCESSING || fi.fence != fence || !fi.live)
     return registry_set_error(
         &s->base, SO_ERR_STALE_FENCE,
@@ -473,11 +480,13 @@ static int fenced_update(struct registry_sqlite *s, enum stmt_id which,
   int rc = tx_begin(s, true);
   if (rc)
     return rc;
-  rc = fence_check(s, id, fence);
+  int64_t now = 0;
+  rc = fence_check(s, id, fence, &now);
   if (!rc) {
     sqlite3_stmt *st = stmt(s, which, &rc);
     if (st) {
       bind_text(st, 1, id);
+      sqlite3_bind_int64(st, 9, now);
       if (arg_i)
         sqlite3_bind_int64(st, 2, *arg_i);
       else if (arg_s)
@@ -592,9 +601,12 @@ static int sqlite_list_due(struct registry *r, int64_t ahead_ms, size_t limit,
   return read_list(s, st, out, n);
 }
 
-/* claim_info: why a claim did not happen, from the row as it stands. */
-static int claim_info(struct registry_sqlite *s, const char *id,
-                      struct registry_claim *out)
+/* claim_read: the row as it stands and the registry's now, and what a
+ * claim makes of it: *claimable, or out->kind DONE / HELD / PAUSED. One
+ * reading of the clock decides and (in sqlite_claim) sets the lease, so
+ * "expired" and "new lease" are measured at the same instant. */
+static int claim_read(struct registry_sqlite *s, const char *id,
+                      struct registry_claim *out, bool *claimable)
 {
   int rc;
   sqlite3_stmt *st = stmt(s, ST_CLAIM_INFO, &rc);
@@ -613,6 +625,7 @@ static int claim_info(struct registry_sqlite *s, const char *id,
     out->lease_until_ms = sqlite3_column_int64(st, 2);
     bool paused = sqlite3_column_int(st, 3) != 0;
     out->registry_now_ms = sqlite3_column_int64(st, 4);
+    *claimable = false;
     if (out->state == CAMPAIGN_DONE || out->state == CAMPAIGN_DEAD)
       out->kind = REGISTRY_CLAIM_DONE;
     else if (out->state == CAMPAIGN_PROCESSING &&
@@ -621,10 +634,7 @@ static int claim_info(struct registry_sqlite *s, const char *id,
     else if (paused)
       out->kind = REGISTRY_CLAIM_PAUSED;
     else
-      rc = registry_set_error(&s->base, SO_ERR_INTERNAL,
-                              "registry: claim of '%s' neither taken nor "
-                              "refused (state %s)",
-                              id, campaign_state_name(out->state));
+      *claimable = true;
   }
   sqlite3_reset(st);
   return rc;
@@ -637,25 +647,27 @@ static int sqlite_claim(struct registry *r, const char *id, const char *owner,
   int rc = tx_begin(s, true);
   if (rc)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_CLAIM, &rc);
-  bool row = false;
+  bool claimable = false;
+  rc = claim_read(s, id, out, &claimable);
+  sqlite3_stmt *st = rc || !claimable ? NULL : stmt(s, ST_CLAIM, &rc);
   if (st) {
     bind_text(st, 1, id);
     bind_text(st, 2, owner);
     sqlite3_bind_int64(st, 3, ttl_ms);
+    sqlite3_bind_int64(st, 9, out->registry_now_ms);
+    bool row = false;
     rc = step(s, st, &row, "claiming");
-    if (!rc && row) {
+    if (!rc && !row)
+      rc = registry_set_error(&s->base, SO_ERR_INTERNAL,
+                              "registry: claim of '%s' updated no row", id);
+    if (!rc) {
       out->kind = REGISTRY_CLAIM_CLAIMED;
       out->state = CAMPAIGN_PROCESSING;
       out->fence = sqlite3_column_int64(st, 0);
       out->lease_until_ms = sqlite3_column_int64(st, 1);
-      out->registry_now_ms = sqlite3_column_int64(st, 2);
-    }
-    if (!rc)
       rc = exec_stmt(s, st, NULL, "claiming"); /* finish RETURNING */
+    }
   }
-  if (!rc && !row)
-    rc = claim_info(s, id, out);
   return tx_end(s, rc);
 }
 
@@ -674,7 +686,8 @@ static int sqlite_pending(struct registry *r, const char *id, int64_t fence,
   int rc = tx_begin(s, false);
   if (rc)
     return rc;
-  rc = fence_check(s, id, fence);
+  int64_t now = 0;
+  rc = fence_check(s, id, fence, &now);
   sqlite3_stmt *st = rc ? NULL : stmt(s, ST_DELIVERY_STATE, &rc);
   for (size_t i = 0; st && !rc && i < n; i++) {
     sqlite3_reset(st);
@@ -693,7 +706,7 @@ static int sqlite_pending(struct registry *r, const char *id, int64_t fence,
   return tx_end(s, rc);
 }
 
-static int mark_one(struct registry_sqlite *s, const char *id,
+static int mark_one(struct registry_sqlite *s, const char *id, int64_t now,
                     const struct registry_mark *m, int64_t *sent,
                     int64_t *rejected)
 {
@@ -704,6 +717,7 @@ static int mark_one(struct registry_sqlite *s, const char *id,
     return rc;
   bind_text(st, 1, id);
   bind_text(st, 2, m->recipient_id);
+  sqlite3_bind_int64(st, 9, now);
   if (final) {
     bind_text(st, 3, delivery_state_names[m->state]);
     bind_text(st, 4, m->error);
@@ -728,16 +742,18 @@ static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
   int rc = tx_begin(s, true);
   if (rc)
     return rc;
-  rc = fence_check(s, id, fence);
+  int64_t now = 0;
+  rc = fence_check(s, id, fence, &now);
   int64_t sent = 0, rejected = 0;
   for (size_t i = 0; !rc && i < n; i++)
-    rc = mark_one(s, id, &marks[i], &sent, &rejected);
+    rc = mark_one(s, id, now, &marks[i], &sent, &rejected);
   if (!rc && sent + rejected > 0) {
     sqlite3_stmt *st = stmt(s, ST_BUMP, &rc);
     if (st) {
       bind_text(st, 1, id);
       sqlite3_bind_int64(st, 2, sent);
       sqlite3_bind_int64(st, 3, rejected);
+      sqlite3_bind_int64(st, 9, now);
       rc = exec_stmt(s, st, NULL, "counting marks");
     }
   }
@@ -764,11 +780,13 @@ static int sqlite_release(struct registry *r, const char *id, int64_t fence,
   int rc = tx_begin(s, true);
   if (rc)
     return rc;
-  rc = fence_check(s, id, fence);
+  int64_t now = 0;
+  rc = fence_check(s, id, fence, &now);
   sqlite3_stmt *st = rc ? NULL : stmt(s, ST_RELEASE, &rc);
   if (st) {
     bind_text(st, 1, id);
     sqlite3_bind_int(st, 2, count_attempt ? 1 : 0);
+    sqlite3_bind_int64(st, 9, now);
     bind_text(st, 3, reason);
     bool row = false;
     rc = step(s, st, &row, "releasing");
@@ -855,7 +873,7 @@ static int sqlite_control(struct registry *r, const char *id, int64_t fence,
   if (!rc && fi.fence == fence && fi.state == CAMPAIGN_DEAD)
     *out = REGISTRY_CONTROL_CANCEL;
   else if (!rc)
-    rc = fence_check(s, id, fence);
+    rc = fence_check(s, id, fence, &fi.now);
   if (!rc && fi.state == CAMPAIGN_PROCESSING)
     *out = fi.paused ? REGISTRY_CONTROL_PAUSE : REGISTRY_CONTROL_RUN;
   return tx_end(s, rc);
@@ -976,8 +994,8 @@ int registry_sqlite_open(const struct registry_options *opt,
     snprintf(err, errlen, "registry sqlite: out of memory");
     return SO_ERR_NOMEM;
   }
-  int rc = registry_sqlite_setup(opt->sqlite_path, opt->busy_timeout_ms, &s->db,
-                                 err, errlen);
+  int rc = registry_sqlite_setup(opt->sqlite_path, opt->busy_timeout_ms,
+                                 &s->busy, &s->db, err, errlen);
   if (rc) {
     free(s);
     return rc;

@@ -4,6 +4,7 @@
 #define SENDONCE_REGISTRY_SQLITE_SCHEMA_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -18,13 +19,22 @@
 #define REGISTRY_SQLITE_NOW \
   "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
 
+/* The busy handler's state; lives as long as the connection. */
+struct registry_sqlite_busy {
+  int timeout_ms;
+  struct timespec start;
+};
+
 /* registry_sqlite_setup: open `path` (creating it), set the pragmas the
- * registry relies on (WAL, synchronous=FULL, busy timeout, foreign keys)
- * and apply the schema migrations up to REGISTRY_SCHEMA_VERSION in one
- * transaction. A database with a newer schema gives SO_ERR_SCHEMA. On
+ * registry relies on (WAL, synchronous=FULL, foreign keys), install a busy
+ * handler that waits up to busy_timeout_ms (default 5 s) for the write
+ * lock, and apply the schema migrations up to REGISTRY_SCHEMA_VERSION in
+ * one transaction. A database with a newer schema gives SO_ERR_SCHEMA. On
  * success *out is an open connection owned by the caller
- * (sqlite3_close_v2); on failure *out is NULL and err says why. */
-int registry_sqlite_setup(const char *path, int busy_timeout_ms, sqlite3 **out,
+ * (sqlite3_close_v2), using *busy until closed; on failure *out is NULL
+ * and err says why. */
+int registry_sqlite_setup(const char *path, int busy_timeout_ms,
+                          struct registry_sqlite_busy *busy, sqlite3 **out,
                           char *err, size_t errlen) SO_MUST_CHECK;
 
 /* registry_sqlite_status: map an SQLite result code to our status:

@@ -1,0 +1,59 @@
+/* registry_suite.h - shared pieces of the one registry suite that runs
+ * against both backends (test_registry.c: single-process cases;
+ * test_registry_procs.c: cases with several processes). */
+#ifndef SENDONCE_REGISTRY_SUITE_H
+#define SENDONCE_REGISTRY_SUITE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "registry.h"
+#include "registry_testdb.h"
+
+/* The database of this run (created by the group setup). */
+extern struct testdb suite_db;
+
+/* REG_OK: the call must return SO_OK; else fail with the registry's
+ * detail. REG_RC: the call must return `want`. */
+#define REG_OK(r, expr)                                                      \
+  do {                                                                       \
+    int rc_ = (expr);                                                        \
+    if (rc_ != SO_OK)                                                        \
+      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
+  } while (0)
+#define REG_RC(r, want, expr)                                     \
+  do {                                                            \
+    int rc_ = (expr);                                             \
+    if (rc_ != (want))                                            \
+      fail_msg("%s -> %s, want %s (%s)", #expr, so_strerror(rc_), \
+               so_strerror(want), registry_errmsg(r));            \
+  } while (0)
+
+/* suite_id: a campaign id unique to this run (owned; free()). */
+char *suite_id(const char *base);
+
+/* suite_register: register a campaign or fail the test. */
+void suite_register(struct registry *r, const char *id,
+                    enum campaign_state initial, int64_t scheduled_at_ms);
+
+/* suite_now: the registry's clock or fail. */
+int64_t suite_now(struct registry *r);
+
+/* suite_wait_lease_expired: poll the registry's clock until the lease of
+ * `id` has expired on it (registry now >= lease_until). */
+void suite_wait_lease_expired(struct registry *r, const char *id);
+
+/* suite_deliveries: the raw delivery rows of a campaign (owned text). */
+char *suite_deliveries(const char *id);
+
+/* The multi-process cases (test_registry_procs.c). */
+void test_race_claims(void **state);
+void test_kill_mid_batch(void **state);
+void test_publish_race(void **state);
+void test_republish_race(void **state);
+
+#endif /* SENDONCE_REGISTRY_SUITE_H */

@@ -1,0 +1,48 @@
+/* registry_testdb.h - a fresh, private registry database for one run of the
+ * registry suite, on either backend, plus raw SQL access for checks the
+ * registry API does not offer (whole delivery rows, registry-time stamps
+ * of marks, a faked newer schema).
+ *
+ * SQLite: a unique file under $TMPDIR (or /tmp). PostgreSQL: a schema with
+ * a unique name in the database of SENDONCE_REGISTRY_PG_CONNINFO, reached
+ * through conninfo "<base> options='-csearch_path=<schema>'", dropped at
+ * the end. */
+#ifndef SENDONCE_REGISTRY_TESTDB_H
+#define SENDONCE_REGISTRY_TESTDB_H
+
+#include "registry.h"
+
+struct testdb {
+  enum registry_backend backend;
+  char *sqlite_path; /* SQLite: the database file */
+  char *pg_schema;   /* PostgreSQL: the schema of this run */
+  char *pg_conninfo; /* PostgreSQL: base conninfo + search_path option */
+  const char *pg_password;
+};
+
+/* testdb_backend_parse: "sqlite" or "pg"; aborts on anything else. */
+enum registry_backend testdb_backend_parse(const char *name);
+
+/* testdb_create / testdb_destroy: make and remove the private database.
+ * Failures abort the test run (a missing server is a failure). */
+void testdb_create(struct testdb *db, enum registry_backend backend);
+void testdb_destroy(struct testdb *db);
+
+/* testdb_options: registry_options for this database (pointers into db). */
+struct registry_options testdb_options(const struct testdb *db);
+
+/* testdb_open: registry_open on this database; aborts on failure. */
+struct registry *testdb_open(const struct testdb *db);
+
+/* testdb_query: run one SELECT over a raw connection; every row becomes
+ * its columns joined with '|' (NULL as "~") and ended by '\n'. Owned by
+ * the caller (free()). Aborts on an SQL error. */
+char *testdb_query(const struct testdb *db, const char *sql);
+
+/* testdb_query_int: the first column of the first row as an integer. */
+long long testdb_query_int(const struct testdb *db, const char *sql);
+
+/* testdb_exec: run statements over a raw connection; aborts on error. */
+void testdb_exec(const struct testdb *db, const char *sql);
+
+#endif /* SENDONCE_REGISTRY_TESTDB_H */

@@ -1,0 +1,18 @@
+# The one registry suite, run against both backends: one executable, the
+# backend named on its command line. registry_pg needs the PostgreSQL from
+# scripts/setup (SENDONCE_REGISTRY_PG_CONNINFO / _PASSWORD in the test env
+# file); each run works in its own schema (or SQLite file) and drops it.
+# sendonce_add_test() registers one test per executable, so this area
+# builds its executable the same way and registers it twice.
+add_executable(test_registry integration/test_registry.c
+                             integration/test_registry_procs.c
+                             integration/registry_testdb.c)
+target_link_libraries(test_registry PRIVATE sendonce sendonce_testenv
+                      PkgConfig::CMOCKA)
+target_include_directories(test_registry PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+sendonce_target_warnings(test_registry)
+foreach(backend sqlite pg)
+  add_test(NAME registry_${backend} COMMAND test_registry ${backend})
+  set_tests_properties(registry_${backend} PROPERTIES
+                       LABELS integration TIMEOUT 240)
+endforeach()
