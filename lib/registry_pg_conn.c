@@ -252,18 +252,26 @@ int pg_conn_ready(struct registry_pg *r)
       return pg_conn_simple(r, "ROLLBACK", "rolling back");
     return SO_OK;
   }
-  log_warn("registry: postgresql: connection lost, reconnecting");
+  /* One warning when the connection goes, one line when it is back: a
+   * worker calling every few milliseconds while the server is down must
+   * not flood the log. */
+  if (!r->down)
+    log_warn("registry: postgresql: connection lost, reconnecting");
   PQreset(r->conn);
   r->doomed = false;
   if (PQstatus(r->conn) != CONNECTION_OK) {
     char msg[REGISTRY_ERRMSG_LEN];
     pg_trim(msg, sizeof(msg), PQerrorMessage(r->conn));
+    if (!r->down)
+      log_warn("registry: postgresql: server unreachable: %s", msg);
+    r->down = true;
     return registry_set_error(&r->base, SO_ERR_UNAVAILABLE,
                               "registry postgresql: reconnect: %s", msg);
   }
   int rc = pg_session_setup(r);
   if (rc)
     return rc;
+  r->down = false;
   log_info("registry: postgresql: reconnected");
   return SO_OK;
 }

@@ -43,6 +43,7 @@ struct registry_pg {
   bool lost;      /* the connection broke during the current attempt */
   bool retryable; /* the last failure was 40001/40P01 (retry whole op) */
   bool doomed;    /* the server announced it is closing the connection */
+  bool down;      /* the last reconnect failed (logged once) */
 };
 
 /* pg_conn_open: connect (conninfo expanded as dbname, password added from
