@@ -172,7 +172,8 @@ static void snippet(const char *in, size_t len, char *out, size_t outlen)
     if (space && o + 2 < outlen)
       out[o++] = ' ';
     space = false;
-    out[o++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+    /* '"' becomes '\'' so the reason can sit in a quoted log field. */
+    out[o++] = (c < 0x20 || c >= 0x7f) ? '?' : c == '"' ? '\'' : (char)c;
   }
   out[o] = '\0';
 }
@@ -701,16 +702,31 @@ static int start_ready(struct sender *s, int64_t now)
 static int wait_ms(struct sender *s, int64_t now, int64_t deadline)
 {
   int64_t wake = deadline;
-  struct request *rq = next_retry(s);
-  bool work = s->q_len > 0 || rq;
-  if (rq && rq->not_before_ms < wake)
-    wake = rq->not_before_ms;
-  if (s->q_len > 0 && !new_ready(s, now) &&
-      s->q_head->queued_ms + SENDER_BATCH_LINGER_MS < wake)
-    wake = s->q_head->queued_ms + SENDER_BATCH_LINGER_MS;
-  if (work && s->n_active < (size_t)s->concurrency &&
-      now + token_wait_ms(s) < wake)
-    wake = now + token_wait_ms(s);
+  /* Our own timers (a retry's backoff, a partial batch's linger, the next
+   * rate token) matter only while a slot is free to act on them; with all
+   * slots busy the next event is a transfer finishing, which curl sees.
+   * Waking for them with no slot free would spin. */
+  if (s->n_active < (size_t)s->concurrency) {
+    struct request *rq = next_retry(s);
+    int64_t ready = INT64_MAX;
+    if (rq)
+      ready = rq->not_before_ms;
+    if (s->q_len > 0) {
+      int64_t q = new_ready(s, now)
+                      ? now
+                      : s->q_head->queued_ms + SENDER_BATCH_LINGER_MS;
+      if (q < ready)
+        ready = q;
+    }
+    if (ready != INT64_MAX) {
+      if (ready < now + token_wait_ms(s))
+        ready = now + token_wait_ms(s);
+      if (ready <= now)
+        ready = now + 1; /* start_ready just ran: never spin on it */
+      if (ready < wake)
+        wake = ready;
+    }
+  }
   long ct = -1;
   if (curl_multi_timeout(s->multi, &ct) == CURLM_OK && ct >= 0 &&
       now + ct < wake)

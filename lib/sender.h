@@ -80,12 +80,12 @@
 #include "config.h"
 #include "status.h"
 
-#define SENDER_RESPONSE_CAP 4096         /* response body bytes kept */
-#define SENDER_REASON_MAX 256            /* result reason, with its NUL */
-#define SENDER_BACKOFF_MAX_MS 60000      /* cap on one backoff delay */
-#define SENDER_RETRY_AFTER_MAX_MS 300000 /* cap on an honoured Retry-After */
-#define SENDER_BATCH_KEY_MAX 160         /* campaign id (<= 128) + suffix */
-#define SENDER_BATCH_LINGER_MS 50        /* a partial batch waits this long */
+#define SENDER_RESPONSE_CAP 4096        /* response body bytes kept */
+#define SENDER_REASON_MAX 256           /* result reason, with its NUL */
+#define SENDER_BACKOFF_MAX_MS 60000     /* cap on one backoff delay */
+#define SENDER_RETRY_AFTER_MAX_MS 60000 /* cap on an honoured Retry-After */
+#define SENDER_BATCH_KEY_MAX 160        /* campaign id (<= 128) + suffix */
+#define SENDER_BATCH_LINGER_MS 50       /* a partial batch waits this long */
 
 struct sender;
 
@@ -112,7 +112,8 @@ struct sender_result {
                                      (timeout, connection error, template) */
   int attempts;                   /* requests made for it (0: never sent) */
   char reason[SENDER_REASON_MAX]; /* why, for REJECTED / GAVE_UP (status,
-                                     trimmed body snippet or curl error);
+                                     one-line printable-ASCII body snippet
+                                     with " shown as ', or curl's error);
                                      "" or a note for SENT */
 };
 
