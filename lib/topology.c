@@ -156,12 +156,13 @@ int topology_explain_mismatch(const char *reply_text, char *out, size_t outlen)
   if ((cut = strstr(h, " of type '")) != NULL)
     *cut = '\0';
   const char *hv = strcmp(h, "none") == 0 ? "none (not set)" : h;
+  const char *wv = strcmp(w, "none") == 0 ? "none (not set)" : w;
   snprintf(out, outlen,
            "%s '%s' already exists with a different %s: sendonce declares "
            "%s, the broker has %s. Fix: delete the %s (move its messages "
            "first, e.g. with a shovel) so it is re-created, or choose "
            "another topology.prefix. (broker said: %s)",
-           kind, name, arg, w, hv, kind, reply_text);
+           kind, name, arg, wv, hv, kind, reply_text);
   return SO_OK;
 }
 

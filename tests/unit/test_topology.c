@@ -74,6 +74,15 @@ static void test_explain_mismatch(void **state)
        "'p.campaigns' in vhost 'v': received the value '5' of type 'long' "
        "but current is the value '20' of type 'long'",
        {"x-delivery-limit", "'5'", "'20'", "topology.prefix"}},
+      /* RabbitMQ 3.10's wording for numbers, and for an argument the
+       * existing queue has and we do not declare. */
+      {"PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue "
+       "'q' in vhost 'v': received '7' but current is '5'",
+       {"queue 'q'", "x-delivery-limit", "declares '7'", "has '5'"}},
+      {"PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue "
+       "'q' in vhost 'v': received none but current is the value '5' of type "
+       "'signedint'",
+       {"declares none (not set)", "has '5'", "x-delivery-limit", "'q'"}},
       {"PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'p' in "
        "vhost 'v': received 'direct' but current is 'fanout'",
        {"exchange 'p'", "different type", "'direct'", "'fanout'"}},
