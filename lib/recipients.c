@@ -156,20 +156,23 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
   }
   if (rd->end + len > rd->cap) {
     /* Back-pressure: curl keeps this chunk and offers it again once the
-     * consumer has pulled the lines before it. Pausing with no complete
-     * line buffered would stall for ever, so then the buffer grows: it
-     * cannot happen while curl keeps to CURL_MAX_WRITE_SIZE chunks. */
-    bool has_line = memchr(rd->buf + rd->start, '\n', rd->end - rd->start);
-    if (has_line) {
+     * consumer has pulled the complete lines before it. */
+    if (memchr(rd->buf + rd->scan, '\n', rd->end - rd->scan) != NULL) {
       rd->paused = true;
       return CURL_WRITEFUNC_PAUSE;
     }
-    char *grown = realloc(rd->buf, rd->end + len);
-    if (grown == NULL)
-      return 0; /* curl fails the transfer: CURLE_WRITE_ERROR */
-    log_debug("recipients: buffer grown bytes=%zu", rd->end + len);
-    rd->buf = grown;
-    rd->cap = rd->end + len;
+    /* No complete line and no room: one line is over the cap. Drop what
+     * we have of it; take_line reports it when its end arrives. */
+    rd->discarding = true;
+    rd->start = rd->scan = rd->end = 0;
+    if (len > rd->cap) {
+      /* Not with curl's CURL_MAX_WRITE_SIZE chunks; kept safe anyway. */
+      char *grown = realloc(rd->buf, len);
+      if (grown == NULL)
+        return 0; /* curl fails the transfer: CURLE_WRITE_ERROR */
+      rd->buf = grown;
+      rd->cap = len;
+    }
   }
   memcpy(rd->buf + rd->end, data, len);
   rd->end += len;

@@ -354,6 +354,34 @@ static void test_http_stream(void **state)
   snprintf(url, sizeof(url), "%s/files/http-big.jsonl", sink_client_url(s));
   assert_int_equal(stream_count(url, NULL, UINT64_MAX), (uint64_t)lines);
 
+  /* A 48 MiB line over http is dropped as it streams, never buffered. */
+  char *giant = path_in_tmp("http-giant.jsonl");
+  f = fopen(giant, "w");
+  assert_non_null(f);
+  fputs("{\"address\":\"first@example.org\"}\n{\"address\":\"", f);
+  char chunk[4096];
+  memset(chunk, 'g', sizeof(chunk));
+  for (int i = 0; i < 48 * 256; i++)
+    fwrite(chunk, 1, sizeof(chunk), f);
+  fputs("\"}\n{\"address\":\"last@example.org\"}\n", f);
+  fclose(f);
+  snprintf(url, sizeof(url), "%s/files/http-giant.jsonl", sink_client_url(s));
+  long before = peak_rss_kb();
+  items = read_all(url, NULL, 4, &n, &status, err, sizeof(err));
+  long grown = peak_rss_kb() - before;
+  print_message("48 MiB line over http: peak RSS growth %ld KiB\n", grown);
+  assert_true(grown < 16 * 1024);
+  assert_int_equal(status, SO_OK);
+  assert_int_equal(n, 3);
+  assert_string_equal(items[0].r.id, "first@example.org");
+  assert_true(items[1].rejected);
+  assert_true(strncmp(items[1].reason, "too_large", 9) == 0);
+  assert_string_equal(items[2].r.id, "last@example.org");
+  recipients_items_cleanup(items, n);
+  free(items);
+  unlink(giant);
+  free(giant);
+
   snprintf(url, sizeof(url), "%s/files/missing.jsonl", sink_client_url(s));
   items = read_all(url, NULL, 4, &n, &status, err, sizeof(err));
   assert_int_equal(status, SO_ERR_NOTFOUND);
