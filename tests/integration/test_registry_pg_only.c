@@ -674,6 +674,108 @@ static void test_statement_timeout(void **state)
   pgdb_destroy(&d);
 }
 
+/* ---- marks travel as text[] literals ---------------------------------- */
+
+/* deliveries_of: "recipient|state|attempts|error" lines, by recipient. */
+static char *deliveries_of(PGconn *admin, const struct pgdb *d, const char *id)
+{
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "SELECT coalesce(string_agg(recipient_id || '|' || state || '|' "
+           "|| attempts || '|' || coalesce(error, '~'), E'\\n' ORDER BY "
+           "recipient_id COLLATE \"C\"), '') FROM %s.deliveries WHERE "
+           "campaign_id = '%s'",
+           d->schema, id);
+  return admin_query(admin, sql);
+}
+
+/* Recipient ids and errors are arbitrary strings: quotes, backslashes,
+ * commas, braces, blanks and the word NULL must survive the array literal;
+ * a batch with repeated recipients applies its marks in order. */
+static void test_marks_odd_strings_and_repeats(void **state)
+{
+  (void)state;
+  struct pgdb d;
+  pgdb_create(&d, NULL);
+  struct registry *r = open_ok(d.conninfo, 5000);
+  register_published(r, "odd-1");
+  struct registry_claim cl;
+  REG_OK(r, registry_claim(r, "odd-1", "w1", 60000, &cl));
+  const char *odd[] = {
+      "a\"b", "c\\d", "e,f", "{g}", " h ", "NULL", "\xc3\xa9t\xc3\xa9"};
+  enum { NODD = sizeof(odd) / sizeof(odd[0]) };
+  struct registry_mark m[NODD];
+  for (size_t i = 0; i < NODD; i++)
+    m[i] = (struct registry_mark){odd[i], DELIVERY_REJECTED, odd[i]};
+  REG_OK(r, registry_mark(r, "odd-1", cl.fence, m, NODD));
+  bool need[NODD + 1];
+  const char *ask[NODD + 1];
+  for (size_t i = 0; i < NODD; i++)
+    ask[i] = odd[i];
+  ask[NODD] = "never-marked";
+  REG_OK(r, registry_pending(r, "odd-1", cl.fence, ask, NODD + 1, need));
+  for (size_t i = 0; i < NODD; i++) {
+    if (need[i])
+      fail_msg("recipient '%s' should be done", odd[i]);
+  }
+  assert_true(need[NODD]);
+
+  /* An INFLIGHT row, then a batch that repeats recipients. */
+  struct registry_mark first = {"c", DELIVERY_INFLIGHT, NULL};
+  REG_OK(r, registry_mark(r, "odd-1", cl.fence, &first, 1));
+  struct registry_mark batch[] = {
+      {"a", DELIVERY_INFLIGHT, NULL}, {"a", DELIVERY_SENT, NULL},
+      {"a", DELIVERY_INFLIGHT, NULL}, {"b", DELIVERY_REJECTED, "first"},
+      {"b", DELIVERY_SENT, NULL},     {"c", DELIVERY_INFLIGHT, NULL},
+      {"c", DELIVERY_INFLIGHT, NULL}, {"c", DELIVERY_SENT, NULL},
+  };
+  REG_OK(r, registry_mark(r, "odd-1", cl.fence, batch,
+                          sizeof(batch) / sizeof(batch[0])));
+  struct registry_campaign c;
+  REG_OK(r, registry_get(r, "odd-1", &c));
+  assert_int_equal(c.sent, 2);            /* a, c */
+  assert_int_equal(c.rejected, NODD + 1); /* the odd ones, b */
+  registry_campaign_free(&c);
+
+  PGconn *admin = admin_connect();
+  char *rows = deliveries_of(admin, &d, "odd-1");
+  const char *want =
+      " h |REJECTED|1| h \n"
+      "NULL|REJECTED|1|NULL\n"
+      "a|SENT|1|~\n"
+      "a\"b|REJECTED|1|a\"b\n"
+      "b|REJECTED|1|first\n"
+      "c|SENT|3|~\n"
+      "c\\d|REJECTED|1|c\\d\n"
+      "e,f|REJECTED|1|e,f\n"
+      "{g}|REJECTED|1|{g}\n"
+      "\xc3\xa9t\xc3\xa9|REJECTED|1|\xc3\xa9t\xc3\xa9";
+  assert_string_equal(rows, want);
+  free(rows);
+
+  /* A big batch goes in one statement, all of it counted. */
+  enum { BIG = 5000 };
+  struct registry_mark *big = calloc(BIG, sizeof(*big));
+  char(*names)[16] = calloc(BIG, sizeof(*names));
+  assert_non_null(big);
+  assert_non_null(names);
+  for (int i = 0; i < BIG; i++) {
+    snprintf(names[i], sizeof(names[i]), "big-%d", i);
+    big[i] = (struct registry_mark){names[i], DELIVERY_SENT, NULL};
+  }
+  REG_OK(r, registry_mark(r, "odd-1", cl.fence, big, BIG));
+  REG_OK(r, registry_mark(r, "odd-1", cl.fence, big, BIG)); /* no-op */
+  REG_OK(r, registry_get(r, "odd-1", &c));
+  assert_int_equal(c.sent, 2 + BIG);
+  registry_campaign_free(&c);
+  free(big);
+  free(names);
+
+  PQfinish(admin);
+  registry_close(r);
+  pgdb_destroy(&d);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -685,6 +787,7 @@ int main(void)
       cmocka_unit_test(test_newer_schema_refused),
       cmocka_unit_test(test_concurrent_first_open),
       cmocka_unit_test(test_statement_timeout),
+      cmocka_unit_test(test_marks_odd_strings_and_repeats),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
