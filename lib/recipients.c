@@ -270,16 +270,16 @@ int recipients_open_url(const char *url, const struct recipients_opts *opts,
   }
   rd->multi = curl_multi_init();
   rd->easy = curl_easy_init();
-  if (rd->url == NULL || rd->buf == NULL || rd->multi == NULL ||
-      rd->easy == NULL) {
+  if (rd->multi == NULL || rd->easy == NULL) {
     recipients_close(rd);
     return set_err(err, errlen, SO_ERR_NOMEM, "recipients: out of memory");
   }
   CURL *e = rd->easy;
   CURLcode c = curl_easy_setopt(e, CURLOPT_URL, rd->url);
-  /* Both layers refuse other schemes, redirects included. */
+  /* Both layers refuse other schemes, redirects included (file:// never
+   * reaches curl: see open_file). */
   if (c == CURLE_OK)
-    c = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "file,http,https");
+    c = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   if (c == CURLE_OK)
     c = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   if (c != CURLE_OK) {

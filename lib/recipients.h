@@ -23,7 +23,9 @@
  * consumer retries or dead-letters. Reading always starts at the top of
  * the stream; what to skip on a resume is the delivery ledger's business.
  *
- * A reader is used by one thread at a time.
+ * A reader is used by one thread at a time; several readers may run in
+ * parallel threads once the program has called curl_global_init() (at
+ * start, before threads: curl's lazy global init is not thread-safe).
  */
 #ifndef SENDONCE_RECIPIENTS_H
 #define SENDONCE_RECIPIENTS_H
