@@ -22,14 +22,23 @@
 #include "registry_backend.h"
 
 /* The registry's clock as an SQL expression: integer milliseconds since
- * the epoch on the SERVER's clock. clock_timestamp(), not now(): now() is
- * the start of the transaction, which can lie well before the moment a
- * statement actually writes a lease (it may wait on a row lock first), so
- * now() + ttl would hand out a lease shorter than ttl and judge a lease
- * live after it expired. clock_timestamp() is the instant the expression is
- * evaluated. Each statement reads it once, in a one-row subquery, so a
- * statement that decides (lease_until <= now) and writes (lease_until =
- * now + ttl) sees one instant. */
+ * the epoch on the SERVER's clock, so workers on hosts with skewed clocks
+ * all see one clock.
+ *
+ * clock_timestamp(), not now(): now() is frozen at the start of the
+ * transaction, however long ago that was, so in any transaction of more
+ * than one statement (the migration; any op someone wraps in BEGIN later)
+ * now() + ttl would grant a lease already partly used up and judge a lease
+ * live after it expired. clock_timestamp() is the instant the expression
+ * is evaluated. Each op is one autocommitted statement that reads it once,
+ * in a one-row subquery, so the decision (lease_until <= now) and the
+ * write (lease_until = now + ttl, RETURNING now) use one instant. That
+ * instant is the statement's start: a statement that waited on a row lock
+ * decides with a time older by the wait (bounded by statement_timeout).
+ * That errs the safe way: a claim may see a lease that expired during the
+ * wait as still live (HELD, the trigger comes again), and a fenced write
+ * is protected from a takeover by the row lock and the fence, which
+ * PostgreSQL re-checks on the newest row version after the wait. */
 #define PG_NOW_MS "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 /* Upper bound of statement ids (see registry_pg.c). */
