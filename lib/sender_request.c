@@ -1,0 +1,511 @@
+/* sender_request.c - one provider request: build, judge, retry, record.
+ *
+ * A request carries one recipient or one batch across all its attempts:
+ * the body is rendered and the Idempotency-Key computed once; a retry
+ * re-adds the same easy handle, so every attempt is byte-for-byte the
+ * same request.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+#include "log.h"
+#include "sender_internal.h"
+
+static uint64_t rng_next(struct sender *s)
+{
+  /* xorshift64*: jitter only needs to decorrelate workers. */
+  s->rng ^= s->rng >> 12;
+  s->rng ^= s->rng << 25;
+  s->rng ^= s->rng >> 27;
+  return s->rng * 0x2545F4914F6CDD1DULL;
+}
+
+/* snippet: the response body as one line of printable ASCII, for a
+ * reason that goes to logs and the registry. */
+static void snippet(const char *in, size_t len, char *out, size_t outlen)
+{
+  size_t o = 0;
+  bool space = false;
+  for (size_t i = 0; i < len && o + 1 < outlen; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+      space = o > 0;
+      continue;
+    }
+    if (space && o + 2 < outlen)
+      out[o++] = ' ';
+    space = false;
+    /* '"' becomes '\'' so the reason can sit in a quoted log field. */
+    out[o++] = (c < 0x20 || c >= 0x7f) ? '?' : c == '"' ? '\'' : (char)c;
+  }
+  out[o] = '\0';
+}
+
+/* join: out = a + b, truncated to outlen - 1 bytes. Reasons are meant to
+ * be cut short; this says so where snprintf would make gcc warn. */
+static void join(char *out, size_t outlen, const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  if (la >= outlen)
+    la = outlen - 1;
+  if (lb > outlen - 1 - la)
+    lb = outlen - 1 - la;
+  memmove(out, a, la);
+  memmove(out + la, b, lb);
+  out[la + lb] = '\0';
+}
+
+void sender__item_free(struct item *it)
+{
+  if (!it)
+    return;
+  free(it->id);
+  free(it->address);
+  free(it->vars_json);
+  free(it);
+}
+/* ---- results ---------------------------------------------------------- */
+
+/* push_result: record the outcome of one item; takes its id. On NOMEM the
+ * outcome is lost and in_flight is corrected, so the caller's loop still
+ * ends; the recipient stays INFLIGHT in the registry and is resent, with
+ * its key, on resume. */
+static void push_result(struct sender *s, struct item *it,
+                        enum sender_outcome o, int status, int attempts,
+                        const char *reason)
+{
+  if (s->done_head > 0 && s->done_head + s->done_len == s->done_cap) {
+    memmove(s->done, s->done + s->done_head, s->done_len * sizeof(*s->done));
+    s->done_head = 0;
+  }
+  if (s->done_len == s->done_cap) {
+    size_t cap = s->done_cap ? s->done_cap * 2 : 64;
+    struct sender_result *d = realloc(s->done, cap * sizeof(*d));
+    if (!d) {
+      log_error("sender: out of memory recording recipient=%s", it->id);
+      s->in_flight--;
+      sender__item_free(it);
+      return;
+    }
+    s->done = d;
+    s->done_cap = cap;
+  }
+  struct sender_result *r = &s->done[s->done_head + s->done_len++];
+  memset(r, 0, sizeof(*r));
+  r->recipient_id = it->id;
+  it->id = NULL;
+  r->outcome = o;
+  r->http_status = status;
+  r->attempts = attempts;
+  snprintf(r->reason, sizeof(r->reason), "%s", reason ? reason : "");
+  if (o == SENDER_SENT)
+    s->stats.sent++;
+  else if (o == SENDER_REJECTED)
+    s->stats.rejected++;
+  else
+    s->stats.gave_up++;
+  sender__item_free(it);
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+static void request_unlink(struct sender *s, struct request *rq)
+{
+  if (rq->prev)
+    rq->prev->next = rq->next;
+  else
+    s->reqs = rq->next;
+  if (rq->next)
+    rq->next->prev = rq->prev;
+  rq->prev = rq->next = NULL;
+}
+
+/* request_free: detach and release a request; its items are freed unless
+ * they were handed on (NULL entries). */
+void sender__request_free(struct sender *s, struct request *rq)
+{
+  if (!rq)
+    return;
+  if (rq->active) {
+    curl_multi_remove_handle(s->multi, rq->easy);
+    rq->active = false;
+    s->n_active--;
+  }
+  request_unlink(s, rq);
+  curl_easy_cleanup(rq->easy);
+  curl_slist_free_all(rq->headers);
+  for (size_t i = 0; i < rq->n_items; i++)
+    sender__item_free(rq->items[i]);
+  free(rq->items);
+  free(rq->body);
+  free(rq->key);
+  free(rq);
+}
+
+/* request_finish: every item of the request gets the outcome. */
+static void request_finish(struct sender *s, struct request *rq,
+                           enum sender_outcome o, const char *reason)
+{
+  for (size_t i = 0; i < rq->n_items; i++) {
+    push_result(s, rq->items[i], o, rq->last_status, rq->attempts, reason);
+    rq->items[i] = NULL;
+  }
+  if (o != SENDER_SENT)
+    log_warn(
+        "sender: %s campaign=%s key=%s recipients=%zu attempts=%d "
+        "reason=\"%s\"",
+        sender_outcome_name(o), s->campaign_id, rq->key ? rq->key : "-",
+        rq->n_items, rq->attempts, reason);
+  sender__request_free(s, rq);
+}
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *user)
+{
+  struct request *rq = user;
+  size_t n = size * nmemb;
+  size_t room = sizeof(rq->resp) - rq->resp_len;
+  /* Keep the head, discard the rest: a huge answer costs no memory. */
+  memcpy(rq->resp + rq->resp_len, data, n < room ? n : room);
+  rq->resp_len += n < room ? n : room;
+  return n;
+}
+
+/* request_easy: the easy handle with every option of this request. */
+static int request_easy(struct sender *s, struct request *rq)
+{
+  static const char ua[] = "sendonce/" SENDONCE_VERSION;
+  CURL *e = curl_easy_init();
+  if (!e)
+    return SO_ERR_NOMEM;
+  rq->easy = e;
+  CURLcode c = CURLE_OK;
+#define SET(opt, val) \
+  if (c == CURLE_OK)  \
+  c = curl_easy_setopt(e, opt, val)
+  SET(CURLOPT_URL, s->url);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_NOSIGNAL, 1L);
+  /* Never verbose: the debug output would print the auth header. */
+  SET(CURLOPT_VERBOSE, 0L);
+  SET(CURLOPT_TIMEOUT_MS, s->timeout_ms);
+  SET(CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
+  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  /* Over https, wait for the first connection to say whether it speaks
+   * HTTP/2 rather than open `concurrency` connections at once: the
+   * requests then share one multiplexed connection. */
+  if (strncasecmp(s->url, "https:", 6) == 0)
+    SET(CURLOPT_PIPEWAIT, 1L);
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_USERAGENT, ua);
+  SET(CURLOPT_HTTPHEADER, rq->headers);
+  SET(CURLOPT_POSTFIELDS, rq->body);
+  SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+  if (s->method)
+    SET(CURLOPT_CUSTOMREQUEST, s->method);
+  SET(CURLOPT_WRITEFUNCTION, write_cb);
+  SET(CURLOPT_WRITEDATA, rq);
+  SET(CURLOPT_ERRORBUFFER, rq->errbuf);
+  SET(CURLOPT_PRIVATE, rq);
+#undef SET
+  if (c != CURLE_OK) {
+    log_error("sender: curl option failed: %s", curl_easy_strerror(c));
+    return SO_ERR_INTERNAL;
+  }
+  return SO_OK;
+}
+
+static int request_headers(struct sender *s, struct request *rq)
+{
+  size_t klen = strlen("Idempotency-Key: ") + strlen(rq->key) + 1;
+  char *kh = malloc(klen);
+  if (!kh)
+    return SO_ERR_NOMEM;
+  snprintf(kh, klen, "Idempotency-Key: %s", rq->key);
+  /* "Expect:" off: a 100-continue round trip per large body costs a
+   * second of latency on servers that never answer it. */
+  const char *lines[] = {"Content-Type: application/json", kh,
+                         "Expect:", s->auth_header};
+  int rc = SO_OK;
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    if (!lines[i])
+      continue;
+    struct curl_slist *l = curl_slist_append(rq->headers, lines[i]);
+    if (!l) {
+      rc = SO_ERR_NOMEM;
+      break;
+    }
+    rq->headers = l;
+  }
+  free(kh);
+  return rc;
+}
+
+/* request_attach: start (or restart) the transfer. */
+int sender__request_attach(struct sender *s, struct request *rq)
+{
+  rq->resp_len = 0;
+  rq->errbuf[0] = '\0';
+  CURLMcode mc = curl_multi_add_handle(s->multi, rq->easy);
+  if (mc != CURLM_OK) {
+    log_error("sender: curl_multi_add_handle: %s", curl_multi_strerror(mc));
+    return SO_ERR_INTERNAL;
+  }
+  rq->active = true;
+  rq->attempts++;
+  if (s->rate_per_s > 0)
+    s->tokens -= 1.0;
+  s->n_active++;
+  s->stats.requests++;
+  if (rq->attempts > 1)
+    s->stats.retries++;
+  return SO_OK;
+}
+
+/* render: body for rq's items. A recipient that cannot be rendered is
+ * REJECTED on its own and dropped from the request. Returns SO_OK with
+ * rq->n_items possibly 0, or the error that fails the whole request. */
+static int render(struct sender *s, struct request *rq, char *err,
+                  size_t errlen)
+{
+  struct template_recipient *tr = malloc(rq->n_items * sizeof(*tr));
+  if (!tr)
+    return SO_ERR_NOMEM;
+  for (;;) {
+    if (rq->n_items == 0)
+      break;
+    for (size_t i = 0; i < rq->n_items; i++)
+      tr[i] = (struct template_recipient){
+          rq->items[i]->id, rq->items[i]->address, rq->items[i]->vars_json};
+    size_t bad;
+    int rc = template_render(s->tpl, tr, rq->n_items, &rq->body, &rq->body_len,
+                             &bad, err, errlen);
+    if (rc != SO_ERR_INVALID || bad >= rq->n_items) {
+      free(tr);
+      return rc;
+    }
+    char reason[SENDER_REASON_MAX];
+    join(reason, sizeof(reason), "template: ", err);
+    log_warn("sender: rejected campaign=%s recipient=%s reason=\"%s\"",
+             s->campaign_id, rq->items[bad]->id, reason);
+    push_result(s, rq->items[bad], SENDER_REJECTED, 0, 0, reason);
+    memmove(&rq->items[bad], &rq->items[bad + 1],
+            (rq->n_items - bad - 1) * sizeof(rq->items[0]));
+    rq->n_items--;
+  }
+  free(tr);
+  return SO_OK;
+}
+
+static int request_key(struct sender *s, struct request *rq)
+{
+  if (s->batch_size == 1) {
+    size_t len = strlen(s->campaign_id) + strlen(rq->items[0]->id) + 2;
+    if (!(rq->key = malloc(len)))
+      return SO_ERR_NOMEM;
+    snprintf(rq->key, len, "%s:%s", s->campaign_id, rq->items[0]->id);
+    return SO_OK;
+  }
+  size_t len = strlen(s->campaign_id) + 32;
+  const char **ids = malloc(rq->n_items * sizeof(*ids));
+  if (!ids || !(rq->key = malloc(len))) {
+    free(ids);
+    return SO_ERR_NOMEM;
+  }
+  for (size_t i = 0; i < rq->n_items; i++)
+    ids[i] = rq->items[i]->id;
+  int rc = sender_batch_key(s->campaign_id, ids, rq->n_items, rq->key, len);
+  free(ids);
+  return rc;
+}
+
+/* start_new: a request for the next batch_size queued recipients. Returns
+ * SO_OK (also when every recipient was rejected by the template) or
+ * SO_ERR_INTERNAL. */
+int sender__start_new(struct sender *s)
+{
+  char err[SENDER_REASON_MAX];
+  size_t k =
+      s->q_len < (size_t)s->batch_size ? s->q_len : (size_t)s->batch_size;
+  struct request *rq = calloc(1, sizeof(*rq));
+  struct item **items = calloc(k, sizeof(*items));
+  if (!rq || !items) {
+    free(rq);
+    free(items);
+    return SO_OK; /* try again on the next poll */
+  }
+  rq->s = s;
+  rq->items = items;
+  for (size_t i = 0; i < k; i++) {
+    struct item *it = s->q_head;
+    s->q_head = it->next;
+    it->next = NULL;
+    rq->items[rq->n_items++] = it;
+  }
+  if (!s->q_head)
+    s->q_tail = NULL;
+  s->q_len -= k;
+  rq->next = s->reqs;
+  if (s->reqs)
+    s->reqs->prev = rq;
+  s->reqs = rq;
+
+  int rc = render(s, rq, err, sizeof(err));
+  if (rc == SO_OK && rq->n_items == 0) {
+    sender__request_free(s, rq);
+    return SO_OK;
+  }
+  if (rc == SO_OK)
+    rc = request_key(s, rq);
+  if (rc == SO_OK)
+    rc = request_headers(s, rq);
+  if (rc == SO_OK)
+    rc = request_easy(s, rq);
+  if (rc == SO_OK)
+    rc = sender__request_attach(s, rq);
+  if (rc == SO_OK)
+    return SO_OK;
+  /* A body over the size cap is the data's fault; anything else is ours
+   * and releases the campaign rather than rejecting recipients. */
+  char reason[SENDER_REASON_MAX];
+  join(reason, sizeof(reason), "cannot build request: ",
+       rc == SO_ERR_TOO_LARGE || rc == SO_ERR_INVALID ? err : so_strerror(rc));
+  request_finish(s, rq,
+                 rc == SO_ERR_TOO_LARGE || rc == SO_ERR_INVALID
+                     ? SENDER_REJECTED
+                     : SENDER_GAVE_UP,
+                 reason);
+  return rc == SO_ERR_INTERNAL ? rc : SO_OK;
+}
+
+/* ---- outcomes of a transfer ------------------------------------------- */
+
+enum verdict {
+  VERDICT_SENT,
+  VERDICT_REJECT,
+  VERDICT_RETRY,
+  VERDICT_GIVE_UP,
+};
+
+/* curl errors that no retry can fix: our own set-up is wrong. */
+static bool curl_fatal(CURLcode c)
+{
+  return c == CURLE_UNSUPPORTED_PROTOCOL || c == CURLE_URL_MALFORMAT ||
+         c == CURLE_NOT_BUILT_IN || c == CURLE_BAD_FUNCTION_ARGUMENT ||
+         c == CURLE_UNKNOWN_OPTION;
+}
+
+/* judge: map a finished attempt to a verdict and a reason. */
+static enum verdict judge(struct sender *s, struct request *rq, CURLcode res,
+                          long status, char *why, size_t whylen)
+{
+  if (res != CURLE_OK) {
+    const char *detail = rq->errbuf[0] ? rq->errbuf : curl_easy_strerror(res);
+    char pre[64] = "curl: ";
+    if (res == CURLE_OPERATION_TIMEDOUT)
+      snprintf(pre, sizeof(pre), "timeout after %ld ms: ", s->timeout_ms);
+    join(why, whylen, pre, detail);
+    return curl_fatal(res) ? VERDICT_GIVE_UP : VERDICT_RETRY;
+  }
+  char body[SENDER_REASON_MAX];
+  snippet(rq->resp, rq->resp_len, body, sizeof(body));
+  char pre[32];
+  snprintf(pre, sizeof(pre), body[0] ? "HTTP %ld: " : "HTTP %ld", status);
+  join(why, whylen, pre, body);
+  if (status >= 200 && status < 300) {
+    why[0] = '\0';
+    return VERDICT_SENT;
+  }
+  if (status == 409) {
+    snprintf(why, whylen, "HTTP 409: already accepted under this key");
+    return VERDICT_SENT;
+  }
+  if (status == 408 || status == 425 || status == 429 || status >= 500)
+    return VERDICT_RETRY;
+  /* Not the recipient's fault, and no retry helps: wrong URL, method or
+   * credentials. Rejecting would brand every recipient of the campaign. */
+  if (status < 200 || (status >= 300 && status < 400) || status == 401 ||
+      status == 403 || status == 404 || status == 405 || status == 407)
+    return VERDICT_GIVE_UP;
+  return VERDICT_REJECT;
+}
+
+static int64_t backoff_ms(struct sender *s, int attempts)
+{
+  int64_t d = s->retry_base_ms;
+  for (int i = 1; i < attempts && d < SENDER_BACKOFF_MAX_MS; i++)
+    d *= 2;
+  if (d > SENDER_BACKOFF_MAX_MS)
+    d = SENDER_BACKOFF_MAX_MS;
+  if (d <= 1)
+    return d;
+  /* Uniform in [d/2, d]: spread the retries of many requests that failed
+   * together, but never retry much sooner than planned. */
+  return d / 2 + (int64_t)(rng_next(s) % (uint64_t)(d / 2 + 1));
+}
+
+static void handle_done(struct sender *s, struct request *rq, CURLcode res)
+{
+  long status = 0;
+  curl_off_t retry_after = 0;
+  char why[SENDER_REASON_MAX];
+  curl_easy_getinfo(rq->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (curl_easy_getinfo(rq->easy, CURLINFO_RETRY_AFTER, &retry_after) !=
+      CURLE_OK)
+    retry_after = 0;
+  curl_multi_remove_handle(s->multi, rq->easy);
+  rq->active = false;
+  s->n_active--;
+  rq->last_status = res == CURLE_OK ? (int)status : 0;
+
+  enum verdict v = judge(s, rq, res, status, why, sizeof(why));
+  if (v == VERDICT_SENT) {
+    request_finish(s, rq, SENDER_SENT, why);
+    return;
+  }
+  if (v == VERDICT_REJECT) {
+    request_finish(s, rq, SENDER_REJECTED, why);
+    return;
+  }
+  if (v == VERDICT_RETRY && rq->attempts <= s->max_retries) {
+    int64_t delay = backoff_ms(s, rq->attempts);
+    if ((status == 429 || status == 503) && retry_after > 0) {
+      int64_t ra = retry_after > SENDER_RETRY_AFTER_MAX_MS / 1000
+                       ? SENDER_RETRY_AFTER_MAX_MS
+                       : (int64_t)retry_after * 1000;
+      if (ra > delay)
+        delay = ra;
+    }
+    rq->not_before_ms = clock_monotonic_ms() + delay;
+    snprintf(rq->last_error, sizeof(rq->last_error), "%s", why);
+    log_debug(
+        "sender: retry campaign=%s key=%s attempt=%d delay_ms=%lld "
+        "cause=\"%s\"",
+        s->campaign_id, rq->key, rq->attempts + 1, (long long)delay, why);
+    return;
+  }
+  char reason[SENDER_REASON_MAX];
+  char pre[64] = "provider refused: ";
+  if (v == VERDICT_RETRY)
+    snprintf(pre, sizeof(pre), "gave up after %d attempts: ", rq->attempts);
+  join(reason, sizeof(reason), pre, why);
+  request_finish(s, rq, SENDER_GAVE_UP, reason);
+}
+
+void sender__collect(struct sender *s)
+{
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(s->multi, &left))) {
+    if (m->msg != CURLMSG_DONE)
+      continue;
+    struct request *rq = NULL;
+    CURLcode res = m->data.result; /* m dies with remove_handle */
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&rq);
+    if (rq)
+      handle_done(s, rq, res);
+  }
+}
