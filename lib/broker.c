@@ -331,7 +331,8 @@ static void backoff_next(struct broker *b)
 
 void broker__lost(struct broker *b, const char *why)
 {
-  if (b->conn)
+  /* A half-made connection's failure is reported by broker_connect(). */
+  if (b->conn && (b->main_open || b->pub_open))
     log_warn("broker: connection lost: %s uri=%s generation=%llu", why,
              b->opts.uris[b->uri_index], (unsigned long long)b->generation);
   broker_drop(b);

@@ -253,6 +253,31 @@ static void test_tls_front(void **state)
   broker_close(b);
 
   bt_kill(front);
+
+  /* A front that requires a client certificate (signed by the "other"
+   * CA): without one the handshake fails, with one it works. */
+  port = bt_free_port();
+  snprintf(listen, sizeof(listen),
+           "OPENSSL-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr,verify=1,"
+           "cafile=%s,cert=%s/good-server.pem,key=%s/good-server.key",
+           port, ca_other, dir, dir);
+  front = bt_spawn(argv, port);
+  char cert[512], key[512];
+  snprintf(cert, sizeof(cert), "%s/other-server.pem", dir);
+  snprintf(key, sizeof(key), "%s/other-server.key", dir);
+  bt_options(&o, bt_uri_port("amqps", "localhost", port), NULL);
+  o.tls_ca_file = ca_good;
+  o.tls_verify_peer = true;
+  assert_int_equal(broker_open(&o, &b, err, sizeof(err)), SO_OK);
+  assert_int_not_equal(broker_connect(b, err, sizeof(err)), SO_OK);
+  broker_close(b);
+  o.tls_cert_file = cert;
+  o.tls_key_file = key;
+  b = bt_open(&o);
+  assert_true(broker_is_up(b));
+  broker_close(b);
+  bt_kill(front);
+
   snprintf(path, sizeof(path), "rm -rf '%s'", dir);
   assert_int_equal(system(path), 0);
 }
