@@ -9,17 +9,21 @@
 
 #include "cli.h"
 #include "config.h"
+#include "list.h"
+#include "verbs.h"
 
 static const struct cli_verb verbs[] = {
-    {"schedule", "FILE|-", "register a campaign (JSON) to publish when due",
-     NULL},
+    {"schedule", "--id ID --at TIME ...",
+     "register a campaign to publish when due", verbs_schedule},
     {"publish", "CAMPAIGN_ID", "publish a registered campaign's trigger now",
-     NULL},
-    {"list", "[--state STATE]", "list campaigns in the registry", NULL},
-    {"cancel", "CAMPAIGN_ID", "cancel a campaign: it will not be sent", NULL},
-    {"pause", "CAMPAIGN_ID", "pause a campaign (between batches)", NULL},
-    {"resume", "CAMPAIGN_ID", "resume a paused campaign", NULL},
-    {"run", NULL, "daemon: publish campaigns as they fall due", NULL},
+     verbs_publish},
+    {"list", "[--state S] [--json]", "list campaigns in the registry",
+     list_verb},
+    {"cancel", "CAMPAIGN_ID", "cancel a campaign: it will not be sent",
+     verbs_cancel},
+    {"pause", "CAMPAIGN_ID", "pause a campaign (between batches)", verbs_pause},
+    {"resume", "CAMPAIGN_ID", "resume a paused campaign", verbs_resume},
+    {"run", NULL, "daemon: publish campaigns as they fall due", verbs_run},
 };
 
 static const struct cli_program program = {
