@@ -28,7 +28,15 @@
  *    it changes nothing and returns SO_ERR_STALE_FENCE: the caller has lost
  *    the campaign and must stop at once.
  *  - A server that cannot be reached gives SO_ERR_UNAVAILABLE, never a
- *    crash; the PostgreSQL backend reconnects on the next call.
+ *    crash; the PostgreSQL backend reconnects on the next call. So does a
+ *    registry that cannot answer within busy_timeout_ms because another
+ *    process holds the lock the step needs (SQLite's write lock, a
+ *    PostgreSQL row lock or statement timeout): to a caller both mean
+ *    "the registry cannot decide now, try later" (the consumer defers the
+ *    trigger to a retry queue), and the two backends must not differ.
+ *  - Each step reads the registry's clock once: its decisions and every
+ *    time it writes (lease_until, progress_at, deliveries' updated_at)
+ *    are that one instant.
  *
  * Times are int64 milliseconds since the Unix epoch (UTC). A `struct
  * registry` is not thread-safe: use one per thread. Nor may a handle cross

@@ -102,6 +102,7 @@ static void pg_destroy(struct testdb *db)
   PGconn *conn =
       pg_connect(testenv_get("SENDONCE_REGISTRY_PG_CONNINFO"), db->pg_password);
   char sql[256];
+  PQclear(pg_run(db, conn, "SET client_min_messages = warning"));
   snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", db->pg_schema);
   PQclear(pg_run(db, conn, sql));
   PQfinish(conn);
@@ -240,6 +241,47 @@ long long testdb_query_int(const struct testdb *db, const char *sql)
     die("not an integer result", sql);
   free(text);
   return v;
+}
+
+struct testdb_lock {
+  PGconn *pg;
+  sqlite3 *lite;
+};
+
+struct testdb_lock *testdb_lock_campaign(const struct testdb *db,
+                                         const char *id)
+{
+  struct testdb_lock *lock = calloc(1, sizeof(*lock));
+  if (!lock)
+    die("calloc", "out of memory");
+  char sql[512];
+  if (db->backend == REGISTRY_POSTGRESQL) {
+    lock->pg = pg_connect(db->pg_conninfo, db->pg_password);
+    PQclear(pg_run(db, lock->pg, "BEGIN"));
+    snprintf(sql, sizeof(sql),
+             "SELECT 1 FROM campaigns WHERE campaign_id = '%s' FOR UPDATE", id);
+    PQclear(pg_run(db, lock->pg, sql));
+    return lock;
+  }
+  lock->lite = lite_connect(db);
+  char *msg = NULL;
+  if (sqlite3_exec(lock->lite, "BEGIN IMMEDIATE", NULL, NULL, &msg) !=
+      SQLITE_OK)
+    die("BEGIN IMMEDIATE", msg);
+  return lock;
+}
+
+void testdb_unlock(struct testdb_lock *lock)
+{
+  if (lock->pg) {
+    PQclear(PQexec(lock->pg, "ROLLBACK"));
+    PQfinish(lock->pg);
+  }
+  if (lock->lite) {
+    sqlite3_exec(lock->lite, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(lock->lite);
+  }
+  free(lock);
 }
 
 void testdb_exec(const struct testdb *db, const char *sql)

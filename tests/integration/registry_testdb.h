@@ -45,4 +45,13 @@ long long testdb_query_int(const struct testdb *db, const char *sql);
 /* testdb_exec: run statements over a raw connection; aborts on error. */
 void testdb_exec(const struct testdb *db, const char *sql);
 
+/* testdb_lock_campaign: from a raw connection, open a transaction that
+ * holds the write lock a registry write on `id` needs (SQLite: BEGIN
+ * IMMEDIATE, the database's one write lock; PostgreSQL: SELECT ... FOR
+ * UPDATE of the campaign's row) until testdb_unlock. Aborts on error. */
+struct testdb_lock;
+struct testdb_lock *testdb_lock_campaign(const struct testdb *db,
+                                         const char *id);
+void testdb_unlock(struct testdb_lock *lock);
+
 #endif /* SENDONCE_REGISTRY_TESTDB_H */

@@ -21,6 +21,8 @@
 
 struct testdb suite_db;
 
+#define REGISTRY_DETAIL_LEN 512
+
 char *suite_id(const char *base)
 {
   return testenv_unique(base);
@@ -740,6 +742,49 @@ static void test_schema_newer_refused(void **state)
   registry_close(r);
 }
 
+/* A write lock held elsewhere for longer than busy_timeout_ms gives
+ * SO_ERR_UNAVAILABLE (the consumer then defers the trigger to a retry
+ * queue) within about that time; readers are not blocked meanwhile. */
+static void test_lock_held_elsewhere(void **state)
+{
+  (void)state;
+  struct registry *setup = testdb_open(&suite_db);
+  char *id = suite_id("locked");
+  suite_register(setup, id, CAMPAIGN_PUBLISHED, suite_now(setup));
+  registry_close(setup);
+
+  struct registry_options opt = testdb_options(&suite_db);
+  opt.busy_timeout_ms = 300;
+  struct registry *r = NULL;
+  char err[512];
+  assert_int_equal(registry_open(&opt, &r, err, sizeof(err)), SO_OK);
+  struct testdb_lock *lock = testdb_lock_campaign(&suite_db, id);
+  struct registry_claim cl;
+  int64_t t0 = clock_monotonic_ms();
+  int rc = registry_claim(r, id, "w", 10000, &cl);
+  int64_t waited = clock_monotonic_ms() - t0;
+  char detail[REGISTRY_DETAIL_LEN];
+  snprintf(detail, sizeof(detail), "%s", registry_errmsg(r));
+  struct registry_campaign c;
+  int get_rc = registry_get(r, id, &c);
+  testdb_unlock(lock);
+  assert_int_equal(get_rc, SO_OK); /* a reader is not blocked */
+  assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
+  registry_campaign_free(&c);
+  if (rc != SO_ERR_UNAVAILABLE)
+    fail_msg("claim under a held lock: %s (%s), want %s", so_strerror(rc),
+             detail, so_strerror(SO_ERR_UNAVAILABLE));
+  assert_string_not_equal(detail, "no error"); /* says what happened */
+  assert_true(waited >= 250 && waited < 5000);
+
+  /* The handle is usable once the lock is gone. */
+  REG_OK(r, registry_claim(r, id, "w", 10000, &cl));
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl.fence, 1);
+  free(id);
+  registry_close(r);
+}
+
 /* ---- clock skew ------------------------------------------------------------
  */
 
@@ -946,6 +991,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_stale_fence),
       cmocka_unit_test(test_pending_across_takeovers),
       cmocka_unit_test(test_schema_newer_refused),
+      cmocka_unit_test(test_lock_held_elsewhere),
       cmocka_unit_test(test_clock_skew),
       cmocka_unit_test(test_publish_race),
       cmocka_unit_test(test_republish_race),
