@@ -552,6 +552,38 @@ static void test_queue_deleted_under_consumer(void **state)
   broker_close(b);
 }
 
+static void test_cancel_stops_deliveries(void **state)
+{
+  (void)state;
+  struct topology t;
+  struct broker_options o;
+  bt_topology(&t);
+  bt_options(&o, NULL, &t);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(broker_consume(b, t.campaigns, 5, err, sizeof(err)), SO_OK);
+  bt_publish(b, t.exchange, TOPOLOGY_ROUTING_KEY_DUE, "c-before", "{}");
+  struct broker_delivery *d = poll_one(b, 5000);
+  assert_string_equal(d->message_id, "c-before");
+  /* Shutdown order: stop consuming, then give back what we hold. */
+  assert_int_equal(broker_cancel_all(b), SO_OK);
+  assert_int_equal(broker_nack(b, d->generation, d->tag, true), SO_OK);
+  broker_delivery_free(d);
+  bt_publish(b, t.exchange, TOPOLOGY_ROUTING_KEY_DUE, "c-after", "{}");
+  int64_t until = clock_monotonic_ms() + 1000;
+  while (clock_monotonic_ms() < until) {
+    assert_int_equal(broker_poll(b, 200, -1, &d, err, sizeof(err)),
+                     SO_ERR_TIMEOUT);
+  }
+  /* Both wait in the queue for the next consumer. */
+  uint32_t messages = 0;
+  assert_int_equal(
+      broker_queue_counts(b, t.campaigns, &messages, NULL, err, sizeof(err)),
+      SO_OK);
+  assert_int_equal(messages, 2);
+  cleanup(b, &t);
+}
+
 static void test_idle_pump_keeps_heartbeats(void **state)
 {
   (void)state;
@@ -611,6 +643,20 @@ static void test_bad_options_refused(void **state)
   assert_int_equal(broker_connect(b, err, sizeof(err)), SO_ERR_INVALID);
   assert_non_null(strstr(err, "ca_file"));
   broker_close(b);
+  /* A message without an id, or with a negative attempt, is refused
+   * before anything is sent (no connection needed). */
+  bt_options(&o, NULL, NULL);
+  assert_int_equal(broker_open(&o, &b, err, sizeof(err)), SO_OK);
+  struct broker_message m = {
+      .exchange = "", .routing_key = "q", .body = "{}", .body_len = 2};
+  assert_int_equal(broker_publish_confirmed(b, &m, err, sizeof(err)),
+                   SO_ERR_INVALID);
+  m.message_id = "c-1";
+  m.attempt = -1;
+  assert_int_equal(broker_publish_confirmed(b, &m, err, sizeof(err)),
+                   SO_ERR_INVALID);
+  assert_false(broker_is_up(b));
+  broker_close(b);
   /* A wrong password is refused at login, and never echoed. */
   bt_options(&o, NULL, NULL);
   o.password = "not-the-password";
@@ -641,6 +687,7 @@ int main(void)
       cmocka_unit_test(test_channel_error_reopens),
       cmocka_unit_test(test_consume_missing_queue),
       cmocka_unit_test(test_queue_deleted_under_consumer),
+      cmocka_unit_test(test_cancel_stops_deliveries),
       cmocka_unit_test(test_idle_pump_keeps_heartbeats),
       cmocka_unit_test(test_poll_wakes_on_fd),
   };
