@@ -276,6 +276,36 @@ size_t sender_cancel_all(struct sender *s)
   return dropped;
 }
 
+int sender_rebind(struct sender *s, const char *campaign_id,
+                  const char *content_json, char *err, size_t errlen)
+{
+  char terr[256];
+  if (s->in_flight > 0) {
+    snprintf(err, errlen, "sender busy: %zu recipients in flight",
+             s->in_flight);
+    return SO_ERR_CONFLICT;
+  }
+  if (!campaign_id || !campaign_id[0]) {
+    snprintf(err, errlen, "no campaign id");
+    return SO_ERR_INVALID;
+  }
+  char *id = strdup(campaign_id);
+  if (!id) {
+    snprintf(err, errlen, "sender: out of memory");
+    return SO_ERR_NOMEM;
+  }
+  int rc = template_bind(s->tpl, campaign_id, content_json, terr, sizeof(terr));
+  if (rc != SO_OK) {
+    snprintf(err, errlen, "campaign %s: body_template: %s", campaign_id, terr);
+    free(id);
+    return rc;
+  }
+  free(s->campaign_id);
+  s->campaign_id = id;
+  memset(&s->stats, 0, sizeof(s->stats));
+  return SO_OK;
+}
+
 void sender_stats(const struct sender *s, struct sender_stats *out)
 {
   *out = s->stats;
@@ -295,7 +325,13 @@ void sender_free(struct sender *s)
   free(s->campaign_id);
   free(s->url);
   free(s->method);
-  free(s->auth_header);
+  if (s->auth_header) {
+    /* A secret: do not leave it in freed memory. volatile keeps the
+     * compiler from dropping the stores as dead. */
+    for (volatile char *c = s->auth_header; *c; c++)
+      *c = '\0';
+    free(s->auth_header);
+  }
   free(s);
 }
 

@@ -50,6 +50,10 @@
  * provider costs at most timeout_ms per attempt; response bodies are
  * captured up to SENDER_RESPONSE_CAP bytes, the rest is discarded.
  *
+ * Life cycle: a sender serves one campaign at a time; sender_rebind()
+ * moves an idle sender to the next campaign of the same provider, so a
+ * worker can keep one sender (and its warm connections) per channel.
+ *
  * Threading: a sender and everything it returns belong to the thread that
  * created it; never share one between threads. Different senders in
  * different threads are independent (each has its own curl multi handle
@@ -137,6 +141,17 @@ struct sender_stats {
 struct sender *sender_new(const struct config_provider *p,
                           const char *campaign_id, const char *content_json,
                           char *err, size_t errlen);
+
+/* sender_rebind: reuse an idle sender (sender_in_flight() == 0) for
+ * another campaign through the same provider, keeping its connections
+ * alive (no new TCP/TLS handshakes per campaign). Binds the template to
+ * the new campaign id and content like sender_new() and restarts the
+ * counters. Returns SO_OK; SO_ERR_CONFLICT if recipients are still in
+ * flight; SO_ERR_INVALID (bad content, content.NAME missing - the sender
+ * keeps its old campaign) or SO_ERR_NOMEM, with the reason in err. */
+int sender_rebind(struct sender *s, const char *campaign_id,
+                  const char *content_json, char *err,
+                  size_t errlen) SO_MUST_CHECK;
 
 /* sender_free: abort every transfer, drop queued recipients and unread
  * results, release everything. NULL is a no-op. */

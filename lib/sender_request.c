@@ -67,6 +67,7 @@ void sender__item_free(struct item *it)
   free(it->vars_json);
   free(it);
 }
+
 /* ---- results ---------------------------------------------------------- */
 
 /* push_result: record the outcome of one item; takes its id. On NOMEM the

@@ -907,6 +907,51 @@ static void test_cancel_all(void **state)
   srv_stop(sv);
 }
 
+/* One sender, two campaigns: the second uses the new campaign id in keys
+ * and bodies, and the warm connections (no new ones). */
+static void test_rebind_keeps_connections(void **state)
+{
+  (void)state;
+  struct srv *sv = srv_start(MODE_OK);
+  struct config_provider p = provider(sv->port, tpl_single);
+  p.concurrency = 2;
+  struct sender *s = new_sender(&p, "camp-a");
+  struct outcomes o;
+  drive(s, 20, &o, 100, 10000);
+  outcomes_free(&o);
+  int conns = sv->connections;
+  assert_true(conns >= 1 && conns <= 2);
+  char err[256];
+  assert_int_equal(
+      sender_rebind(s, "camp-b", "{\"subject\":\"B\"}", err, sizeof(err)),
+      SO_OK);
+  drive(s, 20, &o, 100, 10000);
+  for (size_t i = 0; i < 20; i++)
+    assert_int_equal(o.r[i].outcome, SENDER_SENT);
+  outcomes_free(&o);
+  assert_int_equal(sv->n, 40);
+  assert_int_equal(recs_for(sv, "camp-b:r-7", NULL), 1);
+  size_t at = 0;
+  assert_int_equal(recs_for(sv, "camp-b:r-0", &at), 1);
+  assert_non_null(strstr(sv->recs[at].body, "\"subject\":\"B\""));
+  assert_int_equal(sv->connections, conns);
+  struct sender_stats st;
+  sender_stats(s, &st);
+  assert_int_equal(st.sent, 20);
+  /* busy: refused; bad content: refused, old campaign kept */
+  struct sender_recipient r = {"x", "x@y", "{\"name\":\"n\"}"};
+  assert_int_equal(sender_submit(s, &r), SO_OK);
+  assert_int_equal(sender_rebind(s, "camp-c", NULL, err, sizeof(err)),
+                   SO_ERR_CONFLICT);
+  assert_int_equal(sender_cancel_all(s), 1);
+  assert_int_equal(sender_rebind(s, "camp-c", "{}", err, sizeof(err)),
+                   SO_ERR_INVALID);
+  assert_non_null(strstr(err, "content.subject"));
+  sender_free(s);
+  provider_free(&p);
+  srv_stop(sv);
+}
+
 static void test_new_refuses_bad_settings(void **state)
 {
   (void)state;
@@ -974,6 +1019,7 @@ int main(void)
       cmocka_unit_test(test_render_failure_rejects_one),
       cmocka_unit_test(test_connection_refused),
       cmocka_unit_test(test_cancel_all),
+      cmocka_unit_test(test_rebind_keeps_connections),
       cmocka_unit_test(test_new_refuses_bad_settings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
