@@ -107,8 +107,27 @@ static int change(struct registry_pg *r, enum pg_stmt id, const char *what,
   return SO_OK;
 }
 
-/* fenced: a fenced change; when it did not happen, SO_ERR_NOTFOUND if the
- * campaign is absent, else SO_ERR_STALE_FENCE. */
+/* stale: the SO_ERR_STALE_FENCE of a fenced op, saying why. */
+static int stale(struct registry_pg *r, const char *what, const char *id,
+                 int64_t fence, const struct peek *p)
+{
+  char lease[48];
+  if (p->lease_until == 0)
+    snprintf(lease, sizeof(lease), "no lease");
+  else if (p->now < p->lease_until)
+    snprintf(lease, sizeof(lease), "lease live");
+  else
+    snprintf(lease, sizeof(lease), "lease expired %" PRId64 " ms ago",
+             p->now - p->lease_until);
+  return registry_set_error(
+      &r->base, SO_ERR_STALE_FENCE,
+      "registry postgresql: %s: campaign %s: stale "
+      "fence (ours %" PRId64 ", current %" PRId64 ", state %s, %s)",
+      what, id, fence, p->fence, campaign_state_name(p->state), lease);
+}
+
+/* fenced: a fenced change ($1 id, $2 fence); when it did not happen,
+ * SO_ERR_NOTFOUND if the campaign is absent, else SO_ERR_STALE_FENCE. */
 static int fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
                   int nparams, const char *const *params, int idempotent,
                   PGresult **out)
@@ -130,12 +149,7 @@ static int fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
   rc = peek(r, params[0], &p);
   if (rc)
     return rc;
-  return registry_set_error(
-      &r->base, SO_ERR_STALE_FENCE,
-      "registry postgresql: %s: campaign %s: stale fence (ours %s, "
-      "current %" PRId64 ", state %s, lease %s)",
-      what, params[0], params[1], p.fence, campaign_state_name(p.state),
-      p.lease_until > p.now ? "live" : "expired");
+  return stale(r, what, params[0], strtoll(params[1], NULL, 10), &p);
 }
 
 /* absent_or: after a change that did not happen: SO_ERR_NOTFOUND if the
@@ -410,11 +424,7 @@ static int pg_pending(struct registry *base, const char *id, int64_t fence,
     rc = peek(r, id, &pk);
     if (rc)
       return rc;
-    return registry_set_error(
-        base, SO_ERR_STALE_FENCE,
-        "registry postgresql: pending: campaign %s: "
-        "stale fence (ours %" PRId64 ", current %" PRId64 ", state %s)",
-        id, fence, pk.fence, campaign_state_name(pk.state));
+    return stale(r, "reading pending recipients", id, fence, &pk);
   }
   for (size_t i = 0; i < n; i++)
     needs_send[i] = true;
@@ -599,11 +609,7 @@ static int pg_control(struct registry *base, const char *id, int64_t fence,
     *out = pk.paused ? REGISTRY_CONTROL_PAUSE : REGISTRY_CONTROL_RUN;
     return SO_OK;
   }
-  return registry_set_error(base, SO_ERR_STALE_FENCE,
-                            "registry postgresql: control: campaign %s: "
-                            "stale fence (ours %" PRId64 ", current %" PRId64
-                            ", state %s)",
-                            id, fence, pk.fence, campaign_state_name(pk.state));
+  return stale(r, "reading operator control", id, fence, &pk);
 }
 
 static int pg_replay(struct registry *base, const char *id)

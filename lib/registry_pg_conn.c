@@ -33,8 +33,12 @@ static int pg_sqlstate_status(const char *state)
     return SO_ERR_UNAVAILABLE;
   if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
     return SO_ERR_CONFLICT;
+  /* statement_timeout, lock_timeout: a row locked elsewhere for longer
+   * than busy_timeout_ms. The registry is busy, as SQLite's SQLITE_BUSY,
+   * and callers treat both alike: unavailable for now, defer the work. The
+   * statement was rolled back and the connection is fine. */
   if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)
-    return SO_ERR_TIMEOUT; /* statement_timeout, lock_timeout */
+    return SO_ERR_UNAVAILABLE;
   if (strncmp(state, "57P", 3) == 0)
     return SO_ERR_UNAVAILABLE; /* admin/crash shutdown, cannot connect now */
   static const struct {
@@ -182,8 +186,8 @@ int pg_conn_open(struct registry_pg *r, const struct registry_options *opt,
   /* Defaults first: with expand_dbname the conninfo's own values (inserted
    * where "dbname" stands) override them. The password comes last, from
    * the options, so it never has to be in a string someone might log. */
-  const char *keys[9];
-  const char *vals[9];
+  const char *keys[10];
+  const char *vals[10];
   int k = 0;
   keys[k] = "connect_timeout", vals[k++] = PG_CONNECT_TIMEOUT_S;
   keys[k] = "fallback_application_name", vals[k++] = "sendonce";
@@ -192,6 +196,9 @@ int pg_conn_open(struct registry_pg *r, const struct registry_options *opt,
   keys[k] = "keepalives_idle", vals[k++] = "30";
   keys[k] = "keepalives_interval", vals[k++] = "10";
   keys[k] = "keepalives_count", vals[k++] = "3";
+  /* ... and one that vanishes while our statement is unacknowledged, in
+   * 30 s rather than after the kernel's 15 minutes of retransmissions. */
+  keys[k] = "tcp_user_timeout", vals[k++] = "30000";
   keys[k] = "dbname", vals[k++] = opt->pg_conninfo;
   if (opt->pg_password && *opt->pg_password)
     keys[k] = "password", vals[k++] = opt->pg_password;
