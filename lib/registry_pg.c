@@ -9,8 +9,9 @@
  * SELECT ... FOR UPDATE in a CTE). When a change did not happen, a second
  * read tells why (absent, stale fence, wrong state).
  *
- * Connection handling, SQLSTATE mapping, retries and migrations live in
- * registry_pg_conn.c and registry_pg_schema.c.
+ * Connection handling, SQLSTATE mapping and retries live in
+ * registry_pg_conn.c; the SQL of every op and the migrations in
+ * registry_pg_schema.c.
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -41,7 +41,7 @@
  * PostgreSQL re-checks on the newest row version after the wait. */
 #define PG_NOW_MS "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
-/* Upper bound of statement ids (see registry_pg.c). */
+/* Upper bound of statement ids (enum pg_stmt below). */
 #define PG_STMT_MAX 40
 
 struct registry_pg {
