@@ -1,0 +1,347 @@
+/* registry_sqlite_db.c - the SQLite registry's statements, statement
+ * cache, transactions and row readers (see registry_sqlite_db.h). */
+#include "registry_sqlite_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry_sqlite_schema.h"
+
+#define NOW REGISTRY_SQLITE_NOW
+#define CAMPAIGN_COLS                                                  \
+  "campaign_id, state, scheduled_at, channel, payload, owner, fence, " \
+  "lease_until, attempts, total, sent, rejected, republished, "        \
+  "republished_at, progress_at, updated_at, paused, last_error, " NOW
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN",
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_NOW] = "SELECT " NOW,
+    [ST_STATE] = "SELECT state FROM campaigns WHERE campaign_id = ?1",
+    [ST_REGISTER] =
+        "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel,"
+        " payload, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, " NOW
+        ", " NOW ") ON CONFLICT (campaign_id) DO NOTHING",
+    [ST_BEGIN_PUBLISH] =
+        "UPDATE campaigns SET publish_owner = ?2, publish_until = " NOW
+        " + ?3, updated_at = " NOW
+        " WHERE campaign_id = ?1"
+        " AND state = 'SCHEDULED' AND paused = 0 AND (publish_owner IS NULL"
+        " OR publish_owner = ?2 OR publish_until <= " NOW ")",
+    [ST_MARK_PUBLISHED] =
+        "UPDATE campaigns SET state = 'PUBLISHED', publish_owner = NULL,"
+        " publish_until = 0, updated_at = " NOW
+        " WHERE campaign_id = ?1 AND state = 'SCHEDULED'",
+    [ST_LIST_DUE] = "SELECT " CAMPAIGN_COLS
+                    " FROM campaigns WHERE state = 'SCHEDULED' AND paused = 0"
+                    " AND scheduled_at <= " NOW
+                    " + ?1 ORDER BY scheduled_at, campaign_id LIMIT ?2",
+    [ST_CLAIM] =
+        "UPDATE campaigns SET state = 'PROCESSING', owner = ?2,"
+        " fence = fence + 1, lease_until = ?9 + ?3, progress_at = ?9,"
+        " updated_at = ?9, publish_owner = NULL, publish_until = 0"
+        " WHERE campaign_id = ?1 RETURNING fence, lease_until",
+    [ST_CLAIM_INFO] = "SELECT state, fence, lease_until, paused, " NOW
+                      " FROM campaigns WHERE campaign_id = ?1",
+    [ST_FENCE_INFO] = "SELECT state, fence, lease_until > " NOW ", paused, " NOW
+                      " FROM campaigns WHERE campaign_id = ?1",
+    [ST_RENEW] =
+        "UPDATE campaigns SET lease_until =  ?9"
+        " + ?2, updated_at =  ?9  WHERE campaign_id = ?1",
+    [ST_DELIVERY_STATE] =
+        "SELECT state FROM deliveries WHERE campaign_id = ?1"
+        " AND recipient_id = ?2",
+    [ST_MARK_INFLIGHT] =
+        "INSERT INTO deliveries (campaign_id, recipient_id, state, attempts,"
+        " updated_at) VALUES (?1, ?2, 'INFLIGHT', 1,  ?9"
+        ")"
+        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE SET"
+        " attempts = attempts + 1, updated_at = excluded.updated_at"
+        " WHERE state = 'INFLIGHT'",
+    [ST_MARK_FINAL] =
+        "INSERT INTO deliveries (campaign_id, recipient_id, state, attempts,"
+        " error, updated_at) VALUES (?1, ?2, ?3, 1, ?4,  ?9"
+        ")"
+        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE SET"
+        " state = excluded.state, error = excluded.error,"
+        " updated_at = excluded.updated_at"
+        " WHERE state NOT IN ('SENT', 'REJECTED')",
+    [ST_BUMP] =
+        "UPDATE campaigns SET sent = sent + ?2, rejected = rejected"
+        " + ?3, progress_at =  ?9 , updated_at =  ?9"
+        " WHERE campaign_id = ?1",
+    [ST_SET_TOTAL] =
+        "UPDATE campaigns SET total = ?2, updated_at =  ?9"
+        " WHERE campaign_id = ?1",
+    [ST_COMPLETE] =
+        "UPDATE campaigns SET state = 'DONE', owner = NULL,"
+        " lease_until = 0, updated_at =  ?9  WHERE campaign_id = ?1",
+    [ST_RELEASE] =
+        "UPDATE campaigns SET state = 'PUBLISHED', owner = NULL,"
+        " lease_until = 0, attempts = attempts + ?2,"
+        " last_error = COALESCE(?3, last_error), updated_at =  ?9"
+        " WHERE campaign_id = ?1 RETURNING attempts",
+    [ST_FAIL] =
+        "UPDATE campaigns SET state = 'DEAD', owner = NULL,"
+        " lease_until = 0, last_error = ?2, updated_at =  ?9"
+        " WHERE campaign_id = ?1",
+    [ST_MARK_DEAD] =
+        "UPDATE campaigns SET state = 'DEAD', owner = NULL, lease_until = 0,"
+        " publish_owner = NULL, publish_until = 0, last_error = ?2,"
+        " updated_at = " NOW
+        " WHERE campaign_id = ?1"
+        " AND state NOT IN ('DONE', 'DEAD')",
+    [ST_PAUSE] = "UPDATE campaigns SET paused = ?2, updated_at = " NOW
+                 " WHERE campaign_id = ?1 AND state NOT IN ('DONE', 'DEAD')",
+    [ST_CANCEL] =
+        "UPDATE campaigns SET state = 'DEAD', owner = NULL, lease_until = 0,"
+        " publish_owner = NULL, publish_until = 0,"
+        " last_error = 'cancelled', updated_at = " NOW
+        " WHERE campaign_id = ?1 AND state NOT IN ('DONE', 'DEAD')",
+    [ST_REPLAY] =
+        "UPDATE campaigns SET state = 'PUBLISHED', attempts = 0,"
+        " republished = 0, republished_at = 0, paused = 0, owner = NULL,"
+        " lease_until = 0, updated_at = " NOW
+        " WHERE campaign_id = ?1 AND state = 'DEAD'",
+    [ST_GET] = "SELECT " CAMPAIGN_COLS " FROM campaigns WHERE campaign_id = ?1",
+    [ST_LIST_ALL] = "SELECT " CAMPAIGN_COLS
+                    " FROM campaigns"
+                    " ORDER BY scheduled_at DESC, campaign_id LIMIT ?1",
+    [ST_LIST_STATE] = "SELECT " CAMPAIGN_COLS
+                      " FROM campaigns WHERE state = ?2"
+                      " ORDER BY scheduled_at DESC, campaign_id LIMIT ?1",
+    [ST_LIST_OVERDUE] = "SELECT " CAMPAIGN_COLS
+                        " FROM campaigns WHERE state NOT IN ('DONE', 'DEAD')"
+                        " AND scheduled_at < " NOW
+                        " - ?1"
+                        " ORDER BY scheduled_at, campaign_id LIMIT ?2",
+    [ST_REPUBLISH] =
+        "UPDATE campaigns SET republished = republished + 1,"
+        " republished_at = " NOW ", updated_at = " NOW
+        " WHERE campaign_id = ?1 AND state = ?2 AND fence = ?3"
+        " AND republished < ?6 AND (republished_at = 0 OR republished_at "
+        "<= " NOW " - ?5) AND (state <> 'PROCESSING' OR lease_until <= " NOW
+        " - ?4)",
+};
+
+/* Record an SQLite failure with what we were doing; BUSY past the busy
+ * timeout means other processes hold the write lock: unavailable. */
+int rsdb_error(struct registry_sqlite *s, int rc, const char *what)
+{
+  int status = registry_sqlite_status(rc);
+  if (status == SO_OK)
+    status = SO_ERR_INTERNAL;
+  return registry_set_error(&s->base, status, "registry sqlite: %s: %s (%s)",
+                            what, sqlite3_errmsg(s->db), sqlite3_errstr(rc));
+}
+
+/* stmt: the cached statement `id`, reset with its bindings cleared; NULL
+ * with the error recorded in *rc if it cannot be prepared. */
+sqlite3_stmt *rsdb_stmt(struct registry_sqlite *s, enum stmt_id id, int *rc)
+{
+  sqlite3_stmt *st = s->stmts[id];
+  if (!st) {
+    int src = sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
+                                 SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (src != SQLITE_OK) {
+      *rc = rsdb_error(s, src, "preparing a statement");
+      return NULL;
+    }
+    s->stmts[id] = st;
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  *rc = SO_OK;
+  return st;
+}
+
+/* step: one sqlite3_step; SO_OK with *row telling whether a row came. */
+int rsdb_step(struct registry_sqlite *s, sqlite3_stmt *st, bool *row,
+              const char *what)
+{
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+    if (row)
+      *row = rc == SQLITE_ROW;
+    return SO_OK;
+  }
+  int status = rsdb_error(s, rc, what);
+  sqlite3_reset(st);
+  return status;
+}
+
+/* exec_stmt: run a statement that returns no rows of interest; *changes
+ * (if not NULL) gets the number of rows it changed. */
+int rsdb_exec(struct registry_sqlite *s, sqlite3_stmt *st, int *changes,
+              const char *what)
+{
+  int rc = sqlite3_step(st);
+  while (rc == SQLITE_ROW)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) {
+    int status = rsdb_error(s, rc, what);
+    sqlite3_reset(st);
+    return status;
+  }
+  if (changes)
+    *changes = sqlite3_changes(s->db);
+  sqlite3_reset(st);
+  return SO_OK;
+}
+
+static int rsdb_simple(struct registry_sqlite *s, enum stmt_id id,
+                       const char *what)
+{
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(s, id, &rc);
+  return st ? rsdb_exec(s, st, NULL, what) : rc;
+}
+
+int rsdb_begin(struct registry_sqlite *s, bool write)
+{
+  return rsdb_simple(s, write ? ST_BEGIN_IMMEDIATE : ST_BEGIN,
+                     write ? "waiting for the write lock" : "starting a read");
+}
+
+/* tx_end: commit after success, roll back after failure; returns the
+ * first failure. */
+int rsdb_end(struct registry_sqlite *s, int rc)
+{
+  if (rc == SO_OK) {
+    rc = rsdb_simple(s, ST_COMMIT, "committing");
+    if (rc == SO_OK)
+      return SO_OK;
+  }
+  if (!sqlite3_get_autocommit(s->db)) {
+    /* Keep the first failure's message: the rollback's is less useful. */
+    char saved[REGISTRY_ERRMSG_LEN];
+    memcpy(saved, s->base.errmsg, sizeof(saved));
+    (void)rsdb_simple(s, ST_ROLLBACK, "rolling back");
+    memcpy(s->base.errmsg, saved, sizeof(saved));
+  }
+  return rc;
+}
+
+void rsdb_bind_text(sqlite3_stmt *st, int i, const char *text)
+{
+  if (text)
+    sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+int rsdb_parse_state(struct registry_sqlite *s, sqlite3_stmt *st, int col,
+                     enum campaign_state *out)
+{
+  const char *name = (const char *)sqlite3_column_text(st, col);
+  if (!name || campaign_state_parse(name, out) != SO_OK)
+    return registry_set_error(&s->base, SO_ERR_INTERNAL,
+                              "registry sqlite: unknown state '%s'",
+                              name ? name : "(null)");
+  return SO_OK;
+}
+
+/* state_of: the campaign's state in *out; SO_ERR_NOTFOUND if absent. Used
+ * to tell "absent" from "wrong state" after an update changed nothing. */
+int rsdb_state_of(struct registry_sqlite *s, const char *id,
+                  enum campaign_state *out)
+{
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(s, ST_STATE, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, id);
+  bool row = false;
+  rc = rsdb_step(s, st, &row, "reading state");
+  if (!rc && !row)
+    rc = registry_set_error(&s->base, SO_ERR_NOTFOUND,
+                            "registry: no campaign '%s'", id);
+  if (!rc)
+    rc = rsdb_parse_state(s, st, 0, out);
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* ---- reading campaigns ------------------------------------------------ */
+
+static char *rsdb_column_dup(sqlite3_stmt *st, int col, bool *oom)
+{
+  const unsigned char *text = sqlite3_column_text(st, col);
+  if (!text)
+    return NULL;
+  char *copy = strdup((const char *)text);
+  if (!copy)
+    *oom = true;
+  return copy;
+}
+
+int rsdb_read_campaign(struct registry_sqlite *s, sqlite3_stmt *st,
+                       struct registry_campaign *c)
+{
+  memset(c, 0, sizeof(*c));
+  bool oom = false;
+  c->campaign_id = rsdb_column_dup(st, 0, &oom);
+  int rc = rsdb_parse_state(s, st, 1, &c->state);
+  c->scheduled_at_ms = sqlite3_column_int64(st, 2);
+  c->channel = rsdb_column_dup(st, 3, &oom);
+  c->payload = rsdb_column_dup(st, 4, &oom);
+  c->owner = rsdb_column_dup(st, 5, &oom);
+  c->fence = sqlite3_column_int64(st, 6);
+  c->lease_until_ms = sqlite3_column_int64(st, 7);
+  c->attempts = sqlite3_column_int(st, 8);
+  c->total = sqlite3_column_int64(st, 9);
+  c->sent = sqlite3_column_int64(st, 10);
+  c->rejected = sqlite3_column_int64(st, 11);
+  c->republished = sqlite3_column_int(st, 12);
+  c->republished_at_ms = sqlite3_column_int64(st, 13);
+  c->progress_at_ms = sqlite3_column_int64(st, 14);
+  c->updated_at_ms = sqlite3_column_int64(st, 15);
+  c->paused = sqlite3_column_int(st, 16) != 0;
+  c->last_error = rsdb_column_dup(st, 17, &oom);
+  c->registry_now_ms = sqlite3_column_int64(st, 18);
+  if (oom && !rc)
+    rc = registry_set_error(&s->base, SO_ERR_NOMEM, "registry sqlite: OOM");
+  if (rc)
+    registry_campaign_free(c);
+  return rc;
+}
+
+/* read_list: every row of a bound SELECT of CAMPAIGN_COLS. */
+int rsdb_read_list(struct registry_sqlite *s, sqlite3_stmt *st,
+                   struct registry_campaign **out, size_t *n)
+{
+  struct registry_campaign *list = NULL;
+  size_t count = 0, cap = 0;
+  int rc = SO_OK;
+  for (;;) {
+    bool row = false;
+    rc = rsdb_step(s, st, &row, "listing campaigns");
+    if (rc || !row)
+      break;
+    if (count == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      struct registry_campaign *grown = realloc(list, ncap * sizeof(*list));
+      if (!grown) {
+        rc = registry_set_error(&s->base, SO_ERR_NOMEM, "registry: OOM");
+        break;
+      }
+      list = grown;
+      cap = ncap;
+    }
+    rc = rsdb_read_campaign(s, st, &list[count]);
+    if (rc)
+      break;
+    count++;
+  }
+  sqlite3_reset(st);
+  if (rc) {
+    registry_campaigns_free(list, count);
+    return rc;
+  }
+  *out = list;
+  *n = count;
+  return SO_OK;
+}
