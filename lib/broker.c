@@ -8,6 +8,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,10 +130,8 @@ static void guard_stop(struct broker_guard *g)
 
 void broker__guard(struct broker *b, int timeout_ms)
 {
-  if (!b->conn)
-    return;
-  int fd = amqp_get_sockfd(b->conn);
-  if (fd < 0)
+  int fd = b->guard_fd;
+  if (!b->conn || fd < 0)
     return;
   pthread_mutex_lock(&b->guard.mu);
   b->guard.fd = fd;
@@ -265,6 +264,7 @@ int broker_open(const struct broker_options *opts, struct broker **out,
   if (!b)
     return SO_ERR_NOMEM;
   b->opts = *opts;
+  b->guard_fd = -1;
   b->rng = (uint32_t)getpid() * 2654435761u ^ (uint32_t)clock_now_ms() ^
            (uint32_t)(uintptr_t)b;
   if (b->rng == 0)
@@ -297,6 +297,10 @@ static void broker_drop(struct broker *b)
   if (b->conn) {
     amqp_destroy_connection(b->conn);
     b->conn = NULL;
+  }
+  if (b->guard_fd >= 0) {
+    close(b->guard_fd);
+    b->guard_fd = -1;
   }
   b->main_open = false;
   b->pub_open = false;
@@ -615,6 +619,10 @@ static int connect_uri(struct broker *b, size_t idx, char *err, size_t errlen)
     goto fail;
   }
   b->uri_index = idx;
+  /* The guard shuts down its own duplicate of the socket: rabbitmq-c may
+   * close its descriptor inside a call (heartbeat timeout), and the number
+   * could be reused by another thread before we disarm. */
+  b->guard_fd = fcntl(amqp_get_sockfd(b->conn), F_DUPFD_CLOEXEC, 0);
   if ((rc = login(b, vhost, user, err, errlen)) != SO_OK)
     goto fail;
   if ((rc = broker__open_main(b, err, errlen)) != SO_OK)

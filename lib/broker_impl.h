@@ -57,6 +57,7 @@ struct broker {
   struct broker_options opts; /* strings borrowed from the caller */
   char conn_name[256];
   amqp_connection_state_t conn; /* NULL while down */
+  int guard_fd;                 /* our dup of the socket, -1 while down */
   bool main_open;               /* channel 1 usable */
   bool pub_open;                /* channel 2 usable, confirm mode on */
   uint64_t generation;
