@@ -90,6 +90,48 @@ static char *underscored(const char *base)
   return s;
 }
 
+/* Schemas created and not yet dropped: a failing test jumps out before
+ * its pgdb_destroy, and the group teardown drops what is left. */
+#define PGDB_MAX 32
+static char *pgdb_live[PGDB_MAX];
+
+static void pgdb_remember(const char *schema, bool add)
+{
+  for (int i = 0; i < PGDB_MAX; i++) {
+    if (add && !pgdb_live[i]) {
+      pgdb_live[i] = strdup(schema);
+      return;
+    }
+    if (!add && pgdb_live[i] && strcmp(pgdb_live[i], schema) == 0) {
+      free(pgdb_live[i]);
+      pgdb_live[i] = NULL;
+      return;
+    }
+  }
+}
+
+static void drop_schema(const char *schema)
+{
+  PGconn *c = admin_connect();
+  char sql[256];
+  snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+  admin_exec(c, sql);
+  PQfinish(c);
+}
+
+static int pgdb_teardown(void **state)
+{
+  (void)state;
+  for (int i = 0; i < PGDB_MAX; i++) {
+    if (pgdb_live[i]) {
+      drop_schema(pgdb_live[i]);
+      free(pgdb_live[i]);
+      pgdb_live[i] = NULL;
+    }
+  }
+  return 0;
+}
+
 /* pgdb_create: a fresh schema; the registry connects with `host_port`
  * ("host=... port=...", or NULL for the configured server). */
 static void pgdb_create(struct pgdb *d, const char *host_port)
@@ -109,15 +151,13 @@ static void pgdb_create(struct pgdb *d, const char *host_port)
   snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", d->schema);
   admin_exec(c, sql);
   PQfinish(c);
+  pgdb_remember(d->schema, true);
 }
 
 static void pgdb_destroy(struct pgdb *d)
 {
-  PGconn *c = admin_connect();
-  char sql[256];
-  snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", d->schema);
-  admin_exec(c, sql);
-  PQfinish(c);
+  drop_schema(d->schema);
+  pgdb_remember(d->schema, false);
   free(d->schema);
   free(d->appname);
   free(d->conninfo);
@@ -790,5 +830,5 @@ int main(void)
       cmocka_unit_test(test_statement_timeout),
       cmocka_unit_test(test_marks_odd_strings_and_repeats),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, pgdb_teardown);
 }
