@@ -5,6 +5,7 @@
 # sendonce_add_test() registers one test per executable, so this area
 # builds its executable the same way and registers it twice.
 add_executable(test_registry integration/test_registry.c
+                             integration/test_registry_env.c
                              integration/test_registry_procs.c
                              integration/registry_testdb.c)
 target_link_libraries(test_registry PRIVATE sendonce sendonce_testenv

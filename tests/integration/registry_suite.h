@@ -40,6 +40,10 @@ char *suite_id(const char *base);
 void suite_register(struct registry *r, const char *id,
                     enum campaign_state initial, int64_t scheduled_at_ms);
 
+/* suite_claim: registry_claim that must succeed (any kind). */
+struct registry_claim suite_claim(struct registry *r, const char *id,
+                                  const char *owner, int64_t ttl_ms);
+
 /* suite_now: the registry's clock or fail. */
 int64_t suite_now(struct registry *r);
 
@@ -49,6 +53,15 @@ void suite_wait_lease_expired(struct registry *r, const char *id);
 
 /* suite_deliveries: the raw delivery rows of a campaign (owned text). */
 char *suite_deliveries(const char *id);
+
+/* Surroundings: schema, locks, clocks (test_registry_env.c). */
+void test_schema_newer_refused(void **state);
+void test_lock_held_elsewhere(void **state);
+void test_clock_skew(void **state);
+
+/* registry_child_main: the child mode, "--child <sqlite|pg> <path|conninfo>
+ * <verb> <id> <owner> <ttl>", run under faketime by test_clock_skew. */
+int registry_child_main(int argc, char **argv);
 
 /* The multi-process cases (test_registry_procs.c). */
 void test_race_claims(void **state);

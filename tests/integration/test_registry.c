@@ -2,26 +2,22 @@
  *   test_registry sqlite    (ctest: registry_sqlite)
  *   test_registry pg        (ctest: registry_pg)
  * Single-process cases live here; racing processes, kill -9 and the
- * multi-process publish races in test_registry_procs.c.
+ * multi-process publish races in test_registry_procs.c; schema, lock and
+ * clock-skew cases in test_registry_env.c.
  *
  * The binary also has a child mode, used by the clock-skew case to run a
  * registry call under faketime:
  *   test_registry --child <sqlite|pg> <path|conninfo> <verb> <args...> */
 #include "registry_suite.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "clock.h"
 #include "testenv.h"
 
 struct testdb suite_db;
-
-#define REGISTRY_DETAIL_LEN 512
 
 char *suite_id(const char *base)
 {
@@ -75,8 +71,8 @@ static void get(struct registry *r, const char *id, struct registry_campaign *c)
   REG_OK(r, registry_get(r, id, c));
 }
 
-static struct registry_claim claim(struct registry *r, const char *id,
-                                   const char *owner, int64_t ttl_ms)
+struct registry_claim suite_claim(struct registry *r, const char *id,
+                                  const char *owner, int64_t ttl_ms)
 {
   struct registry_claim cl;
   REG_OK(r, registry_claim(r, id, owner, ttl_ms, &cl));
@@ -264,7 +260,7 @@ static void test_claim_mark_complete(void **state)
   char *id = suite_id("life");
   suite_register(r, id, CAMPAIGN_PUBLISHED, suite_now(r) - 1000);
 
-  struct registry_claim cl = claim(r, id, "worker-a", 10000);
+  struct registry_claim cl = suite_claim(r, id, "worker-a", 10000);
   assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
   assert_int_equal(cl.fence, 1);
   assert_int_equal(cl.state, CAMPAIGN_PROCESSING);
@@ -278,11 +274,11 @@ static void test_claim_mark_complete(void **state)
   assert_int_equal(c.progress_at_ms, cl.registry_now_ms);
   registry_campaign_free(&c);
 
-  struct registry_claim other = claim(r, id, "worker-b", 10000);
+  struct registry_claim other = suite_claim(r, id, "worker-b", 10000);
   assert_int_equal(other.kind, REGISTRY_CLAIM_HELD);
   assert_int_equal(other.fence, 1);
   assert_int_equal(other.lease_until_ms, cl.lease_until_ms);
-  other = claim(r, id, "worker-a", 10000); /* own duplicate trigger */
+  other = suite_claim(r, id, "worker-a", 10000); /* own duplicate trigger */
   assert_int_equal(other.kind, REGISTRY_CLAIM_HELD);
   assert_int_equal(other.fence, 1);
 
@@ -351,7 +347,7 @@ static void test_claim_mark_complete(void **state)
   assert_int_equal(c.lease_until_ms, 0);
   assert_int_equal(c.fence, 1);
   registry_campaign_free(&c);
-  cl = claim(r, id, "worker-b", 10000);
+  cl = suite_claim(r, id, "worker-b", 10000);
   assert_int_equal(cl.kind, REGISTRY_CLAIM_DONE);
   assert_int_equal(cl.fence, 1);
   assert_int_equal(cl.state, CAMPAIGN_DONE);
@@ -373,7 +369,7 @@ static void test_release_fail_dead(void **state)
   suite_register(r, id, CAMPAIGN_PUBLISHED, suite_now(r));
   struct registry_campaign c;
 
-  assert_int_equal(claim(r, id, "w", 10000).fence, 1);
+  assert_int_equal(suite_claim(r, id, "w", 10000).fence, 1);
   mark(r, id, 1, "keep", DELIVERY_SENT);
   int attempts = -1;
   REG_OK(r, registry_release(r, id, 1, false, NULL, &attempts));
@@ -386,12 +382,12 @@ static void test_release_fail_dead(void **state)
   assert_int_equal(c.sent, 1); /* progress kept */
   registry_campaign_free(&c);
 
-  struct registry_claim cl = claim(r, id, "w2", 10000);
+  struct registry_claim cl = suite_claim(r, id, "w2", 10000);
   assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
   assert_int_equal(cl.fence, 2);
   REG_OK(r, registry_release(r, id, 2, true, "provider down", &attempts));
   assert_int_equal(attempts, 1);
-  assert_int_equal(claim(r, id, "w3", 10000).fence, 3);
+  assert_int_equal(suite_claim(r, id, "w3", 10000).fence, 3);
   REG_OK(r, registry_release(r, id, 3, true, "still down", &attempts));
   assert_int_equal(attempts, 2);
   get(r, id, &c);
@@ -399,14 +395,14 @@ static void test_release_fail_dead(void **state)
   assert_string_equal(c.last_error, "still down");
   registry_campaign_free(&c);
 
-  assert_int_equal(claim(r, id, "w4", 10000).fence, 4);
+  assert_int_equal(suite_claim(r, id, "w4", 10000).fence, 4);
   REG_OK(r, registry_fail(r, id, 4, "boom"));
   get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_DEAD);
   assert_string_equal(c.last_error, "boom");
   assert_null(c.owner);
   registry_campaign_free(&c);
-  assert_int_equal(claim(r, id, "w5", 10000).kind, REGISTRY_CLAIM_DONE);
+  assert_int_equal(suite_claim(r, id, "w5", 10000).kind, REGISTRY_CLAIM_DONE);
   enum registry_control ctl = REGISTRY_CONTROL_RUN;
   REG_OK(r, registry_control(r, id, 4, &ctl));
   assert_int_equal(ctl, REGISTRY_CONTROL_CANCEL);
@@ -418,7 +414,7 @@ static void test_release_fail_dead(void **state)
   assert_string_equal(c.last_error, "boom");
   registry_campaign_free(&c);
   REG_RC(r, SO_ERR_CONFLICT, registry_replay(r, id));
-  assert_int_equal(claim(r, id, "w5", 10000).fence, 5);
+  assert_int_equal(suite_claim(r, id, "w5", 10000).fence, 5);
 
   /* An unfenced mark_dead (DLQ, expiry) stops the holder. */
   REG_OK(r, registry_mark_dead(r, id, "dlq"));
@@ -435,7 +431,7 @@ static void test_release_fail_dead(void **state)
   /* Cancel reaches the worker through control, as CANCEL. */
   char *id2 = suite_id("cancel");
   suite_register(r, id2, CAMPAIGN_PUBLISHED, suite_now(r));
-  assert_int_equal(claim(r, id2, "w", 10000).fence, 1);
+  assert_int_equal(suite_claim(r, id2, "w", 10000).fence, 1);
   REG_OK(r, registry_cancel(r, id2));
   REG_OK(r, registry_control(r, id2, 1, &ctl));
   assert_int_equal(ctl, REGISTRY_CONTROL_CANCEL);
@@ -456,11 +452,11 @@ static void test_release_fail_dead(void **state)
   char *id3 = suite_id("paused");
   suite_register(r, id3, CAMPAIGN_PUBLISHED, suite_now(r));
   REG_OK(r, registry_pause(r, id3));
-  cl = claim(r, id3, "w", 10000);
+  cl = suite_claim(r, id3, "w", 10000);
   assert_int_equal(cl.kind, REGISTRY_CLAIM_PAUSED);
   assert_int_equal(cl.fence, 0);
   REG_OK(r, registry_resume(r, id3));
-  cl = claim(r, id3, "w", 10000);
+  cl = suite_claim(r, id3, "w", 10000);
   assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
   assert_int_equal(cl.fence, 1);
   free(id);
@@ -484,7 +480,7 @@ static void test_lists(void **state)
   suite_register(r, old_pub, CAMPAIGN_PUBLISHED, 2000);
   suite_register(r, done, CAMPAIGN_PUBLISHED, 3000);
   suite_register(r, future, CAMPAIGN_SCHEDULED, now + 3600000);
-  assert_int_equal(claim(r, done, "w", 10000).fence, 1);
+  assert_int_equal(suite_claim(r, done, "w", 10000).fence, 1);
   REG_OK(r, registry_complete(r, done, 1));
 
   struct registry_campaign *list = NULL;
@@ -574,7 +570,7 @@ static void test_record_republish(void **state)
   /* PROCESSING: only after the lease expired at least grace ago. */
   char *id2 = suite_id("repub-proc");
   suite_register(r, id2, CAMPAIGN_PUBLISHED, 5000);
-  assert_int_equal(claim(r, id2, "w", 200).fence, 1);
+  assert_int_equal(suite_claim(r, id2, "w", 200).fence, 1);
   REG_OK(r, registry_record_republish(r, id2, CAMPAIGN_PROCESSING, 1, 0, 0, 5,
                                       &won));
   assert_false(won); /* lease live */
@@ -622,7 +618,7 @@ static void test_stale_fence(void **state)
   struct registry *r = testdb_open(&suite_db);
   char *id = suite_id("stale");
   suite_register(r, id, CAMPAIGN_PUBLISHED, suite_now(r));
-  assert_int_equal(claim(r, id, "old", 150).fence, 1);
+  assert_int_equal(suite_claim(r, id, "old", 150).fence, 1);
   mark(r, id, 1, "a", DELIVERY_SENT);
   mark(r, id, 1, "b", DELIVERY_INFLIGHT);
   suite_wait_lease_expired(r, id);
@@ -630,7 +626,7 @@ static void test_stale_fence(void **state)
   for (int round = 0; round < 2; round++) {
     /* round 0: expired, nobody took it; round 1: "new" holds fence 2. */
     if (round == 1)
-      assert_int_equal(claim(r, id, "new", 60000).fence, 2);
+      assert_int_equal(suite_claim(r, id, "new", 60000).fence, 2);
     struct registry_campaign before, after;
     get(r, id, &before);
     char *rows_before = suite_deliveries(id);
@@ -683,7 +679,7 @@ static void test_pending_across_takeovers(void **state)
   int64_t fence = 0;
   for (int round = 0; round < 4; round++) {
     struct registry_claim cl =
-        claim(r, id, round % 2 ? "w-odd" : "w-even", 120);
+        suite_claim(r, id, round % 2 ? "w-odd" : "w-even", 120);
     assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
     assert_int_equal(cl.fence, fence + 1);
     fence = cl.fence;
@@ -723,262 +719,10 @@ static void test_pending_across_takeovers(void **state)
   registry_close(r);
 }
 
-/* A database whose schema is newer than this program is refused. */
-static void test_schema_newer_refused(void **state)
-{
-  (void)state;
-  testdb_exec(&suite_db,
-              "INSERT INTO schema_version (version, applied_at) "
-              "VALUES (999, 0)");
-  struct registry_options opt = testdb_options(&suite_db);
-  struct registry *r = NULL;
-  char err[512] = "";
-  int rc = registry_open(&opt, &r, err, sizeof(err));
-  testdb_exec(&suite_db, "DELETE FROM schema_version WHERE version = 999");
-  assert_int_equal(rc, SO_ERR_SCHEMA);
-  assert_null(r);
-  assert_non_null(strstr(err, "999"));
-  r = testdb_open(&suite_db);
-  registry_close(r);
-}
-
-/* A write lock held elsewhere for longer than busy_timeout_ms gives
- * SO_ERR_UNAVAILABLE (the consumer then defers the trigger to a retry
- * queue) within about that time; readers are not blocked meanwhile. */
-static void test_lock_held_elsewhere(void **state)
-{
-  (void)state;
-  struct registry *setup = testdb_open(&suite_db);
-  char *id = suite_id("locked");
-  suite_register(setup, id, CAMPAIGN_PUBLISHED, suite_now(setup));
-  registry_close(setup);
-
-  struct registry_options opt = testdb_options(&suite_db);
-  opt.busy_timeout_ms = 300;
-  struct registry *r = NULL;
-  char err[512];
-  assert_int_equal(registry_open(&opt, &r, err, sizeof(err)), SO_OK);
-  struct testdb_lock *lock = testdb_lock_campaign(&suite_db, id);
-  struct registry_claim cl;
-  int64_t t0 = clock_monotonic_ms();
-  int rc = registry_claim(r, id, "w", 10000, &cl);
-  int64_t waited = clock_monotonic_ms() - t0;
-  char detail[REGISTRY_DETAIL_LEN];
-  snprintf(detail, sizeof(detail), "%s", registry_errmsg(r));
-  struct registry_campaign c;
-  int get_rc = registry_get(r, id, &c);
-  testdb_unlock(lock);
-  assert_int_equal(get_rc, SO_OK); /* a reader is not blocked */
-  assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
-  registry_campaign_free(&c);
-  if (rc != SO_ERR_UNAVAILABLE)
-    fail_msg("claim under a held lock: %s (%s), want %s", so_strerror(rc),
-             detail, so_strerror(SO_ERR_UNAVAILABLE));
-  assert_string_not_equal(detail, "no error"); /* says what happened */
-  assert_true(waited >= 250 && waited < 5000);
-
-  /* The handle is usable once the lock is gone. */
-  REG_OK(r, registry_claim(r, id, "w", 10000, &cl));
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
-  assert_int_equal(cl.fence, 1);
-  free(id);
-  registry_close(r);
-}
-
-/* ---- clock skew ------------------------------------------------------------
- */
-
-/* Run `verb args` of child mode under `faketime <offset>`; the child's
- * one output line is returned in out. Returns the child's exit status. */
-static int run_faketime_child(const char *offset, const char *verb,
-                              const char *id, const char *owner,
-                              const char *ttl, char *out, size_t outlen)
-{
-  char self[1024];
-  ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  assert_true(len > 0);
-  self[len] = '\0';
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    /* libfaketime is preloaded ahead of the sanitizer runtime. */
-    setenv("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=0", 1);
-    const char *target = suite_db.backend == REGISTRY_POSTGRESQL
-                             ? suite_db.pg_conninfo
-                             : suite_db.sqlite_path;
-    execlp("faketime", "faketime", offset, self, "--child",
-           suite_db.backend == REGISTRY_POSTGRESQL ? "pg" : "sqlite", target,
-           verb, id, owner, ttl, (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  size_t got = 0;
-  ssize_t k;
-  while (got + 1 < outlen &&
-         (k = read(fds[0], out + got, outlen - 1 - got)) > 0)
-    got += (size_t)k;
-  out[got] = '\0';
-  close(fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static void parse_claim_line(const char *line, struct registry_claim *cl)
-{
-  long long kind, fence, until, now;
-  if (sscanf(line, "%lld %lld %lld %lld", &kind, &fence, &until, &now) != 4)
-    fail_msg("child said: '%s'", line);
-  cl->kind = (enum registry_claim_kind)kind;
-  cl->fence = fence;
-  cl->lease_until_ms = until;
-  cl->registry_now_ms = now;
-}
-
-#define HOUR_MS 3600000LL
-
-/* PostgreSQL: the server's clock decides, whatever the worker's clock
- * says. SQLite: the clock is read inside each process, so a process with a
- * faked clock IS the registry's clock (registry.h says so); what we can
- * and do check is that claim and expiry are computed consistently on that
- * one SQL clock. */
-static void test_clock_skew(void **state)
-{
-  (void)state;
-  struct registry *r = testdb_open(&suite_db);
-  char out[256];
-  bool pg = suite_db.backend == REGISTRY_POSTGRESQL;
-
-  char *live = suite_id("skew-live");
-  suite_register(r, live, CAMPAIGN_PUBLISHED, suite_now(r));
-  struct registry_claim mine = claim(r, live, "host-a", 60000);
-  assert_int_equal(mine.fence, 1);
-  /* A worker an hour ahead must not see our 60 s lease as expired. */
-  int st = run_faketime_child("+1 hour", "claim", live, "host-fast", "60000",
-                              out, sizeof(out));
-  assert_int_equal(st, 0);
-  struct registry_claim theirs;
-  parse_claim_line(out, &theirs);
-  int64_t now = suite_now(r);
-  if (pg) {
-    assert_int_equal(theirs.kind, REGISTRY_CLAIM_HELD);
-    assert_int_equal(theirs.fence, 1);
-    assert_true(llabs(theirs.registry_now_ms - now) < 10000);
-    REG_OK(r, registry_renew(r, live, 1, 60000));
-  } else {
-    /* The child's SQL clock runs an hour ahead: to it the lease is over,
-     * and the lease it is granted is measured on that same clock. */
-    assert_true(llabs(theirs.registry_now_ms - now - HOUR_MS) < 10000);
-    assert_int_equal(theirs.kind, REGISTRY_CLAIM_CLAIMED);
-    assert_int_equal(theirs.fence, 2);
-    assert_int_equal(theirs.lease_until_ms - theirs.registry_now_ms, 60000);
-    REG_RC(r, SO_ERR_STALE_FENCE, registry_renew(r, live, 1, 60000));
-  }
-
-  /* A worker an hour behind must still take over an expired lease. */
-  char *gone = suite_id("skew-gone");
-  suite_register(r, gone, CAMPAIGN_PUBLISHED, suite_now(r));
-  assert_int_equal(claim(r, gone, "host-a", 100).fence, 1);
-  suite_wait_lease_expired(r, gone);
-  st = run_faketime_child("-1 hour", "claim", gone, "host-slow", "60000", out,
-                          sizeof(out));
-  assert_int_equal(st, 0);
-  parse_claim_line(out, &theirs);
-  now = suite_now(r);
-  if (pg) {
-    assert_int_equal(theirs.kind, REGISTRY_CLAIM_CLAIMED);
-    assert_int_equal(theirs.fence, 2);
-    assert_true(llabs(theirs.registry_now_ms - now) < 10000);
-    assert_int_equal(theirs.lease_until_ms - theirs.registry_now_ms, 60000);
-    REG_RC(r, SO_ERR_STALE_FENCE, registry_renew(r, gone, 1, 1000));
-  } else {
-    assert_true(llabs(theirs.registry_now_ms - now + HOUR_MS) < 10000);
-    assert_int_equal(theirs.kind, REGISTRY_CLAIM_HELD);
-    assert_int_equal(theirs.fence, 1);
-  }
-
-  /* Both: in a process whose whole clock is shifted, claim, renew and
-   * expiry agree with each other (the child checks and says "ok"). */
-  char *self_id = suite_id("skew-self");
-  suite_register(r, self_id, CAMPAIGN_PUBLISHED, suite_now(r));
-  st = run_faketime_child("+1 hour", "selfcheck", self_id, "host-fast", "300",
-                          out, sizeof(out));
-  if (st != 0)
-    fail_msg("selfcheck child: %s", out);
-  assert_non_null(strstr(out, "ok"));
-  free(live);
-  free(gone);
-  free(self_id);
-  registry_close(r);
-}
-
-/* ---- child mode
- * -------------------------------------------------------------- */
-
-static int child_selfcheck(struct registry *r, const char *id,
-                           const char *owner, int64_t ttl)
-{
-  struct registry_claim a, b;
-  if (registry_claim(r, id, owner, ttl, &a) || a.fence != 1 ||
-      a.lease_until_ms - a.registry_now_ms != ttl)
-    return printf("first claim wrong: %s\n", registry_errmsg(r)), 1;
-  if (registry_renew(r, id, 1, ttl) != SO_OK)
-    return printf("renew within the lease refused\n"), 1;
-  if (registry_claim(r, id, "other", ttl, &b) || b.kind != REGISTRY_CLAIM_HELD)
-    return printf("live lease not held\n"), 1;
-  clock_sleep_ms(ttl + 100, NULL);
-  if (registry_renew(r, id, 1, ttl) != SO_ERR_STALE_FENCE)
-    return printf("renew after expiry accepted\n"), 1;
-  if (registry_claim(r, id, "other", ttl, &b) ||
-      b.kind != REGISTRY_CLAIM_CLAIMED || b.fence != 2 ||
-      b.registry_now_ms < a.lease_until_ms)
-    return printf("takeover after expiry wrong\n"), 1;
-  printf("ok\n");
-  return 0;
-}
-
-static int child_main(int argc, char **argv)
-{
-  if (argc < 8)
-    return 2;
-  struct testdb db = {.backend = testdb_backend_parse(argv[2])};
-  if (db.backend == REGISTRY_POSTGRESQL) {
-    db.pg_conninfo = argv[3];
-    db.pg_password = testenv_get("SENDONCE_REGISTRY_PASSWORD");
-  } else {
-    db.sqlite_path = argv[3];
-  }
-  struct registry *r = testdb_open(&db);
-  const char *verb = argv[4], *id = argv[5], *owner = argv[6];
-  int64_t ttl = strtoll(argv[7], NULL, 10);
-  int rc = 2;
-  if (strcmp(verb, "claim") == 0) {
-    struct registry_claim cl;
-    rc = registry_claim(r, id, owner, ttl, &cl);
-    if (rc == SO_OK)
-      printf("%d %lld %lld %lld\n", (int)cl.kind, (long long)cl.fence,
-             (long long)cl.lease_until_ms, (long long)cl.registry_now_ms);
-    else
-      printf("error %s\n", registry_errmsg(r));
-    rc = rc ? 1 : 0;
-  } else if (strcmp(verb, "selfcheck") == 0) {
-    rc = child_selfcheck(r, id, owner, ttl);
-  }
-  fflush(stdout);
-  registry_close(r);
-  return rc;
-}
-
 int main(int argc, char **argv)
 {
   if (argc > 1 && strcmp(argv[1], "--child") == 0)
-    return child_main(argc, argv);
+    return registry_child_main(argc, argv);
   const char *backend = argc > 1 ? argv[1] : getenv("SENDONCE_TEST_BACKEND");
   testdb_create(&suite_db, testdb_backend_parse(backend ? backend : "sqlite"));
   const struct CMUnitTest tests[] = {
