@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -362,9 +363,19 @@ static void test_mismatch_is_explained(void **state)
   cleanup(plain, &t);
 }
 
+static int count_fds(void)
+{
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++)
+    if (fcntl(fd, F_GETFD) != -1)
+      n++;
+  return n;
+}
+
 static void test_failover_to_second_uri(void **state)
 {
   (void)state;
+  int fds = count_fds();
   struct broker_options o;
   bt_options(&o, NULL, NULL);
   int closed = bt_free_port(); /* nobody listens there */
@@ -374,7 +385,12 @@ static void test_failover_to_second_uri(void **state)
   struct broker *b = bt_open(&o);
   assert_string_equal(broker_current_uri(b), o.uris[1]);
   assert_true(broker_is_up(b));
+  broker_disconnect(b); /* a loss and a reconnect leak nothing either */
+  char err[256];
+  clock_sleep_ms(500, NULL);
+  assert_int_equal(broker_connect(b, err, sizeof(err)), SO_OK);
   broker_close(b);
+  assert_int_equal(count_fds(), fds);
 }
 
 /* Close our connection from the server side, as an operator would. */
