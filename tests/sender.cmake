@@ -1,7 +1,18 @@
 # The provider sender: the body template (pure logic) and the HTTP engine
-# against a real HTTP server on loopback that the test starts itself
-# (libmicrohttpd), so both are unit-labelled: no shared servers needed.
+# against real HTTP servers on loopback that the tests start themselves (a
+# small recording libmicrohttpd server, and the project's sendonce-sink),
+# so all are unit-labelled: no shared servers needed.
 sendonce_add_test(NAME test_template LABEL unit
                   SOURCES unit/test_template.c)
+add_library(sendonce_sender_testutil STATIC integration/sender_testutil.c)
+target_link_libraries(sendonce_sender_testutil PUBLIC sendonce
+                      PkgConfig::CMOCKA)
+target_include_directories(sendonce_sender_testutil PUBLIC
+                           ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+sendonce_target_warnings(sendonce_sender_testutil)
 sendonce_add_test(NAME test_sender LABEL unit TIMEOUT 120
-                  SOURCES integration/test_sender.c)
+                  SOURCES integration/test_sender.c
+                  LIBS sendonce_sender_testutil)
+sendonce_add_test(NAME test_sender_sink LABEL unit TIMEOUT 120
+                  SOURCES integration/test_sender_sink.c
+                  LIBS sendonce_sender_testutil sendonce_sink_client)
