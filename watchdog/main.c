@@ -3,20 +3,24 @@
  * provably orphaned.
  *
  * main() parses the command line, loads the config, and runs the verb;
- * the logic lives in watchdog.c (wire a verb by setting its run_cb below).
+ * the logic lives in watchdog.c (passes), verdict.c (the decision table)
+ * and verbs.c (options, the loop, the printed report).
  */
 #include <stddef.h>
 
 #include "cli.h"
 #include "config.h"
+#include "verbs.h"
 
 static const struct cli_verb verbs[] = {
     {"run", "[--dry-run]", "daemon: a reconciliation pass every interval",
-     NULL},
-    {"check", "[--dry-run]", "one pass, then exit; non-zero on an alert", NULL},
-    {"status", NULL, "print each overdue campaign and its verdict", NULL},
-    {"replay", "CAMPAIGN_ID", "send a dead campaign's trigger back from DLQ",
-     NULL},
+     verbs_run},
+    {"check", "[--dry-run] [--json]",
+     "one pass as a table; exit 1 needs attention, 2 error", verbs_check},
+    {"status", "[--json] CAMPAIGN_ID", "everything known about one campaign",
+     verbs_status},
+    {"replay", "[--dry-run] CAMPAIGN_ID",
+     "DEAD campaign: trigger back from the DLQ, PUBLISHED", verbs_replay},
 };
 
 static const struct cli_program program = {
