@@ -8,9 +8,11 @@
 
 #include "cli.h"
 #include "config.h"
+#include "consumer.h"
 
 static const struct cli_verb verbs[] = {
-    {"run", NULL, "daemon: consume and send campaigns until SIGTERM", NULL},
+    {"run", NULL, "daemon: consume and send campaigns until SIGTERM",
+     consumer_run_cb},
 };
 
 static const struct cli_program program = {

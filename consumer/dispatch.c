@@ -1,0 +1,469 @@
+/* dispatch.c - the connection owner's loop (see dispatch.h). */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+/* A delivery waiting for a worker. */
+struct job {
+  struct broker_delivery *d;
+  struct job *next;
+};
+
+/* One request of a worker, executed by the owner in arrival order. */
+struct action {
+  struct action *next;
+  bool has_delivery;
+  uint64_t generation, tag;
+  enum dispatch_settle how;
+  bool has_pub;
+  char *exchange, *routing_key, *body, *message_id, *error;
+  size_t body_len;
+  int attempt;
+  bool has_event;
+  struct event ev; /* strings below are the event's own copies */
+  char *ev_campaign, *ev_owner, *ev_reason;
+  int tries;
+  int64_t due_ms; /* monotonic: retry not before */
+};
+
+struct dispatch {
+  struct broker *b;
+  const struct topology *t;
+  struct consumer_stats *stats;
+  int efd;
+  pthread_mutex_t mu;
+  pthread_cond_t job_cond;
+  struct job *jobs_head, *jobs_tail;
+  struct action *acts_head, *acts_tail;
+  int workers_alive;
+  atomic_bool closing;
+  atomic_ullong generation;
+  struct action *retry_head; /* publishes waiting to be retried (owner) */
+};
+
+static void action_free(struct action *a)
+{
+  if (!a)
+    return;
+  free(a->exchange);
+  free(a->routing_key);
+  free(a->body);
+  free(a->message_id);
+  free(a->error);
+  free(a->ev_campaign);
+  free(a->ev_owner);
+  free(a->ev_reason);
+  free(a);
+}
+
+static void wake(struct dispatch *d)
+{
+  uint64_t one = 1;
+  /* EAGAIN means the counter is already non-zero: the owner will wake. */
+  if (write(d->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    log_error("consumer: wake: write eventfd failed errno=%d", errno);
+}
+
+int dispatch_new(struct broker *b, const struct topology *t,
+                 struct consumer_stats *stats, int n_workers,
+                 struct dispatch **out)
+{
+  *out = NULL;
+  struct dispatch *d = calloc(1, sizeof(*d));
+  if (!d)
+    return SO_ERR_NOMEM;
+  d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (d->efd < 0) {
+    free(d);
+    return SO_ERR_IO;
+  }
+  d->b = b;
+  d->t = t;
+  d->stats = stats;
+  d->workers_alive = n_workers;
+  pthread_mutex_init(&d->mu, NULL);
+  pthread_cond_init(&d->job_cond, NULL);
+  atomic_init(&d->closing, false);
+  atomic_init(&d->generation, broker_generation(b));
+  *out = d;
+  return SO_OK;
+}
+
+void dispatch_free(struct dispatch *d)
+{
+  if (!d)
+    return;
+  while (d->jobs_head) {
+    struct job *j = d->jobs_head;
+    d->jobs_head = j->next;
+    broker_delivery_free(j->d);
+    free(j);
+  }
+  for (struct action *a = d->acts_head, *n; a; a = n) {
+    n = a->next;
+    action_free(a);
+  }
+  for (struct action *a = d->retry_head, *n; a; a = n) {
+    n = a->next;
+    action_free(a);
+  }
+  pthread_cond_destroy(&d->job_cond);
+  pthread_mutex_destroy(&d->mu);
+  close(d->efd);
+  free(d);
+}
+
+/* ---- the workers' side --------------------------------------------- */
+
+struct broker_delivery *dispatch_take(struct dispatch *d, int timeout_ms)
+{
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += timeout_ms / 1000;
+  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&d->mu);
+  for (;;) {
+    if (atomic_load(&d->closing))
+      break;
+    struct job *j = d->jobs_head;
+    if (j) {
+      d->jobs_head = j->next;
+      if (!d->jobs_head)
+        d->jobs_tail = NULL;
+      pthread_mutex_unlock(&d->mu);
+      struct broker_delivery *dl = j->d;
+      free(j);
+      /* The broker requeued deliveries of an old channel: another copy
+       * is on its way, and this one cannot be acked anyway. */
+      if (dl->generation != atomic_load(&d->generation)) {
+        stats_add(&d->stats->stale_skipped, 1);
+        broker_delivery_free(dl);
+        pthread_mutex_lock(&d->mu);
+        continue;
+      }
+      return dl;
+    }
+    if (pthread_cond_timedwait(&d->job_cond, &d->mu, &until) == ETIMEDOUT)
+      break;
+  }
+  pthread_mutex_unlock(&d->mu);
+  return NULL;
+}
+
+bool dispatch_closing(const struct dispatch *d)
+{
+  return atomic_load(&((struct dispatch *)d)->closing);
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+  char *p = malloc(n + 1);
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+static char *dup_opt(const char *s)
+{
+  return s ? strdup(s) : NULL;
+}
+
+/* fill_pub: copy a publish request into a; false when out of memory. */
+static bool fill_pub(struct action *a, const struct dispatch_publish *p)
+{
+  a->has_pub = true;
+  a->exchange = strdup(p->exchange ? p->exchange : "");
+  a->routing_key = strdup(p->routing_key ? p->routing_key : "");
+  a->body = dup_n(p->body, p->body_len);
+  a->body_len = p->body_len;
+  a->message_id = strdup(p->message_id ? p->message_id : "unknown");
+  a->error = dup_opt(p->error);
+  a->attempt = p->attempt;
+  return a->exchange && a->routing_key && a->body && a->message_id &&
+         (!p->error || a->error);
+}
+
+static void post(struct dispatch *d, struct action *a)
+{
+  pthread_mutex_lock(&d->mu);
+  if (d->acts_tail)
+    d->acts_tail->next = a;
+  else
+    d->acts_head = a;
+  d->acts_tail = a;
+  pthread_mutex_unlock(&d->mu);
+  wake(d);
+}
+
+void dispatch_settle(struct dispatch *d, const struct broker_delivery *dl,
+                     enum dispatch_settle how,
+                     const struct dispatch_publish *pub)
+{
+  struct action *a = calloc(1, sizeof(*a));
+  if (!a || (pub && !fill_pub(a, pub))) {
+    /* Out of memory: leave the delivery unacked; the broker redelivers
+     * it when the connection goes, and the claim sorts it out. */
+    log_error("consumer: out of memory settling a delivery tag=%llu",
+              (unsigned long long)dl->tag);
+    action_free(a);
+    return;
+  }
+  a->has_delivery = true;
+  a->generation = dl->generation;
+  a->tag = dl->tag;
+  a->how = how;
+  post(d, a);
+}
+
+void dispatch_publish(struct dispatch *d, const struct dispatch_publish *pub)
+{
+  struct action *a = calloc(1, sizeof(*a));
+  if (!a || !fill_pub(a, pub)) {
+    log_error("consumer: out of memory publishing campaign=%s",
+              pub->message_id);
+    action_free(a);
+    return;
+  }
+  post(d, a);
+}
+
+void dispatch_event(struct dispatch *d, const struct event *e)
+{
+  struct action *a = calloc(1, sizeof(*a));
+  if (!a)
+    return;
+  a->has_event = true;
+  a->ev = *e;
+  a->ev_campaign = dup_opt(e->campaign_id);
+  a->ev_owner = dup_opt(e->owner);
+  a->ev_reason = dup_opt(e->reason);
+  a->ev.campaign_id = a->ev_campaign;
+  a->ev.owner = a->ev_owner;
+  a->ev.reason = a->ev_reason;
+  a->ev.source = "consumer";
+  post(d, a);
+}
+
+void dispatch_worker_exit(struct dispatch *d)
+{
+  pthread_mutex_lock(&d->mu);
+  d->workers_alive--;
+  pthread_mutex_unlock(&d->mu);
+  wake(d);
+}
+
+/* ---- the owner's side ---------------------------------------------- */
+
+/* execute: one request. Returns false when a publish without a delivery
+ * failed and must be retried later (the action is kept). */
+static bool execute(struct dispatch *d, struct action *a)
+{
+  char err[512] = "";
+  if (a->has_pub) {
+    struct broker_header h = {"x-sendonce-error", a->error};
+    struct broker_message m = {
+        .exchange = a->exchange,
+        .routing_key = a->routing_key,
+        .body = a->body,
+        .body_len = a->body_len,
+        .message_id = a->message_id,
+        .attempt = a->attempt,
+        .headers = a->error ? &h : NULL,
+        .n_headers = a->error ? 1 : 0,
+        .mandatory = true,
+    };
+    int rc = broker_publish_confirmed(d->b, &m, err, sizeof(err));
+    if (rc != SO_OK) {
+      stats_add(&d->stats->publish_failures, 1);
+      log_warn(
+          "consumer: publish failed: %s campaign=%s exchange=%s "
+          "routing_key=%s status=%s",
+          err, a->message_id, a->exchange, a->routing_key, so_strerror(rc));
+      if (!a->has_delivery)
+        return false;
+      /* Never ack what we could not pass on: back to its queue. */
+      a->how = DISPATCH_NACK_REQUEUE;
+      stats_add(&d->stats->requeued, 1);
+    }
+  }
+  if (a->has_delivery) {
+    int rc = a->how == DISPATCH_ACK
+                 ? broker_ack(d->b, a->generation, a->tag)
+                 : broker_nack(d->b, a->generation, a->tag, true);
+    if (rc == SO_ERR_CONFLICT)
+      log_debug("consumer: settle of an old generation ignored tag=%llu",
+                (unsigned long long)a->tag);
+    else if (rc != SO_OK)
+      log_warn(
+          "consumer: settle failed tag=%llu status=%s (the broker "
+          "redelivers it)",
+          (unsigned long long)a->tag, so_strerror(rc));
+  }
+  if (a->has_event)
+    (void)events_publish(d->b, d->t, &a->ev);
+  return true;
+}
+
+/* run_actions: everything the workers posted, then due retries. */
+static void run_actions(struct dispatch *d, bool hurry)
+{
+  uint64_t n;
+  if (read(d->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+    log_error("consumer: read eventfd failed errno=%d", errno);
+  pthread_mutex_lock(&d->mu);
+  struct action *list = d->acts_head;
+  d->acts_head = d->acts_tail = NULL;
+  pthread_mutex_unlock(&d->mu);
+  int64_t now = clock_monotonic_ms();
+  /* Retries first: they were asked for earlier. */
+  struct action **pp = &d->retry_head;
+  while (*pp) {
+    struct action *a = *pp;
+    if (a->due_ms > now && !hurry) {
+      pp = &a->next;
+      continue;
+    }
+    *pp = a->next;
+    a->next = NULL;
+    if (execute(d, a)) {
+      action_free(a);
+    } else {
+      a->tries++;
+      a->due_ms = now + (a->tries < 6 ? 200LL << a->tries : 10000);
+      a->next = *pp;
+      *pp = a;
+      pp = &a->next;
+    }
+  }
+  while (list) {
+    struct action *a = list;
+    list = a->next;
+    a->next = NULL;
+    if (execute(d, a)) {
+      action_free(a);
+      continue;
+    }
+    a->tries = 1;
+    a->due_ms = now + 200;
+    struct action **tail = &d->retry_head;
+    while (*tail)
+      tail = &(*tail)->next;
+    *tail = a;
+  }
+}
+
+/* requeue: nack a delivery back to its queue. A failure needs nothing
+ * more: a lost connection or an old generation means the broker has
+ * requeued it already. */
+static void requeue(struct dispatch *d, const struct broker_delivery *dl)
+{
+  if (broker_nack(d->b, dl->generation, dl->tag, true) == SO_OK)
+    stats_add(&d->stats->requeued, 1);
+}
+
+/* begin_close: stop consuming and give back what no worker took. */
+static void begin_close(struct dispatch *d)
+{
+  if (broker_cancel_all(d->b) != SO_OK)
+    log_warn("consumer: cancel: broker down (it drops our consumers)");
+  pthread_mutex_lock(&d->mu);
+  atomic_store(&d->closing, true);
+  struct job *j = d->jobs_head;
+  d->jobs_head = d->jobs_tail = NULL;
+  pthread_cond_broadcast(&d->job_cond);
+  pthread_mutex_unlock(&d->mu);
+  while (j) {
+    struct job *next = j->next;
+    requeue(d, j->d);
+    broker_delivery_free(j->d);
+    free(j);
+    j = next;
+  }
+}
+
+static void push_job(struct dispatch *d, struct broker_delivery *dl)
+{
+  struct job *j = malloc(sizeof(*j));
+  if (!j) {
+    requeue(d, dl);
+    broker_delivery_free(dl);
+    return;
+  }
+  j->d = dl;
+  j->next = NULL;
+  pthread_mutex_lock(&d->mu);
+  if (d->jobs_tail)
+    d->jobs_tail->next = j;
+  else
+    d->jobs_head = j;
+  d->jobs_tail = j;
+  pthread_cond_signal(&d->job_cond);
+  pthread_mutex_unlock(&d->mu);
+}
+
+int dispatch_run(struct dispatch *d, const volatile sig_atomic_t *stop,
+                 int drain_ms)
+{
+  int status = SO_OK;
+  int64_t deadline = 0;
+  char err[1024];
+  for (;;) {
+    bool stopping = *stop > 0 || status != SO_OK;
+    if (stopping && !atomic_load(&d->closing)) {
+      log_info("consumer: stopping: no new deliveries, releasing campaigns");
+      begin_close(d);
+      deadline = clock_monotonic_ms() + drain_ms;
+    }
+    struct broker_delivery *dl = NULL;
+    err[0] = '\0';
+    int rc = broker_poll(d->b, 200, d->efd, &dl, err, sizeof(err));
+    atomic_store(&d->generation, broker_generation(d->b));
+    if (rc == SO_OK) {
+      if (atomic_load(&d->closing)) {
+        requeue(d, dl);
+        broker_delivery_free(dl);
+      } else {
+        push_job(d, dl);
+      }
+    } else if (rc == SO_ERR_CONFLICT || rc == SO_ERR_REFUSED) {
+      log_error("consumer: broker: %s status=%s", err, so_strerror(rc));
+      status = rc;
+    }
+    bool hurry = *stop >= 2;
+    run_actions(d, hurry);
+    if (!atomic_load(&d->closing))
+      continue;
+    pthread_mutex_lock(&d->mu);
+    bool idle = d->workers_alive == 0 && !d->acts_head;
+    pthread_mutex_unlock(&d->mu);
+    if (!idle)
+      continue;
+    if (!d->retry_head)
+      break;
+    if (clock_monotonic_ms() > deadline || hurry) {
+      for (struct action *a = d->retry_head; a; a = a->next)
+        log_error(
+            "consumer: gave up publishing campaign=%s routing_key=%s "
+            "(the watchdog recreates a lost trigger)",
+            a->message_id, a->routing_key);
+      break;
+    }
+  }
+  return status;
+}

@@ -1,0 +1,53 @@
+/* stats.c - the consumer's counters. */
+#include "stats.h"
+
+#include <stddef.h>
+
+#include "log.h"
+
+const int64_t stats_lag_bounds_ms[STATS_LAG_BUCKETS] = {10,   50,   250,
+                                                        1000, 5000, 20000};
+
+void stats_init(struct consumer_stats *s)
+{
+  atomic_llong *c = (atomic_llong *)s;
+  /* Every field is an atomic_llong: zero them one by one, as atomics. */
+  for (size_t i = 0; i < sizeof(*s) / sizeof(atomic_llong); i++)
+    atomic_init(&c[i], 0);
+}
+
+void stats_lag(struct consumer_stats *s, int64_t lag_ms)
+{
+  if (lag_ms < 0)
+    lag_ms = 0;
+  size_t b = 0;
+  while (b < STATS_LAG_BUCKETS && lag_ms > stats_lag_bounds_ms[b])
+    b++;
+  stats_add(&s->renewal_lag[b], 1);
+  long long cur = stats_get(&s->renewal_lag_max_ms);
+  while (lag_ms > cur && !atomic_compare_exchange_weak(&s->renewal_lag_max_ms,
+                                                       &cur, (long long)lag_ms))
+    ;
+}
+
+void stats_log_summary(const struct consumer_stats *s)
+{
+  log_info(
+      "consumer: summary deliveries=%lld claimed=%lld duplicates=%lld "
+      "duplicates_done=%lld duplicates_held=%lld duplicates_paused=%lld "
+      "invalid=%lld deferred=%lld requeued=%lld stale_skipped=%lld "
+      "campaigns_done=%lld campaigns_dead=%lld campaigns_released=%lld "
+      "campaigns_lost=%lld campaigns_cancelled=%lld sent=%lld rejected=%lld "
+      "renewals=%lld renewal_failures=%lld renewal_lag_max_ms=%lld "
+      "publish_failures=%lld",
+      stats_get(&s->deliveries), stats_get(&s->claimed),
+      stats_get(&s->duplicates), stats_get(&s->duplicates_done),
+      stats_get(&s->duplicates_held), stats_get(&s->duplicates_paused),
+      stats_get(&s->invalid), stats_get(&s->deferred), stats_get(&s->requeued),
+      stats_get(&s->stale_skipped), stats_get(&s->campaigns_done),
+      stats_get(&s->campaigns_dead), stats_get(&s->campaigns_released),
+      stats_get(&s->campaigns_lost), stats_get(&s->campaigns_cancelled),
+      stats_get(&s->sent), stats_get(&s->rejected), stats_get(&s->renewals),
+      stats_get(&s->renewal_failures), stats_get(&s->renewal_lag_max_ms),
+      stats_get(&s->publish_failures));
+}
