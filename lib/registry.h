@@ -67,7 +67,10 @@ struct registry_options {
   const char *sqlite_path; /* SQLite: database file */
   const char *pg_conninfo; /* PostgreSQL: libpq conninfo, no password */
   const char *pg_password; /* PostgreSQL: password or NULL; never logged */
-  int busy_timeout_ms;     /* SQLite busy timeout; PG statement_timeout */
+  int busy_timeout_ms;     /* how long one step may wait for a lock held
+                              elsewhere before SO_ERR_UNAVAILABLE (SQLite
+                              busy handler; PG statement_timeout); 0 means
+                              the default, 5000 ms */
 };
 
 enum campaign_state {
@@ -128,7 +131,7 @@ void registry_close(struct registry *r);
  * until the next call on it). */
 const char *registry_errmsg(const struct registry *r);
 
-/* registry_now: the registry's clock. */
+/* registry_now: the registry's clock (see the top of this file). */
 int registry_now(struct registry *r, int64_t *now_ms) SO_MUST_CHECK;
 
 /* ---- registration and publishing ---------------------------------- */

@@ -56,6 +56,7 @@ char *suite_deliveries(const char *id);
 
 /* Surroundings: schema, locks, clocks (test_registry_env.c). */
 void test_schema_newer_refused(void **state);
+void test_open_failures(void **state);
 void test_lock_held_elsewhere(void **state);
 void test_clock_skew(void **state);
 

@@ -735,6 +735,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_stale_fence),
       cmocka_unit_test(test_pending_across_takeovers),
       cmocka_unit_test(test_schema_newer_refused),
+      cmocka_unit_test(test_open_failures),
       cmocka_unit_test(test_lock_held_elsewhere),
       cmocka_unit_test(test_clock_skew),
       cmocka_unit_test(test_publish_race),

@@ -35,6 +35,51 @@ void test_schema_newer_refused(void **state)
   registry_close(r);
 }
 
+/* A registry that cannot be opened says why and leaves *out NULL: an
+ * SQLite file in a missing directory or not a database (SO_ERR_IO), a
+ * PostgreSQL server that is not there (SO_ERR_UNAVAILABLE). */
+void test_open_failures(void **state)
+{
+  (void)state;
+  struct registry_options opt = testdb_options(&suite_db);
+  struct registry *r = (struct registry *)&opt; /* must be reset to NULL */
+  char err[512] = "";
+  char *path = NULL;
+  int want;
+  if (suite_db.backend == REGISTRY_POSTGRESQL) {
+    opt.pg_conninfo =
+        "host=127.0.0.1 port=1 dbname=sendonce user=sendonce "
+        "connect_timeout=2";
+    want = SO_ERR_UNAVAILABLE;
+  } else {
+    opt.sqlite_path = "/nonexistent-sendonce-dir/registry.db";
+    want = SO_ERR_IO;
+  }
+  int rc = registry_open(&opt, &r, err, sizeof(err));
+  if (rc != want)
+    fail_msg("open: %s (%s), want %s", so_strerror(rc), err, so_strerror(want));
+  assert_null(r);
+  assert_true(strlen(err) > 10);
+  if (suite_db.backend == REGISTRY_SQLITE) {
+    /* A file that is not a database is refused, not overwritten. */
+    path = testenv_unique("/tmp/sendonce-notadb");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 200; i++)
+      fputs("this is not an SQLite database\n", f);
+    fclose(f);
+    opt.sqlite_path = path;
+    err[0] = '\0';
+    rc = registry_open(&opt, &r, err, sizeof(err));
+    unlink(path);
+    free(path);
+    if (rc != SO_ERR_IO)
+      fail_msg("open of a non-database: %s (%s)", so_strerror(rc), err);
+    assert_null(r);
+    assert_true(strlen(err) > 10);
+  }
+}
+
 /* A write lock held elsewhere for longer than busy_timeout_ms gives
  * SO_ERR_UNAVAILABLE (the consumer then defers the trigger to a retry
  * queue) within about that time; readers are not blocked meanwhile. */
