@@ -19,4 +19,37 @@ if(TARGET sendonce-publisher)
     set_tests_properties(publisher_${backend} PROPERTIES
                          LABELS integration TIMEOUT 300)
   endforeach()
+
+  # A broker restart (stop_app/start_app, and kill -9 + scripts/setup) in
+  # the middle of publishing 1,000 campaigns. It stops the SHARED broker:
+  # label `disruptive`, and it runs only with SENDONCE_TEST_DISRUPTIVE=1
+  # (else it exits 77 = skipped). Run it alone:
+  #   SENDONCE_TEST_DISRUPTIVE=1 ctest --test-dir build -L disruptive
+  add_executable(test_publisher_disruptive
+                 integration/test_publisher_disruptive.c
+                 integration/publisher_testutil.c
+                 integration/broker_testutil.c
+                 integration/registry_testdb.c)
+  target_link_libraries(test_publisher_disruptive PRIVATE sendonce
+                        sendonce_testenv PkgConfig::CMOCKA)
+  target_include_directories(test_publisher_disruptive PRIVATE
+                             ${PROJECT_SOURCE_DIR}/tests)
+  target_compile_definitions(test_publisher_disruptive PRIVATE
+    SENDONCE_PUBLISHER_BIN="$<TARGET_FILE:sendonce-publisher>"
+    SENDONCE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  sendonce_target_warnings(test_publisher_disruptive)
+  foreach(backend sqlite pg)
+    add_test(NAME publisher_disruptive_${backend}
+             COMMAND test_publisher_disruptive ${backend})
+    set_tests_properties(publisher_disruptive_${backend} PROPERTIES
+                         LABELS disruptive TIMEOUT 900 SKIP_RETURN_CODE 77
+                         RUN_SERIAL TRUE)
+    # The gentle variant closes only our daemons' connections (management
+    # API) mid-publish: safe beside other tests, so it runs by default.
+    add_test(NAME publisher_reconnect_${backend}
+             COMMAND test_publisher_disruptive ${backend})
+    set_tests_properties(publisher_reconnect_${backend} PROPERTIES
+                         LABELS integration TIMEOUT 180
+                         ENVIRONMENT SENDONCE_TEST_DISRUPTIVE=dry)
+  endforeach()
 endif()
