@@ -154,12 +154,15 @@ static void request_finish(struct sender *s, struct request *rq,
     push_result(s, rq->items[i], o, rq->last_status, rq->attempts, reason);
     rq->items[i] = NULL;
   }
+  /* A rejection is the recipient's business (a bad address); giving up
+   * means the provider is in trouble and the campaign will be released. */
+  enum log_level lvl = o == SENDER_GAVE_UP ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
   if (o != SENDER_SENT)
-    log_warn(
-        "sender: %s campaign=%s key=%s recipients=%zu attempts=%d "
-        "reason=\"%s\"",
-        sender_outcome_name(o), s->campaign_id, rq->key ? rq->key : "-",
-        rq->n_items, rq->attempts, reason);
+    LOG_AT(lvl,
+           "sender: %s campaign=%s key=%s recipients=%zu attempts=%d "
+           "reason=\"%s\"",
+           sender_outcome_name(o), s->campaign_id, rq->key ? rq->key : "-",
+           rq->n_items, rq->attempts, reason);
   sender__request_free(s, rq);
 }
 
@@ -290,7 +293,7 @@ static int render(struct sender *s, struct request *rq, char *err,
     }
     char reason[SENDER_REASON_MAX];
     join(reason, sizeof(reason), "template: ", err);
-    log_warn("sender: rejected campaign=%s recipient=%s reason=\"%s\"",
+    log_info("sender: rejected campaign=%s recipient=%s reason=\"%s\"",
              s->campaign_id, rq->items[bad]->id, reason);
     push_result(s, rq->items[bad], SENDER_REJECTED, 0, 0, reason);
     memmove(&rq->items[bad], &rq->items[bad + 1],
