@@ -245,7 +245,7 @@ void test_clock_skew(void **state)
    * expiry agree with each other (the child checks and says "ok"). */
   char *self_id = suite_id("skew-self");
   suite_register(r, self_id, CAMPAIGN_PUBLISHED, suite_now(r));
-  st = run_faketime_child("+1 hour", "selfcheck", self_id, "host-fast", "300",
+  st = run_faketime_child("+1 hour", "selfcheck", self_id, "host-fast", "1000",
                           out, sizeof(out));
   if (st != 0)
     fail_msg("selfcheck child: %s", out);
