@@ -1,6 +1,7 @@
 /* sender.h - send recipients through a channel's HTTP provider.
  *
- * One sender per campaign run per worker thread. It renders each
+ * One sender per worker thread (and channel), serving one campaign at a
+ * time (sender_rebind() moves it to the next). It renders each
  * recipient's body from the provider's body_template (template.h), sends
  * it with libcurl's multi interface (keep-alive connection pool, HTTP/2
  * multiplexing where an https server offers it), at most
@@ -50,9 +51,9 @@
  * provider costs at most timeout_ms per attempt; response bodies are
  * captured up to SENDER_RESPONSE_CAP bytes, the rest is discarded.
  *
- * Life cycle: a sender serves one campaign at a time; sender_rebind()
- * moves an idle sender to the next campaign of the same provider, so a
- * worker can keep one sender (and its warm connections) per channel.
+ * Life cycle: sender_rebind() moves an idle sender to the next campaign
+ * of the same provider, so a worker keeps its warm connections; or create
+ * and free a sender per campaign - both are fine.
  *
  * Threading: a sender and everything it returns belong to the thread that
  * created it; never share one between threads. Different senders in
