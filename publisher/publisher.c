@@ -321,8 +321,13 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
     /* Idle: the broker pump keeps heartbeats going and reconnects with
      * backoff when the session is down. */
     struct broker_delivery *d = NULL;
+    int64_t t0 = clock_monotonic_ms();
     rc = broker_poll(p->broker, PUBLISHER_TICK_MS, -1, &d, why, sizeof(why));
     broker_delivery_free(d);
+    /* Never spin: whatever the pump said, a tick lasts about a tick. */
+    int64_t spent = clock_monotonic_ms() - t0;
+    if (rc != SO_OK && spent < PUBLISHER_TICK_MS / 2)
+      clock_sleep_ms(PUBLISHER_TICK_MS - spent, stop);
     if (rc == SO_ERR_CONFLICT) {
       errf(err, errlen, "%s", why);
       return rc;

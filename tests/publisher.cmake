@@ -53,3 +53,10 @@ if(TARGET sendonce-publisher)
                          ENVIRONMENT SENDONCE_TEST_DISRUPTIVE=dry)
   endforeach()
 endif()
+
+# The publisher's pure parts (payload building, the list table): no servers.
+if(TARGET sendonce_publisher)
+  sendonce_add_test(NAME test_publisher_schedule LABEL unit TIMEOUT 30
+                    SOURCES unit/test_publisher_schedule.c
+                    LIBS sendonce_publisher)
+endif()
