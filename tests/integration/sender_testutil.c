@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "clock.h"
 #include "sender_testutil.h"
@@ -76,7 +77,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                   200};
   const char *body = "{\"ok\":true}";
   size_t body_len = strlen(body);
-  bool retry_after = false;
+  char retry_after[64] = "";
   pthread_mutex_lock(&sv->mu);
   switch (sv->mode) {
     case MODE_OK:
@@ -89,7 +90,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     case MODE_429_FIRST:
       if (count_key(sv, r.key) == 0) {
         r.status = 429;
-        retry_after = true;
+        snprintf(retry_after, sizeof(retry_after), "1");
+        if (sv->retry_after_date) {
+          time_t at = time(NULL) + 2;
+          struct tm tm;
+          gmtime_r(&at, &tm);
+          strftime(retry_after, sizeof(retry_after),
+                   "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        }
       }
       break;
     case MODE_STATUS:
@@ -122,8 +130,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 
   struct MHD_Response *resp = MHD_create_response_from_buffer(
       body_len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
-  if (retry_after)
-    MHD_add_response_header(resp, "Retry-After", "1");
+  if (retry_after[0])
+    MHD_add_response_header(resp, "Retry-After", retry_after);
   enum MHD_Result ret = MHD_queue_response(c, (unsigned)r.status, resp);
   MHD_destroy_response(resp);
   return ret;

@@ -25,7 +25,7 @@
 enum srv_mode {
   MODE_OK,
   MODE_FAIL_UNTIL, /* 500 until fail_until_ms after start, then 200 */
-  MODE_429_FIRST,  /* first request per key: 429 + Retry-After: 1 */
+  MODE_429_FIRST,  /* first request per key: 429 + Retry-After */
   MODE_STATUS,     /* always `status` with `resp_body` */
   MODE_HANG,       /* never answer (until the server stops) */
 };
@@ -53,6 +53,8 @@ struct srv {
   const char *resp_body;
   size_t resp_len;
   int latency_ms;
+  bool retry_after_date; /* MODE_429_FIRST: Retry-After as an HTTP-date
+                            2 s ahead instead of "1" */
   int active, max_active, connections;
   atomic_int stopping;
 };

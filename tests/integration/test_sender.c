@@ -128,12 +128,12 @@ static void test_500_then_recovery(void **state)
   srv_stop(sv);
 }
 
-/* 429 with Retry-After: 1 - the retry waits a second, although the
- * backoff alone would have retried after ~10 ms. */
-static void test_429_retry_after(void **state)
+/* run_429: each key's first request gets a 429 with Retry-After (delta
+ * seconds or an HTTP-date); the retry must wait for it. */
+static void run_429(bool http_date)
 {
-  (void)state;
   struct srv *sv = srv_start(MODE_429_FIRST);
+  sv->retry_after_date = http_date;
   struct config_provider p = test_provider(sv->port, test_tpl_single);
   p.retry_base_ms = 10;
   struct sender *s = test_new_sender(&p, "camp-429");
@@ -151,14 +151,29 @@ static void test_429_retry_after(void **state)
       if (strcmp(sv->recs[j].key, key) == 0)
         t2 = sv->recs[j].t_ms;
     assert_int_equal(sv->recs[first].status, 429);
+    /* "1", or a date 2 s ahead at 1 s resolution: at least ~1 s either
+     * way, where the backoff alone would have retried after ~10 ms */
     if (t2 - t1 < 900)
-      fail_msg("retry after %lld ms despite Retry-After: 1",
-               (long long)(t2 - t1));
+      fail_msg("retry after %lld ms despite Retry-After", (long long)(t2 - t1));
   }
   test_outcomes_free(&o);
   sender_free(s);
   test_provider_free(&p);
   srv_stop(sv);
+}
+
+/* 429 with Retry-After: 1 - the retry waits a second. */
+static void test_429_retry_after(void **state)
+{
+  (void)state;
+  run_429(false);
+}
+
+/* 429 with Retry-After as an HTTP-date. */
+static void test_429_retry_after_date(void **state)
+{
+  (void)state;
+  run_429(true);
 }
 
 /* A fixed answer from the provider, n recipients. */
@@ -634,6 +649,7 @@ int main(void)
       cmocka_unit_test(test_thousand_sent_once),
       cmocka_unit_test(test_500_then_recovery),
       cmocka_unit_test(test_429_retry_after),
+      cmocka_unit_test(test_429_retry_after_date),
       cmocka_unit_test(test_409_is_sent),
       cmocka_unit_test(test_422_rejected_with_reason),
       cmocka_unit_test(test_401_gives_up_at_once),
