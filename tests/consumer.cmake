@@ -1,0 +1,39 @@
+# sendonce-consumer end to end: the real binary against the real RabbitMQ,
+# both registry backends (one executable, the backend on its command line)
+# and sendonce-sink as the provider. The 1,000,000-recipient memory check
+# is labelled `long` (minutes under the sanitizers) and runs only with
+# SENDONCE_TEST_LONG=1 (else it exits 77 = skipped):
+#   SENDONCE_TEST_LONG=1 ctest --test-dir <build> -L long
+# (tests/sink.cmake, included after this file, defines sendonce_sink_client.)
+if(TARGET sendonce-consumer)
+  add_executable(test_consumer_e2e e2e/test_consumer_e2e.c
+                 e2e/consumer_harness.c integration/broker_testutil.c
+                 integration/registry_testdb.c)
+  target_link_libraries(test_consumer_e2e PRIVATE sendonce sendonce_testenv
+                        sendonce_sink_client PkgConfig::CMOCKA)
+  target_include_directories(test_consumer_e2e PRIVATE
+                             ${PROJECT_SOURCE_DIR}/tests)
+  # Peak RSS limit of the million check: 64 MiB as promised; sanitizer
+  # builds carry shadow memory and a quarantine, so they get more room.
+  if(SENDONCE_SANITIZE OR SENDONCE_TSAN)
+    set(consumer_rss_kib 262144)
+  else()
+    set(consumer_rss_kib 65536)
+  endif()
+  target_compile_definitions(test_consumer_e2e PRIVATE
+    CONSUMER_BIN="$<TARGET_FILE:sendonce-consumer>"
+    SENDONCE_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    CONSUMER_RSS_LIMIT_KIB=${consumer_rss_kib})
+  add_dependencies(test_consumer_e2e sendonce-consumer)
+  sendonce_target_warnings(test_consumer_e2e)
+  foreach(backend sqlite pg)
+    add_test(NAME consumer_e2e_${backend}
+             COMMAND test_consumer_e2e ${backend})
+    set_tests_properties(consumer_e2e_${backend} PROPERTIES
+                         LABELS e2e TIMEOUT 600)
+  endforeach()
+  add_test(NAME consumer_e2e_million COMMAND test_consumer_e2e sqlite long)
+  set_tests_properties(consumer_e2e_million PROPERTIES
+                       LABELS long TIMEOUT 3600
+                       SKIP_RETURN_CODE 77)
+endif()

@@ -1,0 +1,454 @@
+/* test_consumer_e2e.c - the real sendonce-consumer against the real
+ * RabbitMQ, a registry of the backend named on the command line ("sqlite"
+ * or "pg"), and sendonce-sink as the provider: the oracle for "every
+ * recipient once". A second argument "long" runs only the 1,000,000-
+ * recipient memory check.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "consumer_harness.h"
+#include "integration/broker_testutil.h"
+
+static enum registry_backend backend;
+
+/* ---- every recipient once, duplicate triggers dropped ----------------- */
+
+static void test_ten_thousand_once_with_duplicate_triggers(void **state)
+{
+  (void)state;
+  struct harness h;
+  harness_setup(&h, backend, NULL);
+  struct harness_conf c = {.mark_batch_size = 100};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body =
+      harness_body("big-10k", harness_recipients_file(&h, "big", 10000));
+  harness_publish(&h, "big-10k", body);
+  assert_true(harness_wait_log(&a, "claimed campaign=big-10k fence=1", 10000));
+  /* Four more triggers while it is processing: a watchdog gone wrong. */
+  for (int i = 0; i < 4; i++)
+    harness_publish(&h, "big-10k", body);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "big-10k", CAMPAIGN_DONE, 120000);
+  assert_int_equal(rc.sent, 10000);
+  assert_int_equal(rc.total, 10000);
+  assert_int_equal(rc.fence, 1);
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 10000);
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+  assert_int_equal(harness_sink_stat(&h, "accepted"), 10000);
+  /* Let the duplicates reach the consumer before it stops. */
+  int64_t until = clock_monotonic_ms() + 10000;
+  while (harness_log_count(&a, "duplicate trigger acked campaign=big-10k") <
+             4 &&
+         clock_monotonic_ms() < until)
+    clock_sleep_ms(50, NULL);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_int_equal(harness_summary(&a, "claimed"), 1);
+  assert_int_equal(harness_summary(&a, "duplicates"), 4);
+  assert_int_equal(harness_summary(&a, "campaigns_done"), 1);
+  free(body);
+  harness_teardown(&h);
+}
+
+/* ---- provider down for 10 s ------------------------------------------- */
+
+static void test_provider_500_for_10s_then_recovers(void **state)
+{
+  (void)state;
+  struct harness h;
+  harness_setup(&h, backend, NULL);
+  /* Backoff 250..500 ms doubling: eight retries outlast 10 s. */
+  struct harness_conf c = {.max_retries = 8, .retry_base_ms = 500};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  assert_int_equal(sink_client_mode(h.sink, "{\"fail_until_ms\":10000}"), 200);
+  char *body = harness_body("down-10s", harness_recipients_file(&h, "d", 2000));
+  harness_publish(&h, "down-10s", body);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "down-10s", CAMPAIGN_DONE, 90000);
+  assert_int_equal(rc.sent, 2000);
+  registry_campaign_free(&rc);
+  assert_true(harness_sink_stat(&h, "total") > 2000); /* it did fail */
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 2000);
+  assert_int_equal(harness_sink_stat(&h, "accepted"), 2000);
+  assert_int_equal(harness_sink_stat(&h, "accepted_duplicates"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  free(body);
+  harness_teardown(&h);
+}
+
+/* ---- a provider that hangs longer than the lease ---------------------- */
+
+static void test_hang_longer_than_lease_keeps_lease(void **state)
+{
+  (void)state;
+  const char *args[] = {"--honour-idempotency", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  struct harness_conf c = {.lease_ttl_s = 3,
+                           .timeout_ms = 1000,
+                           .max_retries = 20,
+                           .retry_base_ms = 200};
+  struct harness_proc a, b;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  assert_int_equal(sink_client_mode(h.sink, "{\"hang\":true}"), 200);
+  char *body = harness_body("hang", harness_recipients_file(&h, "h", 300));
+  harness_publish(&h, "hang", body);
+  assert_true(harness_wait_log(&a, "claimed campaign=hang fence=1", 10000));
+  harness_start(&h, &b, harness_config(&h, "b", &c), "b");
+  /* Twice the lease ttl with every request hanging, and a takeover trigger
+   * as a confused watchdog would send it: the lease must still be ours. */
+  clock_sleep_ms(3000, NULL);
+  harness_publish(&h, "hang", body);
+  clock_sleep_ms(3000, NULL);
+  struct registry_campaign rc = {0};
+  assert_int_equal(registry_get(h.reg, "hang", &rc), SO_OK);
+  assert_int_equal(rc.state, CAMPAIGN_PROCESSING);
+  assert_int_equal(rc.fence, 1);
+  assert_true(rc.lease_until_ms > rc.registry_now_ms);
+  registry_campaign_free(&rc);
+  assert_true(harness_sink_stat(&h, "in_flight") > 0);
+  assert_int_equal(sink_client_mode(h.sink, "{\"hang\":false}"), 200);
+  rc = harness_wait_state(&h, "hang", CAMPAIGN_DONE, 60000);
+  assert_int_equal(rc.fence, 1);
+  assert_int_equal(rc.sent, 300);
+  registry_campaign_free(&rc);
+  /* Timed-out requests were retried under the same key... */
+  assert_true(harness_sink_stat(&h, "raw_duplicates") > 0);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 300);
+  /* ...and a provider that honours keys sent nothing twice. */
+  assert_int_equal(harness_sink_stat(&h, "accepted_duplicates"), 0);
+  assert_int_equal(harness_log_count(&b, "claimed campaign=hang"), 0);
+  assert_int_equal(harness_log_count(&a, "LOST"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_int_equal(harness_stop(&b, SIGTERM, 15000), 0);
+  assert_true(harness_summary(&a, "renewals") >= 3);
+  free(body);
+  harness_teardown(&h);
+}
+
+/* ---- kill -9 mid-campaign, takeover ------------------------------------ */
+
+static void test_kill9_takeover_finishes(void **state)
+{
+  (void)state;
+  const char *args[] = {"--honour-idempotency", "--latency-ms", "2", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  struct harness_conf c = {.lease_ttl_s = 3};
+  struct harness_proc a, b;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body = harness_body("k9", harness_recipients_file(&h, "k9", 5000));
+  harness_publish(&h, "k9", body);
+  assert_true(harness_wait_log(&a, "claimed campaign=k9 fence=1", 10000));
+  harness_start(&h, &b, harness_config(&h, "b", &c), "b");
+  assert_true(harness_wait_sink(&h, "total", 1000, 30000));
+  assert_int_equal(harness_stop(&a, SIGKILL, 5000), 128 + SIGKILL);
+  int64_t sent_before = harness_sink_stat(&h, "accepted");
+  assert_true(sent_before < 5000);
+  /* The watchdog's job, done by the test: once the lease expired,
+   * republish the takeover trigger. */
+  for (;;) {
+    struct registry_campaign rc = {0};
+    assert_int_equal(registry_get(h.reg, "k9", &rc), SO_OK);
+    bool expired = rc.lease_until_ms <= rc.registry_now_ms;
+    registry_campaign_free(&rc);
+    if (expired)
+      break;
+    clock_sleep_ms(100, NULL);
+  }
+  harness_publish(&h, "k9", body);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "k9", CAMPAIGN_DONE, 60000);
+  assert_int_equal(rc.fence, 2);
+  assert_int_equal(rc.sent, 5000);
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 5000);
+  /* Resent at most the in-flight window: outcomes not yet marked (up to
+   * two batches of marks) plus the requests in transfer. */
+  int64_t raw = harness_sink_stat(&h, "raw_duplicates");
+  print_message("kill -9: raw_duplicates=%lld (window %d)\n", (long long)raw,
+                2 * 50 + 8);
+  assert_true(raw <= 2 * 50 + 8);
+  assert_int_equal(harness_sink_stat(&h, "accepted_duplicates"), 0);
+  assert_int_equal(harness_stop(&b, SIGTERM, 15000), 0);
+  free(body);
+  harness_teardown(&h);
+}
+
+/* ---- SIGTERM hands over at once --------------------------------------- */
+
+static void test_sigterm_hands_over_at_once(void **state)
+{
+  (void)state;
+  const char *args[] = {"--latency-ms", "3", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  struct harness_conf c = {.lease_ttl_s = 6};
+  struct harness_proc a, b;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body = harness_body("term", harness_recipients_file(&h, "t", 5000));
+  harness_publish(&h, "term", body);
+  assert_true(harness_wait_log(&a, "claimed campaign=term fence=1", 10000));
+  harness_start(&h, &b, harness_config(&h, "b", &c), "b");
+  assert_true(harness_wait_sink(&h, "total", 500, 30000));
+  int64_t t0 = clock_monotonic_ms();
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_true(harness_wait_log(&b, "claimed campaign=term fence=2", 6000));
+  int64_t handover = clock_monotonic_ms() - t0;
+  print_message("sigterm: handover in %lld ms (lease ttl 6000)\n",
+                (long long)handover);
+  assert_true(handover < 6000);
+  assert_int_equal(harness_summary(&a, "campaigns_released"), 1);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "term", CAMPAIGN_DONE, 60000);
+  assert_int_equal(rc.sent, 5000);
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 5000);
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+  assert_int_equal(harness_stop(&b, SIGTERM, 15000), 0);
+  free(body);
+  harness_teardown(&h);
+}
+
+/* ---- bad messages go to the DLQ with their reason ------------------- */
+
+struct bad {
+  char name[128];
+  char reason[64];
+  char *body;
+  size_t len;
+  bool seen;
+};
+
+static char *slurp(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  size_t cap = 1 << 17;
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  *len = fread(buf, 1, cap - 1, f);
+  fclose(f);
+  buf[*len] = '\0';
+  return buf;
+}
+
+static size_t load_bad(struct bad *out, size_t max)
+{
+  char path[512];
+  snprintf(path, sizeof(path), "%s/tests/data/bad-messages/EXPECTED",
+           SENDONCE_SOURCE_DIR);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[256];
+  size_t n = 0;
+  while (fgets(line, sizeof(line), f) && n < max) {
+    if (line[0] == '#' || line[0] == '\n')
+      continue;
+    struct bad *b = &out[n];
+    memset(b, 0, sizeof(*b));
+    assert_int_equal(sscanf(line, "%127s %63s", b->name, b->reason), 2);
+    snprintf(path, sizeof(path), "%s/tests/data/bad-messages/%s",
+             SENDONCE_SOURCE_DIR, b->name);
+    b->body = slurp(path, &b->len);
+    n++;
+  }
+  fclose(f);
+  return n;
+}
+
+static void test_bad_messages_dead_lettered_with_reason(void **state)
+{
+  (void)state;
+  struct harness h;
+  harness_setup(&h, backend, NULL);
+  struct harness_conf c = {0};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  struct bad bad[64];
+  size_t n = load_bad(bad, 60);
+  assert_true(n >= 20);
+  /* One more kind: a recipients_url that cannot be read. */
+  struct bad *u = &bad[n++];
+  memset(u, 0, sizeof(*u));
+  snprintf(u->name, sizeof(u->name), "unreachable-recipients-url");
+  snprintf(u->reason, sizeof(u->reason), "recipients_unreachable");
+  u->body = harness_body("no-list", "file:///nonexistent/sendonce/list.jsonl");
+  u->len = strlen(u->body);
+  char err[512];
+  for (size_t i = 0; i < n; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "bad-%zu", i);
+    struct broker_message m = {.exchange = h.topo.exchange,
+                               .routing_key = TOPOLOGY_ROUTING_KEY_DUE,
+                               .body = bad[i].body,
+                               .body_len = bad[i].len,
+                               .message_id = id};
+    assert_int_equal(broker_publish_confirmed(h.b, &m, err, sizeof(err)),
+                     SO_OK);
+  }
+  /* The consumer goes on: a good campaign after them completes. */
+  char *good = harness_body("after-bad", harness_recipients_file(&h, "g", 100));
+  harness_publish(&h, "after-bad", good);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "after-bad", CAMPAIGN_DONE, 30000);
+  assert_int_equal(rc.sent, 100);
+  registry_campaign_free(&rc);
+  rc = harness_wait_state(&h, "no-list", CAMPAIGN_DEAD, 10000);
+  registry_campaign_free(&rc);
+  for (size_t k = 0; k < n; k++) {
+    struct broker_delivery *d = bt_get_wait(h.b, h.topo.dead, 10000);
+    size_t i = 0;
+    while (i < n && (bad[i].seen || bad[i].len != d->body_len ||
+                     memcmp(bad[i].body, d->body, d->body_len) != 0))
+      i++;
+    if (i == n)
+      fail_msg("unexpected DLQ message id=%s", d->message_id);
+    bad[i].seen = true;
+    const char *why = broker_delivery_header(d, "x-sendonce-error");
+    assert_non_null(why);
+    size_t rl = strlen(bad[i].reason);
+    if (strncmp(why, bad[i].reason, rl) != 0 || (why[rl] && why[rl] != ':'))
+      fail_msg("%s: x-sendonce-error \"%s\", expected %s", bad[i].name, why,
+               bad[i].reason);
+    assert_int_equal(broker_ack(h.b, d->generation, d->tag), SO_OK);
+    broker_delivery_free(d);
+  }
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_int_equal(harness_summary(&a, "invalid"), (long long)(n - 1));
+  assert_int_equal(harness_summary(&a, "campaigns_done"), 1);
+  for (size_t i = 0; i < n; i++)
+    free(bad[i].body);
+  free(good);
+  harness_teardown(&h);
+}
+
+/* ---- registry unreachable: retry queue, nothing sent ----------------- */
+
+static void test_registry_unreachable_defers(void **state)
+{
+  (void)state;
+  struct harness h;
+  harness_setup(&h, backend, NULL);
+  char conninfo[200];
+  snprintf(conninfo, sizeof(conninfo),
+           "host=127.0.0.1 port=%d dbname=sendonce user=sendonce "
+           "connect_timeout=2",
+           bt_free_port());
+  struct harness_conf c = {.pg_conninfo = conninfo};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body = harness_body("no-reg", harness_recipients_file(&h, "r", 10));
+  harness_publish(&h, "no-reg", body);
+  /* Deferred to the 1 s retry queue, back, then to the 30 s one. */
+  assert_true(harness_wait_log(&a, "attempt=2", 15000));
+  uint32_t msgs = 0;
+  char err[256];
+  int64_t until = clock_monotonic_ms() + 5000;
+  do {
+    assert_int_equal(broker_queue_counts(h.b, h.topo.retry[1].queue, &msgs,
+                                         NULL, err, sizeof(err)),
+                     SO_OK);
+  } while (msgs != 1 && clock_monotonic_ms() < until);
+  assert_int_equal(msgs, 1);
+  assert_int_equal(harness_sink_stat(&h, "total"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_true(harness_summary(&a, "deferred") >= 2);
+  assert_int_equal(harness_summary(&a, "claimed"), 0);
+  free(body);
+  harness_teardown(&h);
+}
+
+/* ---- a million recipients in bounded memory ------------------------- */
+
+static long vm_hwm_kib(pid_t pid)
+{
+  char path[64], line[256];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  long v = -1;
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, "VmHWM:", 6) == 0)
+      v = strtol(line + 6, NULL, 10);
+  fclose(f);
+  return v;
+}
+
+static void test_million_recipients_bounded_rss(void **state)
+{
+  (void)state;
+  struct harness h;
+  harness_setup(&h, backend, NULL);
+  struct harness_conf c = {.mark_batch_size = 500, .concurrency = 16};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body =
+      harness_body("million", harness_recipients_file(&h, "m", 1000000));
+  harness_publish(&h, "million", body);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "million", CAMPAIGN_DONE, 3600000);
+  assert_int_equal(rc.sent, 1000000);
+  registry_campaign_free(&rc);
+  long hwm = vm_hwm_kib(a.pid);
+  print_message("million: consumer VmHWM=%ld KiB (limit %d KiB)\n", hwm,
+                CONSUMER_RSS_LIMIT_KIB);
+  assert_true(hwm > 0 && hwm < CONSUMER_RSS_LIMIT_KIB);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 1000000);
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  free(body);
+  harness_teardown(&h);
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s sqlite|pg [long]\n", argv[0]);
+    return 2;
+  }
+  backend = testdb_backend_parse(argv[1]);
+  if (argc > 2 && strcmp(argv[2], "long") == 0) {
+    const char *on = getenv("SENDONCE_TEST_LONG");
+    if (!on || strcmp(on, "1") != 0) {
+      fprintf(stderr, "skipped: set SENDONCE_TEST_LONG=1 to run it\n");
+      return 77;
+    }
+    const struct CMUnitTest longt[] = {
+        cmocka_unit_test(test_million_recipients_bounded_rss),
+    };
+    return cmocka_run_group_tests_name("consumer_e2e_long", longt, NULL, NULL);
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ten_thousand_once_with_duplicate_triggers),
+      cmocka_unit_test(test_bad_messages_dead_lettered_with_reason),
+      cmocka_unit_test(test_sigterm_hands_over_at_once),
+      cmocka_unit_test(test_kill9_takeover_finishes),
+      cmocka_unit_test(test_hang_longer_than_lease_keeps_lease),
+      cmocka_unit_test(test_provider_500_for_10s_then_recovers),
+  };
+  int failed = cmocka_run_group_tests_name("consumer_e2e", tests, NULL, NULL);
+  /* The unreachable registry is PostgreSQL at a closed port: once. */
+  if (backend == REGISTRY_POSTGRESQL) {
+    const struct CMUnitTest pg[] = {
+        cmocka_unit_test(test_registry_unreachable_defers),
+    };
+    failed += cmocka_run_group_tests_name("consumer_e2e_pg", pg, NULL, NULL);
+  }
+  return failed;
+}
