@@ -252,7 +252,16 @@ int verbs_publish(const struct config *cfg, int argc, char **argv)
     status = CLI_EXIT_FAILURE;
     goto done;
   }
-  int rc = SO_OK;
+  /* Connect before taking the publish lease: a broker that cannot be
+   * reached then leaves no lease behind to delay the daemons. */
+  int rc = publisher_connect(p, err, sizeof(err));
+  if (rc != SO_OK) {
+    fprintf(stderr,
+            PROG " publish: %s not published (%s): %s; it stays SCHEDULED\n",
+            id, so_strerror(rc), err);
+    status = CLI_EXIT_FAILURE;
+    goto done;
+  }
   switch (publisher_publish(p, &c, &rc, err, sizeof(err))) {
     case PUBLISHER_PUBLISHED:
       printf("published %s\n", id);

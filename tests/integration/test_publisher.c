@@ -450,6 +450,12 @@ static void test_paused_proxy(void **state)
   if (took > 4 * timeout_ms + 6000)
     fail_msg("publish via a frozen proxy took %lld ms", (long long)took);
   assert_int_equal(pt_state(t, "by-hand"), CAMPAIGN_SCHEDULED);
+  /* It failed before taking the publish lease: nothing delays a daemon. */
+  char *owner = testdb_query(
+      &t->db,
+      "SELECT publish_owner FROM campaigns WHERE campaign_id = 'by-hand'");
+  assert_string_equal(owner, "~\n");
+  free(owner);
 
   /* The proxy thaws: the daemon reconnects and publishes the rest. */
   assert_int_equal(kill(-proxy, SIGCONT), 0);
