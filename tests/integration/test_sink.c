@@ -375,7 +375,8 @@ static void test_latency_does_not_block_threads(void **state)
 static void test_hang_until_mode_changes(void **state)
 {
   (void)state;
-  const char *args[] = {"--hang", NULL};
+  /* Idle connections are closed after 1 s; a hung one is not idle. */
+  const char *args[] = {"--hang", "--idle-timeout-s", "1", NULL};
   struct sink_client *s = start(args);
   CURLM *m = curl_multi_init();
   CURL *c = curl_easy_init();
@@ -385,7 +386,7 @@ static void test_hang_until_mode_changes(void **state)
   curl_multi_add_handle(m, c);
   int running = 1;
   int64_t t0 = now_ms();
-  while (now_ms() - t0 < 500) {
+  while (now_ms() - t0 < 2000) {
     curl_multi_perform(m, &running);
     curl_multi_poll(m, NULL, 0, 50, NULL);
   }
@@ -538,7 +539,7 @@ static void test_bad_flag_exits_2(void **state)
   const char *bad[][3] = {
       {"--bogus", NULL, NULL},      {"--error-rate", "1.5", NULL},
       {"--port", "70000", NULL},    {"--reject-pattern", "(", NULL},
-      {"--latency-ms", NULL, NULL},
+      {"--latency-ms", NULL, NULL}, {"--max-connections", "0", NULL},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     /* It exits before reporting a port: start fails. */

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -340,6 +341,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 struct options {
   unsigned port;
   unsigned threads;
+  unsigned max_connections;
+  unsigned idle_timeout_s;
   const char *log_path;
   const char *static_dir;
   uint64_t seed;
@@ -353,6 +356,10 @@ static void usage(FILE *out)
       "                        free port); prints \"listening port=N\"\n"
       "  --log FILE            append one JSON line per send request\n"
       "  --threads N           server threads (default 4)\n"
+      "  --max-connections N   open connections (default 10000, capped by\n"
+      "                        the open-file limit)\n"
+      "  --idle-timeout-s N    close a connection idle this long (default\n"
+      "                        60; waiting and hung requests never time out)\n"
       "  --latency-ms N        wait N ms before answering\n"
       "  --error-rate P        answer 500 to a fraction P (0..1)\n"
       "  --fail-until-ms T     answer 500 until T ms after start\n"
@@ -398,7 +405,7 @@ static int parse_rate(const char *s, double *out)
 static int apply_flag(struct options *o, struct sink_mode *m, const char *name,
                       const char *value, char *err, size_t errlen)
 {
-  int64_t n;
+  int64_t n = 0;
   int rc = 0;
   if (strcmp(name, "--port") == 0) {
     rc = parse_int(value, 65535, &n);
@@ -407,6 +414,13 @@ static int apply_flag(struct options *o, struct sink_mode *m, const char *name,
     rc = parse_int(value, 256, &n);
     rc = rc == 0 && n >= 1 ? 0 : -1;
     o->threads = (unsigned)n;
+  } else if (strcmp(name, "--max-connections") == 0) {
+    rc = parse_int(value, 1000000, &n);
+    rc = rc == 0 && n >= 1 ? 0 : -1;
+    o->max_connections = (unsigned)n;
+  } else if (strcmp(name, "--idle-timeout-s") == 0) {
+    rc = parse_int(value, 86400, &n);
+    o->idle_timeout_s = (unsigned)n;
   } else if (strcmp(name, "--log") == 0) {
     o->log_path = value;
   } else if (strcmp(name, "--static-dir") == 0) {
@@ -434,10 +448,11 @@ static int apply_flag(struct options *o, struct sink_mode *m, const char *name,
 }
 
 static const char *const value_flags[] = {
-    "--port",        "--threads",        "--log",
-    "--static-dir",  "--seed",           "--latency-ms",
-    "--error-rate",  "--fail-until-ms",  "--status-429",
-    "--retry-after", "--reject-pattern",
+    "--port",           "--threads",        "--log",
+    "--static-dir",     "--seed",           "--latency-ms",
+    "--error-rate",     "--fail-until-ms",  "--status-429",
+    "--retry-after",    "--reject-pattern", "--max-connections",
+    "--idle-timeout-s",
 };
 
 static bool takes_value(const char *name)
@@ -485,14 +500,33 @@ static struct MHD_Daemon *start_daemon(struct server *srv,
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
                        MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-  /* No connection timeout: a hung request must stay open for as long as
-   * the test wants it hung. */
+  /* Idle keep-alive connections are closed after idle_timeout_s, so a
+   * client's connection cache cannot hold every slot; suspended (waiting,
+   * hung) connections never time out in libmicrohttpd. */
   return MHD_start_daemon(
       flags, (uint16_t)o->port, NULL, NULL, handle_cb, srv,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
       (unsigned int)o->threads, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, srv,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->idle_timeout_s,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o->max_connections,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
+}
+
+/* Raise the open-file limit as far as allowed and keep the connection
+ * limit under it (with room for the log, the listener, epoll fds). */
+static void fit_connection_limit(struct options *o)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  rlim_t room = rl.rlim_cur > 128 ? rl.rlim_cur - 64 : 64;
+  if (rl.rlim_cur != RLIM_INFINITY && o->max_connections > room)
+    o->max_connections = (unsigned)room;
 }
 
 static void install_signals(void)
@@ -509,7 +543,8 @@ static void install_signals(void)
 
 int main(int argc, char **argv)
 {
-  struct options opt = {18080, 4, NULL, NULL, (uint64_t)sink_now_ms()};
+  struct options opt = {
+      18080, 4, 10000, 60, NULL, NULL, (uint64_t)sink_now_ms()};
   struct sink_mode flags_mode;
   char err[256];
   struct server srv = {0};
@@ -529,6 +564,7 @@ int main(int argc, char **argv)
     return 2;
   }
   srv.static_dir = opt.static_dir;
+  fit_connection_limit(&opt);
   srv.state = sink_state_new(opt.log_path, opt.seed, err, sizeof(err));
   if (srv.state == NULL) {
     fprintf(stderr, "sendonce-sink: %s\n", err);
