@@ -262,9 +262,10 @@ static size_t load_bad(struct bad *out, size_t max)
     struct bad *b = &out[n];
     memset(b, 0, sizeof(*b));
     assert_int_equal(sscanf(line, "%127s %63s", b->name, b->reason), 2);
-    snprintf(path, sizeof(path), "%s/tests/data/bad-messages/%s",
+    char file[1024];
+    snprintf(file, sizeof(file), "%s/tests/data/bad-messages/%.127s",
              SENDONCE_SOURCE_DIR, b->name);
-    b->body = slurp(path, &b->len);
+    b->body = slurp(file, &b->len);
     n++;
   }
   fclose(f);
