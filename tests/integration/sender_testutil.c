@@ -84,7 +84,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     case MODE_HANG:
       break;
     case MODE_FAIL_UNTIL:
-      if (r.t_ms - sv->start_ms < sv->fail_until_ms)
+      if (r.t_ms - sv->start_ms < sv->fail_until_ms || sv->n < sv->fail_first)
         r.status = 500;
       break;
     case MODE_429_FIRST:

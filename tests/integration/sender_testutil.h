@@ -24,7 +24,8 @@
 
 enum srv_mode {
   MODE_OK,
-  MODE_FAIL_UNTIL, /* 500 until fail_until_ms after start, then 200 */
+  MODE_FAIL_UNTIL, /* 500 until fail_until_ms after start and for the
+                      first fail_first requests, then 200 */
   MODE_429_FIRST,  /* first request per key: 429 + Retry-After */
   MODE_STATUS,     /* always `status` with `resp_body` */
   MODE_HANG,       /* never answer (until the server stops) */
@@ -49,6 +50,7 @@ struct srv {
   enum srv_mode mode;
   int64_t start_ms;
   int fail_until_ms;
+  size_t fail_first; /* counts, unlike time, also under valgrind */
   int status;
   const char *resp_body;
   size_t resp_len;

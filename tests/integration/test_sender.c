@@ -81,13 +81,15 @@ static void test_thousand_sent_once(void **state)
   srv_stop(sv);
 }
 
-/* 500s for 400 ms, then recovery: all SENT; every retry repeats the key
+/* 500s for 400 ms and the first 40 requests, then recovery: all SENT;
+ * every retry repeats the key
  * and the body; exactly one request per key succeeded. */
 static void test_500_then_recovery(void **state)
 {
   (void)state;
   struct srv *sv = srv_start(MODE_FAIL_UNTIL);
   sv->fail_until_ms = 400;
+  sv->fail_first = 40;
   struct config_provider p = test_provider(sv->port, test_tpl_single);
   p.concurrency = 8;
   p.max_retries = 8;
@@ -317,7 +319,7 @@ static void test_no_spin_while_slots_busy(void **state)
 {
   (void)state;
   struct srv *sv = srv_start(MODE_FAIL_UNTIL);
-  sv->fail_until_ms = 100;
+  sv->fail_first = 1; /* r-0's first attempt */
   sv->latency_ms = 500;
   struct config_provider p = test_provider(sv->port, test_tpl_single);
   p.concurrency = 1;
