@@ -534,6 +534,42 @@ static void test_static_files(void **state)
   rmdir(dir);
 }
 
+static void test_batch_members_counted(void **state)
+{
+  (void)state;
+  const char *args[] = {"--batch-ids", "messages.ref", NULL};
+  struct sink_client *s = start(args);
+  /* Two batches with different keys share recipient u-2: the keys alone
+   * would not show that u-2 got the message twice. */
+  assert_int_equal(post_full(s, "/batch", "c:1:batch:00000000000000aa", NULL,
+                             "{\"messages\":[{\"to\":\"a\",\"ref\":\"u-1\"},"
+                             "{\"to\":\"b\",\"ref\":\"u-2\"}]}")
+                       .status,
+                   200);
+  assert_int_equal(post_full(s, "/batch", "c:1:batch:00000000000000bb", NULL,
+                             "{\"messages\":[{\"to\":\"b\",\"ref\":\"u-2\"},"
+                             "{\"to\":\"c\",\"ref\":\"u-3\"}]}")
+                       .status,
+                   200);
+  /* A refused batch sends nobody. */
+  assert_int_equal(sink_client_mode(s, "{\"error_rate\":1}"), 200);
+  assert_int_equal(post_full(s, "/batch", "c:1:batch:00000000000000cc", NULL,
+                             "{\"messages\":[{\"to\":\"a\",\"ref\":\"u-1\"}]}")
+                       .status,
+                   500);
+  struct json_object *st = sink_client_stats(s), *twice;
+  assert_non_null(st);
+  assert_int_equal(sink_client_stat(st, "accepted_duplicates"), 0);
+  assert_int_equal(sink_client_stat(st, "recipient_accepted"), 4);
+  assert_int_equal(sink_client_stat(st, "recipient_accepted_duplicates"), 1);
+  assert_true(json_object_object_get_ex(st, "recipient_twice_keys", &twice));
+  assert_int_equal(json_object_array_length(twice), 1);
+  assert_string_equal(
+      json_object_get_string(json_object_array_get_idx(twice, 0)), "c:1:u-2");
+  json_object_put(st);
+  stop(s);
+}
+
 static void test_bad_flag_exits_2(void **state)
 {
   (void)state;
@@ -572,6 +608,7 @@ int main(void)
       cmocka_unit_test(test_hang_until_mode_changes),
       cmocka_unit_test(test_log_file),
       cmocka_unit_test(test_static_files),
+      cmocka_unit_test(test_batch_members_counted),
       cmocka_unit_test(test_bad_flag_exits_2),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);

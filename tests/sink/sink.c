@@ -39,6 +39,7 @@
 #include "sink_wait.h"
 
 #define MODE_BODY_MAX (64 * 1024)
+#define BATCH_BODY_MAX (4 * 1024 * 1024) /* send bodies read for ids */
 
 enum route {
   ROUTE_SEND,
@@ -54,6 +55,8 @@ struct server {
   struct sink_state *state;
   struct sink_wait *wait;
   const char *static_dir;
+  char *batch_array; /* --batch-ids ARRAY.FIELD, split; NULL = off */
+  char *batch_field;
 };
 
 /* One request in progress (MHD's per-connection-request context). */
@@ -64,7 +67,7 @@ struct req {
   bool waiting; /* suspended once; the next call answers */
   char *path, *key, *recipient;
   uint64_t body_hash;
-  char *body; /* /mode only, capped at MODE_BODY_MAX */
+  char *body; /* /mode, or a send body with --batch-ids; capped */
   size_t body_len;
   bool body_too_large;
 };
@@ -177,15 +180,21 @@ static struct req *req_new(struct MHD_Connection *conn, const char *url,
   return r;
 }
 
-static void take_body(struct req *r, const char *data, size_t len)
+static void take_body(const struct server *srv, struct req *r, const char *data,
+                      size_t len)
 {
+  size_t cap = MODE_BODY_MAX;
   if (r->route == ROUTE_SEND) {
     r->body_hash = sink_fnv1a(r->body_hash, data, len);
+    if (srv->batch_array == NULL)
+      return;
+    cap = BATCH_BODY_MAX;
+  } else if (r->route != ROUTE_MODE_SET) {
     return;
   }
-  if (r->route != ROUTE_MODE_SET || r->body_too_large)
+  if (r->body_too_large)
     return;
-  if (r->body_len + len > MODE_BODY_MAX) {
+  if (r->body_len + len > cap) {
     r->body_too_large = true;
     return;
   }
@@ -200,10 +209,39 @@ static void take_body(struct req *r, const char *data, size_t len)
   r->body = grown;
 }
 
+/* The recipient ids of a batch body: srv->batch_array's elements'
+ * srv->batch_field strings. *ids points into *root (put it after use). */
+static void batch_ids(const struct server *srv, const struct req *r,
+                      struct json_object **root, const char ***ids, size_t *n)
+{
+  struct json_object *arr;
+  *root = NULL;
+  *ids = NULL;
+  *n = 0;
+  if (srv->batch_array == NULL || r->body == NULL || r->body_too_large)
+    return;
+  *root = json_tokener_parse(r->body);
+  if (*root == NULL ||
+      !json_object_object_get_ex(*root, srv->batch_array, &arr) ||
+      !json_object_is_type(arr, json_type_array))
+    return;
+  size_t len = json_object_array_length(arr);
+  *ids = calloc(len + 1, sizeof(**ids));
+  if (*ids == NULL)
+    return;
+  for (size_t i = 0; i < len; i++) {
+    struct json_object *v, *el = json_object_array_get_idx(arr, i);
+    if (json_object_object_get_ex(el, srv->batch_field, &v) &&
+        json_object_is_type(v, json_type_string))
+      (*ids)[(*n)++] = json_object_get_string(v);
+  }
+}
+
 static enum MHD_Result answer_send(struct server *srv, struct req *r,
                                    struct MHD_Connection *conn)
 {
-  struct sink_request sr = {r->path, r->key, r->recipient, r->body_hash};
+  struct sink_request sr = {r->path,      r->key, r->recipient,
+                            r->body_hash, NULL,   0};
   if (!r->waiting) {
     bool hang;
     int64_t latency_ms;
@@ -215,8 +253,14 @@ static enum MHD_Result answer_send(struct server *srv, struct req *r,
         return MHD_YES; /* suspended; the next call answers */
     }
   }
+  struct json_object *root;
+  const char **ids;
+  batch_ids(srv, r, &root, &ids, &sr.n_batch_ids);
+  sr.batch_ids = ids;
   struct sink_reply reply;
   sink_state_answer(srv->state, &sr, r->waiter.shutdown, &reply);
+  free(ids);
+  json_object_put(root);
   enum MHD_Result rc = queue_text(conn, reply.status, reply.body,
                                   reply.retry_after_s, reply.replayed);
   free(reply.body);
@@ -298,7 +342,7 @@ static enum MHD_Result handle_cb(void *cls, struct MHD_Connection *conn,
     return MHD_YES;
   }
   if (*upload_data_size > 0) {
-    take_body(r, upload_data, *upload_data_size);
+    take_body(srv, r, upload_data, *upload_data_size);
     *upload_data_size = 0;
     return MHD_YES;
   }
@@ -345,6 +389,7 @@ struct options {
   unsigned idle_timeout_s;
   const char *log_path;
   const char *static_dir;
+  const char *batch_ids; /* ARRAY.FIELD */
   uint64_t seed;
 };
 
@@ -371,6 +416,8 @@ static void usage(FILE *out)
       "                        extended regex; a plain word matches as a\n"
       "                        substring)\n"
       "  --static-dir DIR      serve GET /files/NAME from DIR\n"
+      "  --batch-ids ARR.FIELD count batch members: the FIELD strings of the\n"
+      "                        body's top-level array ARR are recipient ids\n"
       "  --seed N              seed of the failure rolls\n"
       "  --help\n"
       "Send requests: POST/PUT any other path with an Idempotency-Key header;\n"
@@ -425,6 +472,10 @@ static int apply_flag(struct options *o, struct sink_mode *m, const char *name,
     o->log_path = value;
   } else if (strcmp(name, "--static-dir") == 0) {
     o->static_dir = value;
+  } else if (strcmp(name, "--batch-ids") == 0) {
+    const char *dot = strchr(value, '.');
+    rc = dot != NULL && dot != value && dot[1] != '\0' ? 0 : -1;
+    o->batch_ids = value;
   } else if (strcmp(name, "--seed") == 0) {
     rc = parse_int(value, INT64_MAX, &n);
     o->seed = (uint64_t)n;
@@ -452,7 +503,7 @@ static const char *const value_flags[] = {
     "--static-dir",     "--seed",           "--latency-ms",
     "--error-rate",     "--fail-until-ms",  "--status-429",
     "--retry-after",    "--reject-pattern", "--max-connections",
-    "--idle-timeout-s",
+    "--idle-timeout-s", "--batch-ids",
 };
 
 static bool takes_value(const char *name)
@@ -543,8 +594,11 @@ static void install_signals(void)
 
 int main(int argc, char **argv)
 {
-  struct options opt = {
-      18080, 4, 10000, 60, NULL, NULL, (uint64_t)sink_now_ms()};
+  struct options opt = {.port = 18080,
+                        .threads = 4,
+                        .max_connections = 10000,
+                        .idle_timeout_s = 60,
+                        .seed = (uint64_t)sink_now_ms()};
   struct sink_mode flags_mode;
   char err[256];
   struct server srv = {0};
@@ -564,6 +618,16 @@ int main(int argc, char **argv)
     return 2;
   }
   srv.static_dir = opt.static_dir;
+  if (opt.batch_ids != NULL) {
+    const char *dot = strchr(opt.batch_ids, '.');
+    srv.batch_array = strndup(opt.batch_ids, (size_t)(dot - opt.batch_ids));
+    srv.batch_field = strdup(dot + 1);
+    if (srv.batch_array == NULL || srv.batch_field == NULL) {
+      sink_mode_cleanup(&flags_mode);
+      fputs("sendonce-sink: out of memory\n", stderr);
+      return 1;
+    }
+  }
   fit_connection_limit(&opt);
   srv.state = sink_state_new(opt.log_path, opt.seed, err, sizeof(err));
   if (srv.state == NULL) {
@@ -608,5 +672,7 @@ fail:
     MHD_stop_daemon(d);
   sink_wait_free(srv.wait);
   sink_state_free(srv.state);
+  free(srv.batch_array);
+  free(srv.batch_field);
   return status;
 }

@@ -40,6 +40,9 @@ struct sink_state {
   size_t npaths;
   struct key_list duplicated;     /* keys that arrived more than once */
   struct key_list accepted_twice; /* keys accepted more than once */
+  struct sink_keys *recipients;   /* "<campaign>:<id>" of batch members */
+  uint64_t recipient_accepted, recipient_accepted_duplicates;
+  struct key_list recipient_twice; /* batch members accepted twice */
   FILE *log;
   char *log_buf;
 };
@@ -78,7 +81,8 @@ struct sink_state *sink_state_new(const char *log_path, uint64_t seed,
   sink_mode_init(&st->mode);
   st->rng = seed;
   st->keys = sink_keys_new();
-  if (st->keys == NULL)
+  st->recipients = sink_keys_new();
+  if (st->keys == NULL || st->recipients == NULL)
     goto nomem;
   if (log_path != NULL) {
     st->log = fopen(log_path, "a");
@@ -110,6 +114,8 @@ static void clear_counts(struct sink_state *st)
   st->npaths = 0;
   memset(&st->duplicated, 0, sizeof(st->duplicated));
   memset(&st->accepted_twice, 0, sizeof(st->accepted_twice));
+  st->recipient_accepted = st->recipient_accepted_duplicates = 0;
+  memset(&st->recipient_twice, 0, sizeof(st->recipient_twice));
 }
 
 void sink_state_free(struct sink_state *st)
@@ -121,6 +127,7 @@ void sink_state_free(struct sink_state *st)
   free(st->log_buf);
   clear_counts(st);
   sink_keys_free(st->keys);
+  sink_keys_free(st->recipients);
   sink_mode_cleanup(&st->mode);
   pthread_mutex_destroy(&st->lock);
   free(st);
@@ -234,6 +241,39 @@ static void log_line(struct sink_state *st, const struct sink_request *req,
           req->body_hash, status, replayed ? "true" : "false");
 }
 
+/* Count each member of an accepted batch as "<campaign>:<id>". */
+static void count_batch(struct sink_state *st, const struct sink_request *req)
+{
+  const char *key = req->key;
+  const char *cut = NULL;
+  for (const char *p = strstr(key, ":batch:"); p != NULL;
+       p = strstr(p + 1, ":batch:"))
+    cut = p;
+  if (cut == NULL)
+    cut = strrchr(key, ':');
+  size_t clen = cut != NULL ? (size_t)(cut - key) : strlen(key);
+  for (size_t i = 0; i < req->n_batch_ids; i++) {
+    size_t ilen = strlen(req->batch_ids[i]);
+    char *full = malloc(clen + ilen + 2);
+    if (full == NULL)
+      return;
+    memcpy(full, key, clen);
+    full[clen] = ':';
+    memcpy(full + clen + 1, req->batch_ids[i], ilen + 1);
+    int created;
+    struct sink_key *k =
+        sink_keys_upsert(st->recipients, full, clen + 1 + ilen, &created);
+    free(full);
+    if (k == NULL)
+      return;
+    st->recipient_accepted++;
+    if (++k->accepted > 1)
+      st->recipient_accepted_duplicates++;
+    if (k->accepted == 2)
+      list_add(&st->recipient_twice, k->key);
+  }
+}
+
 /* Decide under the lock; returns the reason text for the body. */
 static const char *decide(struct sink_state *st, const struct sink_request *req,
                           bool shutting_down, struct sink_reply *out)
@@ -270,6 +310,7 @@ static const char *decide(struct sink_state *st, const struct sink_request *req,
       st->accepted_duplicates++;
     if (k->accepted == 2)
       list_add(&st->accepted_twice, k->key);
+    count_batch(st, req);
   }
   /* A provider keeps the outcome of a request it processed (accepted or
    * rejected), not of one it failed or throttled: those may be retried. */
@@ -359,6 +400,11 @@ char *sink_state_stats_json(struct sink_state *st)
                          key_list_json(&st->accepted_twice));
   json_object_object_add(o, "accepted_twice_keys_truncated",
                          json_object_new_boolean(st->accepted_twice.truncated));
+  add_u64(o, "recipient_accepted", st->recipient_accepted);
+  add_u64(o, "recipient_accepted_duplicates",
+          st->recipient_accepted_duplicates);
+  json_object_object_add(o, "recipient_twice_keys",
+                         key_list_json(&st->recipient_twice));
   json_object_object_add(o, "mode",
                          sink_mode_to_json(&st->mode, sink_now_mono_ms()));
   pthread_mutex_unlock(&st->lock);
@@ -387,6 +433,7 @@ void sink_state_reset(struct sink_state *st)
   pthread_mutex_lock(&st->lock);
   clear_counts(st);
   sink_keys_clear(st->keys);
+  sink_keys_clear(st->recipients);
   if (st->log != NULL) {
     fflush(st->log);
     /* The log is opened for appending, so the next line lands at 0. */

@@ -12,6 +12,11 @@
  *   accepted_duplicates  accepted answers for a key accepted before: a
  *                      recipient that got the message twice. The oracle.
  *   in_flight          arrived and not yet completed (waiting, hung, sending)
+ *   recipient_accepted, recipient_accepted_duplicates  the same oracle per
+ *                      recipient of a batch request (--batch-ids): each id
+ *                      found in an accepted body counts as
+ *                      "<campaign>:<id>", the campaign being the key before
+ *                      its ":batch:" (else before its last ':')
  * The log file gets one JSON line per answered send request; it is written
  * through a large buffer and flushed on /stats, every second and at exit.
  */
@@ -32,6 +37,9 @@ struct sink_request {
   const char *key;       /* Idempotency-Key, NULL when missing */
   const char *recipient; /* X-Recipient, else the key after its last ':' */
   uint64_t body_hash;    /* FNV-1a 64 of the body */
+  const char *const *batch_ids; /* recipient ids found in a batch body
+                                   (--batch-ids), or NULL */
+  size_t n_batch_ids;
 };
 
 /* How to answer it. */
