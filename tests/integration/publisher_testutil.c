@@ -60,13 +60,13 @@ void pt_write_config(struct pt *t, const char *uri, int timeout_ms)
   if (pt_backend == REGISTRY_POSTGRESQL)
     fprintf(f,
             "registry = { backend = \"postgresql\"; pg_conninfo = \"%s\";\n"
-            "  busy_timeout_ms = 5000; };\n",
-            t->db.pg_conninfo);
+            "  busy_timeout_ms = %d; };\n",
+            t->db.pg_conninfo, t->busy_timeout_ms);
   else
     fprintf(f,
             "registry = { backend = \"sqlite\"; sqlite_path = \"%s\";\n"
-            "  busy_timeout_ms = 5000; };\n",
-            t->db.sqlite_path);
+            "  busy_timeout_ms = %d; };\n",
+            t->db.sqlite_path, t->busy_timeout_ms);
   fprintf(f,
           "consumer = { max_message_bytes = 4096; };\n"
           "providers = { email = { url = \"http://127.0.0.1:9/email\"; };\n"
@@ -78,6 +78,7 @@ void pt_write_config(struct pt *t, const char *uri, int timeout_ms)
 void pt_setup(struct pt *t)
 {
   memset(t, 0, sizeof(*t));
+  t->busy_timeout_ms = 5000;
   testdb_create(&t->db, pt_backend);
   bt_topology(&t->topo);
   char *unique = testenv_unique("sendonce-pubtest");

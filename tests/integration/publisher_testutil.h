@@ -30,6 +30,7 @@ struct pt {
   struct broker *b;     /* the test's own session (checks) */
   struct registry *reg; /* the test's own registry handle (checks) */
   int n_logs;           /* daemons started so far (log file names) */
+  int busy_timeout_ms;  /* registry.busy_timeout_ms in the config */
 };
 
 /* pt_backend: the backend this run tests (set by main from argv). */

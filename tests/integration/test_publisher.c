@@ -10,6 +10,8 @@
  *  - two daemons over 50 campaigns: each published once;
  *  - a paused TCP proxy: `publish` fails within its bound and the campaign
  *    stays SCHEDULED; a daemon behind it recovers when the proxy resumes;
+ *  - a locked registry: the daemon keeps running and publishes once the
+ *    lock is gone;
  *  - a campaign-due message published by python3-pika lands in the main
  *    queue like ours.
  */
@@ -26,6 +28,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "broker_testutil.h"
 #include "clock.h"
@@ -457,6 +461,17 @@ static void test_paused_proxy(void **state)
   assert_string_equal(owner, "~\n");
   free(owner);
 
+  /* A daemon that cannot reach the broker still stops at once on SIGTERM
+   * (within its bounded connect attempt). */
+  int log_frozen;
+  pid_t frozen = pt_daemon_start(t, &log_frozen);
+  clock_sleep_ms(2000, NULL);
+  t0 = clock_monotonic_ms();
+  pt_daemon_stop(frozen);
+  took = clock_monotonic_ms() - t0;
+  if (took > timeout_ms + 5000)
+    fail_msg("SIGTERM took %lld ms with the broker frozen", (long long)took);
+
   /* The proxy thaws: the daemon reconnects and publishes the rest. */
   assert_int_equal(kill(-proxy, SIGCONT), 0);
   wait_published(t, "frozen", 30000);
@@ -472,6 +487,78 @@ static void test_paused_proxy(void **state)
   assert_true(pt_count_id(ids, n, "before") >= 1);
   assert_true(pt_count_id(ids, n, "frozen") >= 1);
   assert_int_equal(pt_count_id(ids, n, "by-hand"), 0);
+  pt_free_ids(ids, n);
+}
+
+/* A registry lock held by someone else, on a raw connection. */
+struct lock {
+  sqlite3 *lite;
+  PGconn *pg;
+};
+
+static void lock_registry(struct pt *t, struct lock *l)
+{
+  memset(l, 0, sizeof(*l));
+  if (pt_backend == REGISTRY_SQLITE) {
+    assert_int_equal(sqlite3_open_v2(t->db.sqlite_path, &l->lite,
+                                     SQLITE_OPEN_READWRITE, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(l->lite, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    return;
+  }
+  const char *keys[] = {"dbname", "password", NULL};
+  const char *values[] = {t->db.pg_conninfo, t->db.pg_password, NULL};
+  l->pg = PQconnectdbParams(keys, values, 1);
+  assert_int_equal(PQstatus(l->pg), CONNECTION_OK);
+  PGresult *r =
+      PQexec(l->pg, "BEGIN; LOCK TABLE campaigns IN ACCESS EXCLUSIVE MODE");
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+}
+
+static void unlock_registry(struct lock *l)
+{
+  if (l->lite) {
+    assert_int_equal(sqlite3_exec(l->lite, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(l->lite);
+  }
+  if (l->pg) {
+    PQclear(PQexec(l->pg, "ROLLBACK"));
+    PQfinish(l->pg);
+  }
+}
+
+static void test_registry_locked(void **state)
+{
+  struct pt *t = *state;
+  t->busy_timeout_ms = 500;
+  pt_write_config(t, NULL, 2000);
+  int log_ix;
+  pid_t pid = pt_daemon_start(t, &log_ix);
+  pt_register(t, "warmup", clock_now_ms());
+  wait_published(t, "warmup", 15000);
+
+  /* Due in a moment, then the registry is locked past the due time. */
+  pt_register(t, "behind-lock", clock_now_ms() + 1000);
+  struct lock l;
+  lock_registry(t, &l);
+  clock_sleep_ms(3000, NULL);
+  /* Still running: a registry that does not answer is not a crash. */
+  assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
+  unlock_registry(&l);
+
+  wait_published(t, "behind-lock", 15000);
+  pt_daemon_stop(pid);
+  char *log = pt_daemon_log(t, log_ix);
+  if (!strstr(log, "publisher: pass failed") ||
+      !strstr(log, "publisher: published campaign=behind-lock"))
+    fail_msg("daemon log lacks the failure or the publish:\n%s", log);
+  free(log);
+  char *ids[8];
+  size_t n = pt_drain(t, ids, 8);
+  assert_int_equal(pt_count_id(ids, n, "behind-lock"), 1);
   pt_free_ids(ids, n);
 }
 
@@ -550,6 +637,7 @@ int main(int argc, char **argv)
       cmocka_unit_test_setup_teardown(test_two_daemons_publish_once, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_paused_proxy, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_registry_locked, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pika_publish, setup, teardown),
   };
   return cmocka_run_group_tests_name(argv[1], tests, NULL, NULL);
