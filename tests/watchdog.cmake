@@ -6,3 +6,26 @@ if(TARGET sendonce_watchdog)
                     SOURCES unit/test_verdict.c
                     LIBS sendonce_watchdog)
 endif()
+
+# The watchdog against the real broker, without consumers, on both
+# registry backends; it runs the sendonce-watchdog (and, when built,
+# sendonce-publisher) binaries for the CLI cases.
+if(TARGET sendonce_watchdog)
+  add_executable(test_watchdog integration/test_watchdog.c
+                               integration/watchdog_testutil.c
+                               integration/registry_testdb.c
+                               integration/broker_testutil.c)
+  target_link_libraries(test_watchdog PRIVATE sendonce_watchdog sendonce
+                        sendonce_testenv PkgConfig::CMOCKA)
+  target_include_directories(test_watchdog PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  target_compile_definitions(test_watchdog PRIVATE
+    SENDONCE_WATCHDOG_BIN="$<TARGET_FILE:sendonce-watchdog>"
+    SENDONCE_PUBLISHER_BIN="$<TARGET_FILE:sendonce-publisher>")
+  add_dependencies(test_watchdog sendonce-watchdog sendonce-publisher)
+  sendonce_target_warnings(test_watchdog)
+  foreach(backend sqlite pg)
+    add_test(NAME watchdog_${backend} COMMAND test_watchdog ${backend})
+    set_tests_properties(watchdog_${backend} PROPERTIES
+                         LABELS integration TIMEOUT 240)
+  endforeach()
+endif()

@@ -99,8 +99,9 @@ int watchdog_open(const struct config *cfg, const struct watchdog_options *o,
   }
   struct mgmt_options mo = {
       .url = cfg->watchdog.mgmt_url,
-      .user =
-          cfg->watchdog.mgmt_user ? cfg->watchdog.mgmt_user : cfg->broker.user,
+      .user = cfg->watchdog.mgmt_user && *cfg->watchdog.mgmt_user
+                  ? cfg->watchdog.mgmt_user
+                  : cfg->broker.user,
       .password = cfg->watchdog.mgmt_password,
       .vhost = vhost,
       .timeout_ms = 5000,

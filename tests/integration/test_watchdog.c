@@ -1,0 +1,436 @@
+/* test_watchdog.c - the watchdog against the real RabbitMQ and one registry
+ * backend (argv[1]: sqlite | pg), without consumers: each row of the
+ * watchdog table that can be staged by hand, with two watchdogs at once
+ * where a race is possible.
+ *
+ * Times: grace 3 s (the shortest a 3 s lease allows), passes every 0.5 s.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "clock.h"
+#include "integration/broker_testutil.h"
+#include "integration/watchdog_testutil.h"
+#include "testenv.h"
+
+#define GRACE_S 3
+
+static enum registry_backend backend;
+
+static int setup(void **state)
+{
+  struct wt *t = calloc(1, sizeof(*t));
+  wt_setup(t, backend, GRACE_S, NULL);
+  *state = t;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  wt_teardown(*state);
+  free(*state);
+  return 0;
+}
+
+/* Run passes of w1 and w2 alternately for `ms`, every 250 ms each;
+ * counts the verdicts of `id` by kind. */
+static void passes(struct watchdog *w1, struct watchdog *w2, const char *id,
+                   int64_t ms, int counts[VERDICT_PAUSED + 1])
+{
+  int64_t end = clock_monotonic_ms() + ms;
+  while (clock_monotonic_ms() < end) {
+    struct watchdog *ws[2] = {w1, w2};
+    for (int i = 0; i < 2; i++) {
+      if (!ws[i])
+        continue;
+      struct watchdog_row row;
+      if (wt_pass(ws[i], id, &row, NULL) && counts)
+        counts[row.v.kind]++;
+      clock_sleep_ms(250, NULL);
+    }
+  }
+}
+
+/* A trigger purged from the queue while PUBLISHED: republished once by
+ * two watchdogs over many passes; exactly one new message. */
+static void test_trigger_lost_republished_once(void **state)
+{
+  struct wt *t = *state;
+  const char *id = "lost-1";
+  wt_register(t, id, CAMPAIGN_PUBLISHED, 60, 3);
+  char *body = wt_payload(id, 3, NULL);
+  bt_publish(t->b, t->topo.exchange, TOPOLOGY_ROUTING_KEY_DUE, id, body);
+  free(body);
+  /* The purge: take it off the queue for good. */
+  assert_int_equal(wt_drain(t, t->topo.campaigns, id, NULL, NULL), 1);
+
+  struct watchdog *w1 = wt_watchdog(t, false, false);
+  struct watchdog *w2 = wt_watchdog(t, false, false);
+  int counts[VERDICT_PAUSED + 1] = {0};
+  passes(w1, w2, id, (GRACE_S + 5) * 1000, counts);
+  assert_true(counts[VERDICT_TRIGGER_LOST] >= 1);
+  assert_true(counts[VERDICT_QUEUED] >= 1); /* before grace, and after */
+
+  struct registry_campaign c = wt_get(t, id);
+  assert_int_equal(c.republished, 1);
+  assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
+  registry_campaign_free(&c);
+  int matching = 0;
+  assert_int_equal(
+      wt_drain(t, t->topo.campaigns, id, "trigger_lost", &matching), 1);
+  assert_int_equal(matching, 1);
+  watchdog_close(w1);
+  watchdog_close(w2);
+}
+
+/* A campaign behind a backlog past its grace: queued on every pass, never
+ * republished, the queue untouched. */
+static void test_backlog_queued_never_republished(void **state)
+{
+  struct wt *t = *state;
+  const char *id = "behind-1";
+  for (int i = 0; i < 5; i++) {
+    char other[32];
+    snprintf(other, sizeof(other), "ahead-%d", i);
+    char *body = wt_payload(other, 1, NULL);
+    bt_publish(t->b, t->topo.exchange, TOPOLOGY_ROUTING_KEY_DUE, other, body);
+    free(body);
+  }
+  wt_register(t, id, CAMPAIGN_PUBLISHED, 60, 3);
+  char *body = wt_payload(id, 3, NULL);
+  bt_publish(t->b, t->topo.exchange, TOPOLOGY_ROUTING_KEY_DUE, id, body);
+  free(body);
+
+  struct watchdog *w1 = wt_watchdog(t, false, false);
+  struct watchdog *w2 = wt_watchdog(t, false, false);
+  int counts[VERDICT_PAUSED + 1] = {0};
+  passes(w1, w2, id, (GRACE_S + 4) * 1000, counts);
+  int total = 0;
+  for (int k = 0; k <= VERDICT_PAUSED; k++)
+    total += counts[k];
+  assert_true(total >= 10);
+  assert_int_equal(counts[VERDICT_QUEUED], total);
+
+  struct registry_campaign c = wt_get(t, id);
+  assert_int_equal(c.republished, 0);
+  registry_campaign_free(&c);
+  assert_int_equal(wt_ready(t, t->topo.campaigns), 6);
+  watchdog_close(w1);
+  watchdog_close(w2);
+}
+
+/* The incident in miniature, without a consumer: PROCESSING with a lease
+ * the test keeps renewing, long past due and past grace, queues empty: in
+ * progress on every pass, never republished. */
+static void test_live_lease_in_progress(void **state)
+{
+  struct wt *t = *state;
+  const char *id = "long-1";
+  wt_register(t, id, CAMPAIGN_PUBLISHED, 600, 3);
+  struct registry_claim cl;
+  assert_int_equal(registry_claim(t->reg, id, "test-worker", 2000, &cl), SO_OK);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+
+  struct watchdog *w1 = wt_watchdog(t, false, false);
+  struct watchdog *w2 = wt_watchdog(t, false, false);
+  int counts[VERDICT_PAUSED + 1] = {0};
+  int total = 0;
+  int64_t end = clock_monotonic_ms() + (GRACE_S + 6) * 1000;
+  while (clock_monotonic_ms() < end) {
+    assert_int_equal(registry_renew(t->reg, id, cl.fence, 2000), SO_OK);
+    struct watchdog_row row;
+    assert_true(wt_pass(w1, id, &row, NULL));
+    counts[row.v.kind]++;
+    assert_true(wt_pass(w2, id, &row, NULL));
+    counts[row.v.kind]++;
+    total += 2;
+    clock_sleep_ms(300, NULL);
+  }
+  assert_true(total >= 12);
+  assert_int_equal(counts[VERDICT_IN_PROGRESS], total);
+  struct registry_campaign c = wt_get(t, id);
+  assert_int_equal(c.republished, 0);
+  assert_int_equal(c.fence, cl.fence);
+  registry_campaign_free(&c);
+  assert_int_equal(wt_ready(t, t->topo.campaigns), 0);
+  watchdog_close(w1);
+  watchdog_close(w2);
+}
+
+/* Lease expired for more than grace: stalled, exactly one takeover
+ * trigger between two watchdogs. */
+static void test_stalled_one_takeover(void **state)
+{
+  struct wt *t = *state;
+  const char *id = "stalled-1";
+  wt_register(t, id, CAMPAIGN_PUBLISHED, 600, 3);
+  struct registry_claim cl;
+  assert_int_equal(registry_claim(t->reg, id, "dead-worker", 1000, &cl), SO_OK);
+  struct watchdog *w1 = wt_watchdog(t, false, false);
+  struct watchdog *w2 = wt_watchdog(t, false, false);
+  int counts[VERDICT_PAUSED + 1] = {0};
+  passes(w1, w2, id, (GRACE_S + 5) * 1000, counts);
+  assert_true(counts[VERDICT_IN_PROGRESS] >= 1); /* expired, within grace */
+  assert_true(counts[VERDICT_STALLED] >= 1);
+  struct registry_campaign c = wt_get(t, id);
+  assert_int_equal(c.republished, 1);
+  assert_int_equal(c.state, CAMPAIGN_PROCESSING);
+  registry_campaign_free(&c);
+  int matching = 0;
+  assert_int_equal(wt_drain(t, t->topo.campaigns, id, "takeover", &matching),
+                   1);
+  assert_int_equal(matching, 1);
+  /* The takeover trigger is claimable: fence + 1. */
+  struct registry_claim cl2;
+  assert_int_equal(registry_claim(t->reg, id, "new-worker", 5000, &cl2), SO_OK);
+  assert_int_equal(cl2.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl2.fence, cl.fence + 1);
+  watchdog_close(w1);
+  watchdog_close(w2);
+}
+
+static void publish_dead(struct wt *t, const char *id, const char *why)
+{
+  char *body = wt_payload(id, 3, NULL);
+  struct broker_header h[] = {{"x-sendonce-error", why}};
+  struct broker_message m = {
+      .exchange = t->topo.dlx,
+      .routing_key = TOPOLOGY_ROUTING_KEY_DUE,
+      .body = body,
+      .body_len = strlen(body),
+      .message_id = id,
+      .headers = h,
+      .n_headers = 1,
+  };
+  char err[512] = "";
+  assert_int_equal(broker_publish_confirmed(t->b, &m, err, sizeof(err)), SO_OK);
+  free(body);
+}
+
+/* A poison campaign in the DLQ: dead, registry DEAD with the DLQ's
+ * reason, never republished, the DLQ intact; replay brings it back. */
+static void test_dead_from_dlq_and_replay(void **state)
+{
+  struct wt *t = *state;
+  const char *id = "poison-1";
+  wt_register(t, id, CAMPAIGN_PUBLISHED, 60, 3);
+  publish_dead(t, "other-dead", "bad_json: unrelated");
+  publish_dead(t, id, "crashed: delivery limit");
+  struct watchdog *w1 = wt_watchdog(t, false, false);
+  struct watchdog *w2 = wt_watchdog(t, false, false);
+  int counts[VERDICT_PAUSED + 1] = {0};
+  passes(w1, w2, id, (GRACE_S + 3) * 1000, counts);
+  assert_true(counts[VERDICT_DEAD] >= 1); /* then DEAD: not overdue any more */
+  assert_int_equal(counts[VERDICT_TRIGGER_LOST], 0);
+  struct registry_campaign c = wt_get(t, id);
+  assert_int_equal(c.state, CAMPAIGN_DEAD);
+  assert_int_equal(c.republished, 0);
+  assert_non_null(c.last_error);
+  assert_non_null(strstr(c.last_error, "crashed: delivery limit"));
+  registry_campaign_free(&c);
+  assert_int_equal(wt_ready(t, t->topo.campaigns), 0);
+  assert_int_equal(wt_wait_ready(t, t->topo.dead, 2, 5000), 2); /* intact */
+
+  /* status says so; check exits 1 (dead, DLQ not empty, no consumer). */
+  char out[16384];
+  const char *st[] = {"status", id, NULL};
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, st, out, sizeof(out)), 1);
+  assert_non_null(strstr(out, "in DLQ:       yes: crashed: delivery limit"));
+
+  /* replay --dry-run changes nothing; replay does it. */
+  const char *dry[] = {"replay", "--dry-run", id, NULL};
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, dry, out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "dry-run"));
+  c = wt_get(t, id);
+  assert_int_equal(c.state, CAMPAIGN_DEAD);
+  registry_campaign_free(&c);
+  const char *rp[] = {"replay", id, NULL};
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, rp, out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "1 DLQ copy removed"));
+  c = wt_get(t, id);
+  assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
+  registry_campaign_free(&c);
+  /* The other one stays. (A requeued quorum-queue message can take a
+   * moment to show in the count again.) */
+  assert_int_equal(wt_wait_ready(t, t->topo.dead, 1, 5000), 1);
+  int matching = 0;
+  assert_int_equal(wt_drain(t, t->topo.campaigns, id, "replay", &matching), 1);
+  assert_int_equal(matching, 1);
+  /* A second replay is refused: not DEAD. */
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, rp, out, sizeof(out)), 1);
+  watchdog_close(w1);
+  watchdog_close(w2);
+}
+
+/* SCHEDULED past due, no publisher: two watchdogs (and a publisher, when
+ * built) start at the same moment: published exactly once. */
+static void test_publisher_missing_published_once(void **state)
+{
+  struct wt *t = *state;
+  const char *id = "nopub-1";
+  wt_register(t, id, CAMPAIGN_SCHEDULED, 60, 3);
+  const char *chk[] = {"check", NULL};
+  const char *run[] = {"run", NULL};
+  pid_t pub = -1;
+  if (access(SENDONCE_PUBLISHER_BIN, X_OK) == 0)
+    pub = wt_spawn(t, SENDONCE_PUBLISHER_BIN, run, NULL);
+  pid_t a = wt_spawn(t, SENDONCE_WATCHDOG_BIN, chk, NULL);
+  pid_t b = wt_spawn(t, SENDONCE_WATCHDOG_BIN, chk, NULL);
+  int st;
+  assert_int_equal(waitpid(a, &st, 0), a);
+  assert_int_equal(waitpid(b, &st, 0), b);
+  /* Let the publisher finish whatever it started. */
+  for (int i = 0; i < 30; i++) {
+    struct registry_campaign c = wt_get(t, id);
+    bool done = c.state == CAMPAIGN_PUBLISHED;
+    registry_campaign_free(&c);
+    if (done)
+      break;
+    clock_sleep_ms(100, NULL);
+  }
+  clock_sleep_ms(1000, NULL);
+  if (pub > 0)
+    assert_int_equal(wt_stop(pub), 0);
+  struct registry_campaign c = wt_get(t, id);
+  assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
+  registry_campaign_free(&c);
+  int matching = 0;
+  assert_int_equal(wt_drain(t, t->topo.campaigns, id, NULL, &matching), 1);
+  assert_int_equal(matching, 1);
+}
+
+/* No consumer on the main queue: check exits 1 and says so; JSON too. */
+static void test_check_no_consumer(void **state)
+{
+  struct wt *t = *state;
+  char out[16384];
+  const char *chk[] = {"check", NULL};
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, chk, out, sizeof(out)), 1);
+  assert_non_null(strstr(out, "no consumer on the main queue"));
+  assert_non_null(strstr(out, "needs attention"));
+  const char *js[] = {"check", "--json", NULL};
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, js, out, sizeof(out)), 1);
+  assert_non_null(strstr(out, "\"no_consumer\""));
+
+  /* With a consumer (ours) and nothing overdue: healthy, exit 0. */
+  char err[512] = "";
+  assert_int_equal(broker_consume(t->b, t->topo.campaigns, 1, err, sizeof(err)),
+                   SO_OK);
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, chk, out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "healthy"));
+  assert_int_equal(broker_cancel_all(t->b), SO_OK);
+}
+
+/* A snapshot of what --dry-run must not change. */
+static char *snapshot(struct wt *t, const char *const *ids, size_t n)
+{
+  size_t cap = 4096;
+  char *s = calloc(1, cap);
+  assert_non_null(s);
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct registry_campaign c = wt_get(t, ids[i]);
+    off += (size_t)snprintf(
+        s + off, cap - off,
+        "%s state=%d fence=%lld lease=%lld rep=%d "
+        "rep_at=%lld upd=%lld err=%s\n",
+        ids[i], (int)c.state, (long long)c.fence, (long long)c.lease_until_ms,
+        c.republished, (long long)c.republished_at_ms,
+        (long long)c.updated_at_ms, c.last_error ? c.last_error : "-");
+    registry_campaign_free(&c);
+  }
+  /* The DLQ holds one message throughout; a requeue after a read can take
+   * a few ms to show in the count again. */
+  snprintf(s + off, cap - off, "main=%u dead=%u\n",
+           wt_ready(t, t->topo.campaigns),
+           wt_wait_ready(t, t->topo.dead, 1, 3000));
+  return s;
+}
+
+/* --dry-run changes nothing, with every action due at once; the same
+ * check without it does act (so the dry run had something to skip). */
+static void test_dry_run_changes_nothing(void **state)
+{
+  struct wt *t = *state;
+  const char *ids[] = {"dry-lost", "dry-sched", "dry-dead", "dry-stalled"};
+  wt_register(t, ids[0], CAMPAIGN_PUBLISHED, 60, 2);
+  wt_register(t, ids[1], CAMPAIGN_SCHEDULED, 60, 2);
+  wt_register(t, ids[2], CAMPAIGN_PUBLISHED, 60, 2);
+  publish_dead(t, ids[2], "bad_recipient: test");
+  wt_register(t, ids[3], CAMPAIGN_PUBLISHED, 60, 2);
+  struct registry_claim cl;
+  assert_int_equal(registry_claim(t->reg, ids[3], "gone", 500, &cl), SO_OK);
+  /* Past grace for the stalled lease and for "PUBLISHED since". */
+  clock_sleep_ms((GRACE_S + 1) * 1000, NULL);
+
+  char *before = snapshot(t, ids, 4);
+  char out[16384];
+  const char *dry[] = {"check", "--dry-run", NULL};
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, dry, out, sizeof(out)), 1);
+  assert_non_null(strstr(out, "dry-run: would republish (trigger_lost)"));
+  assert_non_null(strstr(out, "dry-run: would publish"));
+  assert_non_null(strstr(out, "dry-run: would mark DEAD"));
+  assert_non_null(strstr(out, "dry-run: would republish (takeover)"));
+  const char *run[] = {"run", "--dry-run", NULL};
+  pid_t p = wt_spawn(t, SENDONCE_WATCHDOG_BIN, run, NULL);
+  clock_sleep_ms(3000, NULL);
+  assert_int_equal(wt_stop(p), 0);
+  char *after = snapshot(t, ids, 4);
+  assert_string_equal(before, after);
+
+  const char *chk[] = {"check", NULL};
+  assert_int_equal(wt_run(t, SENDONCE_WATCHDOG_BIN, chk, out, sizeof(out)), 1);
+  char *acted = snapshot(t, ids, 4);
+  assert_string_not_equal(before, acted);
+  struct registry_campaign c = wt_get(t, ids[0]);
+  assert_int_equal(c.republished, 1);
+  registry_campaign_free(&c);
+  c = wt_get(t, ids[1]);
+  assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
+  registry_campaign_free(&c);
+  c = wt_get(t, ids[2]);
+  assert_int_equal(c.state, CAMPAIGN_DEAD);
+  registry_campaign_free(&c);
+  c = wt_get(t, ids[3]);
+  assert_int_equal(c.republished, 1);
+  registry_campaign_free(&c);
+  assert_int_equal(wt_ready(t, t->topo.campaigns), 3);
+  free(before);
+  free(after);
+  free(acted);
+}
+
+int main(int argc, char **argv)
+{
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s sqlite|pg\n", argv[0]);
+    return 2;
+  }
+  backend = testdb_backend_parse(argv[1]);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_trigger_lost_republished_once, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_backlog_queued_never_republished,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_live_lease_in_progress, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_stalled_one_takeover, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_dead_from_dlq_and_replay, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_publisher_missing_published_once,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_check_no_consumer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
