@@ -82,8 +82,8 @@ static void test_thousand_sent_once(void **state)
 }
 
 /* 500s for 400 ms and the first 40 requests, then recovery: all SENT;
- * every retry repeats the key
- * and the body; exactly one request per key succeeded. */
+ * every retry repeats the key and the body; exactly one request per key
+ * succeeded. */
 static void test_500_then_recovery(void **state)
 {
   (void)state;
