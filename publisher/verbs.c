@@ -238,11 +238,15 @@ int verbs_publish(const struct config *cfg, int argc, char **argv)
     goto done;
   if (c.state != CAMPAIGN_SCHEDULED) {
     bool gone = c.state == CAMPAIGN_DEAD;
-    fprintf(gone ? stderr : stdout,
-            "%s: campaign %s is already %s%s; nothing published\n",
-            gone ? PROG " publish" : "publish", id,
-            campaign_state_name(c.state),
-            gone ? (c.last_error ? " (dead)" : "") : "");
+    if (gone)
+      fprintf(stderr,
+              PROG
+              " publish: campaign %s is already DEAD (%s); nothing "
+              "published\n",
+              id, c.last_error ? c.last_error : "no reason recorded");
+    else
+      printf("publish: campaign %s is already %s; nothing published\n", id,
+             campaign_state_name(c.state));
     status = gone ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
     goto done;
   }
