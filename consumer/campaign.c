@@ -73,8 +73,8 @@ static int regcheck(struct run *r, int rc, const char *what)
   if (rc == SO_ERR_STALE_FENCE) {
     lease_set_lost(r->le);
     log_error(
-        "consumer: STALE FENCE campaign=%s fence=%lld op=%s: %s (lost "
-        "the lease; stopping at once)",
+        "consumer: STALE FENCE campaign=%s fence=%lld op=%s: %s (lease "
+        "lost or campaign cancelled; stopping at once)",
         r->id, (long long)r->fence, what, registry_errmsg(r->reg));
   } else if (rc != SO_OK) {
     log_warn(
@@ -536,12 +536,24 @@ static void release_now(struct run *r, bool pause)
   emit(r, EVENT_CAMPAIGN_RELEASED, why);
 }
 
+/* cancelled: a stale fence also means "cancelled" when an operator made the
+ * campaign DEAD while we held it (a write can race the control check);
+ * registry_control tells the two apart with a read, not a write. */
+static bool cancelled(struct run *r)
+{
+  enum registry_control c = REGISTRY_CONTROL_RUN;
+  return registry_control(r->reg, r->id, r->fence, &c) == SO_OK &&
+         c == REGISTRY_CONTROL_CANCEL;
+}
+
 static void finish(struct run *r, enum run_end end)
 {
   struct consumer_stats *st = r->w->sh->stats;
   int64_t budget = (int64_t)r->w->sh->cfg->registry.lease_ttl_s * 1000 / 2;
   if (budget > 5000)
     budget = 5000;
+  if ((end == END_LOST || lost(r)) && cancelled(r))
+    end = END_CANCEL;
   switch (end) {
     case END_DONE:
       finish_done(r);

@@ -338,6 +338,120 @@ static void test_bad_messages_dead_lettered_with_reason(void **state)
   harness_teardown(&h);
 }
 
+/* ---- operators: pause, resume, cancel; not_after --------------------- */
+
+static void test_pause_resume_cancel(void **state)
+{
+  (void)state;
+  const char *args[] = {"--latency-ms", "5", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  struct harness_conf c = {0};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  const char *url = harness_recipients_file(&h, "p", 3000);
+  char *body = harness_body("pz", url);
+  harness_publish(&h, "pz", body);
+  assert_true(harness_wait_sink(&h, "total", 300, 30000));
+  /* Pause: the worker stops between batches and releases, no trigger. */
+  assert_int_equal(registry_pause(h.reg, "pz"), SO_OK);
+  assert_true(harness_wait_log(&a, "released campaign=pz fence=1 reason=paused",
+                               10000));
+  struct registry_campaign rc =
+      harness_wait_state(&h, "pz", CAMPAIGN_PUBLISHED, 5000);
+  assert_true(rc.paused);
+  registry_campaign_free(&rc);
+  int64_t at_pause = harness_sink_stat(&h, "total");
+  clock_sleep_ms(1500, NULL);
+  assert_int_equal(harness_sink_stat(&h, "total"), at_pause);
+  assert_true(at_pause < 3000);
+  /* A trigger while paused is acked as a duplicate, not sent. */
+  harness_publish(&h, "pz", body);
+  assert_true(
+      harness_wait_log(&a, "campaign=pz fence=1 verdict=paused", 10000));
+  /* Resume re-triggers; it finishes from the ledger. */
+  assert_int_equal(registry_resume(h.reg, "pz"), SO_OK);
+  harness_publish(&h, "pz", body);
+  rc = harness_wait_state(&h, "pz", CAMPAIGN_DONE, 60000);
+  assert_int_equal(rc.fence, 2);
+  assert_int_equal(rc.sent, 3000);
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 3000);
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+
+  /* Cancel: the worker stops at the next check and writes nothing. */
+  char *body2 = harness_body("cz", url);
+  harness_publish(&h, "cz", body2);
+  assert_true(harness_wait_log(&a, "claimed campaign=cz fence=1", 10000));
+  assert_true(harness_wait_sink(&h, "total", 3300, 30000));
+  assert_int_equal(registry_cancel(h.reg, "cz"), SO_OK);
+  assert_true(
+      harness_wait_log(&a, "cancelled by an operator campaign=cz", 10000));
+  int64_t at_cancel = harness_sink_stat(&h, "total");
+  clock_sleep_ms(1000, NULL);
+  assert_int_equal(harness_sink_stat(&h, "total"), at_cancel);
+  assert_true(at_cancel < 6000);
+  rc = harness_wait_state(&h, "cz", CAMPAIGN_DEAD, 1000);
+  registry_campaign_free(&rc);
+
+  /* not_after already past: DEAD "expired", nothing sent. */
+  char late[1024];
+  snprintf(late, sizeof(late),
+           "{\"schema\":1,\"campaign_id\":\"late\","
+           "\"scheduled_at\":\"2020-01-01T09:00:00Z\",\"channel\":\"email\","
+           "\"content\":{},\"recipients\":[{\"address\":\"x@example.org\"}],"
+           "\"not_after\":\"2020-01-01T10:00:00Z\"}");
+  int64_t before = harness_sink_stat(&h, "total");
+  harness_publish(&h, "late", late);
+  rc = harness_wait_state(&h, "late", CAMPAIGN_DEAD, 10000);
+  assert_non_null(rc.last_error);
+  assert_non_null(strstr(rc.last_error, "expired"));
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "total"), before);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_int_equal(harness_summary(&a, "campaigns_cancelled"), 1);
+  free(body);
+  free(body2);
+  harness_teardown(&h);
+}
+
+/* ---- a provider that stays down: released, then DEAD ------------------ */
+
+static void test_provider_down_released_then_dead(void **state)
+{
+  (void)state;
+  const char *args[] = {"--error-rate", "1", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  struct harness_conf c = {.max_retries = 1, .max_attempts = 2};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body = harness_body("down", harness_recipients_file(&h, "dn", 20));
+  harness_publish(&h, "down", body);
+  /* First give-up: released with the attempt counted, trigger to the 1 s
+   * retry queue; it comes back, the second give-up makes it DEAD. */
+  assert_true(
+      harness_wait_log(&a, "released campaign=down fence=1 attempts=1", 15000));
+  struct registry_campaign rc =
+      harness_wait_state(&h, "down", CAMPAIGN_DEAD, 20000);
+  assert_int_equal(rc.fence, 2);
+  assert_non_null(rc.last_error);
+  assert_non_null(strstr(rc.last_error, "provider_down"));
+  registry_campaign_free(&rc);
+  struct broker_delivery *d = bt_get_wait(h.b, h.topo.dead, 10000);
+  assert_string_equal(d->message_id, "down");
+  const char *why = broker_delivery_header(d, "x-sendonce-error");
+  assert_non_null(why);
+  assert_int_equal(strncmp(why, "provider_down", 13), 0);
+  assert_int_equal(broker_ack(h.b, d->generation, d->tag), SO_OK);
+  broker_delivery_free(d);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_int_equal(harness_summary(&a, "campaigns_dead"), 1);
+  assert_int_equal(harness_summary(&a, "sent"), 0);
+  free(body);
+  harness_teardown(&h);
+}
+
 /* ---- registry unreachable: retry queue, nothing sent ----------------- */
 
 static void test_registry_unreachable_defers(void **state)
@@ -424,6 +538,10 @@ int main(int argc, char **argv)
     return 2;
   }
   backend = testdb_backend_parse(argv[1]);
+  /* CONSUMER_E2E_FILTER=test_kill9* runs the matching cases only. */
+  const char *filter = getenv("CONSUMER_E2E_FILTER");
+  if (filter)
+    cmocka_set_test_filter(filter);
   if (argc > 2 && strcmp(argv[2], "long") == 0) {
     const char *on = getenv("SENDONCE_TEST_LONG");
     if (!on || strcmp(on, "1") != 0) {
@@ -442,6 +560,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_kill9_takeover_finishes),
       cmocka_unit_test(test_hang_longer_than_lease_keeps_lease),
       cmocka_unit_test(test_provider_500_for_10s_then_recovers),
+      cmocka_unit_test(test_pause_resume_cancel),
+      cmocka_unit_test(test_provider_down_released_then_dead),
   };
   int failed = cmocka_run_group_tests_name("consumer_e2e", tests, NULL, NULL);
   /* The unreachable registry is PostgreSQL at a closed port: once. */
