@@ -69,7 +69,7 @@ const char *harness_config(struct harness *h, const char *name,
           "broker = { uri = \"%s\"; user = \"%s\"; heartbeat_s = 2;\n"
           "  connect_timeout_ms = 2000; confirm_timeout_ms = 5000;\n"
           "  reconnect_min_ms = 100; reconnect_max_ms = 1000; };\n",
-          testenv_get("SENDONCE_BROKER_URI"),
+          c->broker_uri ? c->broker_uri : testenv_get("SENDONCE_BROKER_URI"),
           testenv_get("SENDONCE_BROKER_USER"));
   fprintf(f,
           "topology = { prefix = \"%s\"; delivery_limit = %d;\n"

@@ -36,6 +36,7 @@ struct harness_conf {
   int retry_base_ms;       /* default 100 */
   int max_attempts;        /* default 5 */
   const char *pg_conninfo; /* override (an unreachable server) or NULL */
+  const char *broker_uri;  /* override (a proxy) or NULL */
 };
 
 struct harness_proc {

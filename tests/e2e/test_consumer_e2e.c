@@ -452,6 +452,89 @@ static void test_provider_down_released_then_dead(void **state)
   harness_teardown(&h);
 }
 
+/* ---- connection loss: reconnect while the workers keep sending -------- */
+
+static pid_t proxy_start(int port)
+{
+  char listen[128];
+  snprintf(listen, sizeof(listen),
+           "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", port);
+  char target[] = "TCP:127.0.0.1:5672";
+  char prog[] = "socat";
+  char *argv[] = {prog, listen, target, NULL};
+  return bt_spawn(argv, port);
+}
+
+static void test_connection_loss_keeps_sending(void **state)
+{
+  (void)state;
+  const char *args[] = {"--latency-ms", "2", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  int port = bt_free_port();
+  pid_t proxy = proxy_start(port);
+  struct harness_conf c = {.broker_uri =
+                               bt_uri_port("amqp", "127.0.0.1", port)};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body = harness_body("cut", harness_recipients_file(&h, "cut", 5000));
+  harness_publish(&h, "cut", body);
+  assert_true(harness_wait_log(&a, "claimed campaign=cut fence=1", 10000));
+  assert_true(harness_wait_sink(&h, "total", 500, 30000));
+  /* Cut every connection through the proxy; sending must go on. */
+  bt_kill(proxy);
+  int64_t at_cut = harness_sink_stat(&h, "total");
+  clock_sleep_ms(1500, NULL);
+  assert_true(harness_sink_stat(&h, "total") > at_cut);
+  proxy = proxy_start(port);
+  assert_true(harness_wait_log(&a, "generation=2", 15000));
+  /* Consuming resumed: a duplicate trigger is seen and dropped. */
+  harness_publish(&h, "cut", body);
+  assert_true(
+      harness_wait_log(&a, "duplicate trigger acked campaign=cut", 15000));
+  struct registry_campaign rc =
+      harness_wait_state(&h, "cut", CAMPAIGN_DONE, 60000);
+  assert_int_equal(rc.fence, 1);
+  assert_int_equal(rc.sent, 5000);
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 5000);
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  bt_kill(proxy);
+  free(body);
+  harness_teardown(&h);
+}
+
+/* ---- inline recipients, a provider that rejects one ------------------- */
+
+static void test_inline_recipients_with_reject(void **state)
+{
+  (void)state;
+  const char *args[] = {"--reject-pattern", "nobody", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  struct harness_conf c = {0};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  const char *body =
+      "{\"schema\":1,\"campaign_id\":\"inl\","
+      "\"scheduled_at\":\"2026-11-27T09:00:00Z\",\"channel\":\"sms\","
+      "\"content\":{\"text\":\"hi\"},\"recipients\":["
+      "{\"address\":\"+15550001\"},"
+      "{\"id\":\"nobody\",\"address\":\"+15550002\"},"
+      "{\"id\":\"u-3\",\"address\":\"+15550003\",\"vars\":{\"n\":3}}]}";
+  harness_publish(&h, "inl", body);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "inl", CAMPAIGN_DONE, 20000);
+  assert_int_equal(rc.total, 3);
+  assert_int_equal(rc.sent, 2);
+  assert_int_equal(rc.rejected, 1);
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "total"), 3);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  harness_teardown(&h);
+}
+
 /* ---- registry unreachable: retry queue, nothing sent ----------------- */
 
 static void test_registry_unreachable_defers(void **state)
@@ -562,6 +645,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_provider_500_for_10s_then_recovers),
       cmocka_unit_test(test_pause_resume_cancel),
       cmocka_unit_test(test_provider_down_released_then_dead),
+      cmocka_unit_test(test_connection_loss_keeps_sending),
+      cmocka_unit_test(test_inline_recipients_with_reject),
   };
   int failed = cmocka_run_group_tests_name("consumer_e2e", tests, NULL, NULL);
   /* The unreachable registry is PostgreSQL at a closed port: once. */
