@@ -29,3 +29,31 @@ if(TARGET sendonce_watchdog)
                          LABELS integration TIMEOUT 240)
   endforeach()
 endif()
+
+# End to end with real consumers and the sink: the incident replay (a
+# campaign of over 60 s at the sink, two watchdogs at 1 s / grace 5 s) and
+# the SIGSTOPped consumer's takeover, on both backends.
+if(TARGET sendonce_watchdog AND TARGET sendonce-consumer
+   AND TARGET sendonce_sink_client)
+  add_executable(test_watchdog_e2e e2e/test_watchdog_e2e.c
+                 e2e/consumer_harness.c integration/broker_testutil.c
+                 integration/registry_testdb.c)
+  target_link_libraries(test_watchdog_e2e PRIVATE sendonce sendonce_testenv
+                        sendonce_sink_client PkgConfig::CMOCKA)
+  target_include_directories(test_watchdog_e2e PRIVATE
+                             ${PROJECT_SOURCE_DIR}/tests)
+  target_compile_definitions(test_watchdog_e2e PRIVATE
+    CONSUMER_BIN="$<TARGET_FILE:sendonce-consumer>"
+    SENDONCE_WATCHDOG_BIN="$<TARGET_FILE:sendonce-watchdog>")
+  add_dependencies(test_watchdog_e2e sendonce-consumer sendonce-watchdog)
+  sendonce_target_warnings(test_watchdog_e2e)
+  foreach(backend sqlite pg)
+    add_test(NAME incident_replay_${backend}
+             COMMAND test_watchdog_e2e ${backend} incident_replay)
+    add_test(NAME watchdog_sigstop_takeover_${backend}
+             COMMAND test_watchdog_e2e ${backend} sigstop_takeover)
+    set_tests_properties(incident_replay_${backend}
+                         watchdog_sigstop_takeover_${backend} PROPERTIES
+                         LABELS e2e TIMEOUT 400)
+  endforeach()
+endif()
