@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "clock.h"
+#include "mgmt.h"
 #include "integration/broker_testutil.h"
 #include "integration/watchdog_testutil.h"
 #include "testenv.h"
@@ -408,6 +409,69 @@ static void test_dry_run_changes_nothing(void **state)
   free(acted);
 }
 
+/* The management client: vhost from a URI like the broker reads it, a
+ * queue's facts, a missing queue, and refused credentials with a clear
+ * message that does not carry the password. */
+static void test_mgmt_client(void **state)
+{
+  struct wt *t = *state;
+  char vhost[64];
+  assert_int_equal(
+      mgmt_vhost_from_uri("amqp://h:5672/sendonce", vhost, sizeof(vhost)),
+      SO_OK);
+  assert_string_equal(vhost, "sendonce");
+  assert_int_equal(mgmt_vhost_from_uri("amqps://h/%2f", vhost, sizeof(vhost)),
+                   SO_OK);
+  assert_string_equal(vhost, "/");
+  assert_int_equal(mgmt_vhost_from_uri("amqp://h", vhost, sizeof(vhost)),
+                   SO_OK);
+  assert_string_equal(vhost, "/");
+  assert_int_equal(mgmt_vhost_from_uri("http://h/x", vhost, sizeof(vhost)),
+                   SO_ERR_INVALID);
+  assert_int_equal(mgmt_vhost_from_uri("amqp://h/sendonce", vhost, 4),
+                   SO_ERR_TOO_LARGE);
+
+  struct mgmt_options mo = {
+      .url = testenv_get("SENDONCE_WATCHDOG_MGMT_URL"),
+      .user = testenv_get("SENDONCE_BROKER_USER"),
+      .password = testenv_get("SENDONCE_BROKER_PASSWORD"),
+      .vhost = bt_vhost(),
+      .timeout_ms = 5000,
+  };
+  struct mgmt *m = NULL;
+  char err[512] = "";
+  assert_int_equal(mgmt_open(&mo, &m, err, sizeof(err)), SO_OK);
+  struct mgmt_queue q;
+  assert_int_equal(mgmt_queue_get(m, t->topo.campaigns, &q, err, sizeof(err)),
+                   SO_OK);
+  assert_int_equal(q.consumers, 0);
+  assert_int_equal(q.unacked, 0);
+  /* A queue declared a moment ago has no statistics yet: state "". */
+  assert_true(q.state[0] == '\0' || strcmp(q.state, "running") == 0);
+  assert_int_equal(
+      mgmt_queue_get(m, "no-such-queue-here", &q, err, sizeof(err)),
+      SO_ERR_NOTFOUND);
+  mgmt_close(m);
+
+  mo.password = "definitely-not-the-password";
+  assert_int_equal(mgmt_open(&mo, &m, err, sizeof(err)), SO_OK);
+  assert_int_equal(mgmt_queue_get(m, t->topo.campaigns, &q, err, sizeof(err)),
+                   SO_ERR_REFUSED);
+  assert_non_null(strstr(err, "management API refused the credentials"));
+  assert_non_null(strstr(err, "management (or monitoring) tag"));
+  assert_null(strstr(err, "definitely-not-the-password"));
+  mgmt_close(m);
+
+  mo.url = "ftp://127.0.0.1/";
+  assert_int_equal(mgmt_open(&mo, &m, err, sizeof(err)), SO_ERR_INVALID);
+  mo.url = "http://127.0.0.1:1";
+  mo.password = "x";
+  assert_int_equal(mgmt_open(&mo, &m, err, sizeof(err)), SO_OK);
+  assert_int_equal(mgmt_queue_get(m, "q", &q, err, sizeof(err)),
+                   SO_ERR_UNAVAILABLE);
+  mgmt_close(m);
+}
+
 int main(int argc, char **argv)
 {
   if (argc != 2) {
@@ -431,6 +495,7 @@ int main(int argc, char **argv)
       cmocka_unit_test_setup_teardown(test_check_no_consumer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_mgmt_client, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
