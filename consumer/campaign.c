@@ -59,6 +59,9 @@ struct run {
   int64_t sent, rejected; /* this run */
   char reason[512];       /* why it ended, for GAVE_UP / LIST_FAIL */
   int list_status;        /* recipients_next_batch's failure */
+  bool settled;           /* a final write (complete, release, fail)
+                             succeeded: a lease refusal after it is
+                             expected, not a loss */
 };
 
 static bool lost(struct run *r)
@@ -339,8 +342,13 @@ static void drain(struct run *r, int64_t budget_ms)
   }
   size_t dropped = sender_cancel_all(r->s);
   stats_add(&r->w->sh->stats->in_flight, -(long long)dropped);
-  while (sender_in_flight(r->s) > 0 && r->n_marks < r->batch * 2)
+  /* Outcomes that finished before the cancel: record them all, or a
+   * resume would resend them. */
+  while (sender_in_flight(r->s) > 0 && !lost(r)) {
     (void)collect(r, 0);
+    if (r->n_marks >= r->batch && flush(r) != SO_OK)
+      break;
+  }
   int64_t give_up = clock_monotonic_ms() + budget_ms;
   while (r->n_marks && !lost(r) && flush(r) != SO_ERR_STALE_FENCE &&
          r->n_marks && clock_monotonic_ms() < give_up && !worker_hurry(r->w))
@@ -429,11 +437,9 @@ static void finish_done(struct run *r)
       rc = regcheck(r, registry_complete(r->reg, r->id, r->fence), "complete");
     while (again(r, rc, until));
   }
-  if (rc != SO_OK) {
-    if (rc == SO_ERR_STALE_FENCE)
-      stats_add(&st->campaigns_lost, 1);
-    return;
-  }
+  if (rc != SO_OK)
+    return; /* a stale fence is counted by finish() */
+  r->settled = true;
   stats_add(&st->campaigns_done, 1);
   struct registry_campaign c = {0};
   if (registry_get(r->reg, r->id, &c) == SO_OK) {
@@ -469,6 +475,7 @@ static void give_up_or_retry(struct run *r, bool permanent)
     while (again(r, rc, until));
     if (rc != SO_OK)
       return;
+    r->settled = true;
     stats_add(&sh->stats->campaigns_dead, 1);
     log_error(
         "consumer: campaign dead campaign=%s fence=%lld attempts=%d "
@@ -490,6 +497,7 @@ static void give_up_or_retry(struct run *r, bool permanent)
   while (again(r, rc, until));
   if (rc != SO_OK)
     return;
+  r->settled = true;
   stats_add(&sh->stats->campaigns_released, 1);
   const struct topology *t = sh->topo;
   const char *q = NULL;
@@ -525,6 +533,7 @@ static void release_now(struct run *r, bool pause)
   while (again(r, rc, until));
   if (rc != SO_OK)
     return;
+  r->settled = true;
   stats_add(&sh->stats->campaigns_released, 1);
   log_info(
       "consumer: released campaign=%s fence=%lld reason=%s sent=%lld "
@@ -585,7 +594,7 @@ static void finish(struct run *r, enum run_end end)
     case END_LOST:
       break;
   }
-  if (lost(r)) {
+  if (lost(r) && !r->settled) {
     abandon(r);
     stats_add(&st->campaigns_lost, 1);
     log_error(

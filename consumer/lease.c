@@ -57,9 +57,9 @@ static void renew_one(struct lease *l, struct lease_entry *e, int64_t now)
   }
   if (rc == SO_ERR_STALE_FENCE) {
     atomic_store(&e->lost, true);
-    log_error(
-        "consumer: lease LOST campaign=%s fence=%lld: %s (someone "
-        "took over or the lease expired; the worker stops now)",
+    log_warn(
+        "consumer: lease refused campaign=%s fence=%lld: %s (taken "
+        "over, expired, cancelled or just ended; the worker stops)",
         e->campaign_id, (long long)e->fence, registry_errmsg(l->reg));
     e->due_ms = INT64_MAX;
     return;

@@ -13,10 +13,12 @@ if(TARGET sendonce-consumer)
                         sendonce_sink_client PkgConfig::CMOCKA)
   target_include_directories(test_consumer_e2e PRIVATE
                              ${PROJECT_SOURCE_DIR}/tests)
-  # Peak RSS limit of the million check: 64 MiB as promised; sanitizer
-  # builds carry shadow memory and a quarantine, so they get more room.
+  # Peak RSS limit of the million check: 64 MiB as promised. Sanitizer
+  # builds carry shadow memory and a 256 MiB quarantine (measured: 367 MiB
+  # under ASan), which says nothing about the program: there the check
+  # skips (0 = no limit) and only a plain build measures it.
   if(SENDONCE_SANITIZE OR SENDONCE_TSAN)
-    set(consumer_rss_kib 262144)
+    set(consumer_rss_kib 0)
   else()
     set(consumer_rss_kib 65536)
   endif()

@@ -631,6 +631,12 @@ int main(int argc, char **argv)
       fprintf(stderr, "skipped: set SENDONCE_TEST_LONG=1 to run it\n");
       return 77;
     }
+    if (CONSUMER_RSS_LIMIT_KIB == 0) {
+      fprintf(stderr,
+              "skipped: the peak-RSS check needs a build without "
+              "sanitizers\n");
+      return 77;
+    }
     const struct CMUnitTest longt[] = {
         cmocka_unit_test(test_million_recipients_bounded_rss),
     };
