@@ -403,6 +403,10 @@ int verbs_run(const struct config *cfg, int argc, char **argv)
       printf("usage: " PROG " [OPTIONS] run\n");
       return CLI_EXIT_OK;
     }
+    if (strncmp(argv[1], "--", 2) == 0)
+      return usage("run", "",
+                   "takes no options; common options such as --config go "
+                   "before the verb: " PROG " --config FILE run");
     return usage("run", "", "takes no arguments");
   }
   struct sigaction sa;
