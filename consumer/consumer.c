@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +64,17 @@ static int check_registry(const struct worker_shared *sh)
 
 int consumer_run_cb(const struct config *cfg, int argc, char **argv)
 {
-  (void)argc;
-  (void)argv;
+  if (argc > 1) {
+    bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+    if (!help)
+      fprintf(stderr, "sendonce-consumer run: unexpected argument '%s'\n",
+              argv[1]);
+    fprintf(help ? stdout : stderr,
+            "usage: sendonce-consumer [OPTIONS] run\n"
+            "Consume campaign-due triggers and send each campaign once, "
+            "until SIGTERM\n(a second SIGTERM hurries the shutdown).\n");
+    return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+  }
   int exit_status = CLI_EXIT_FAILURE;
   char err[1024] = "";
   struct topology topo;
