@@ -11,6 +11,7 @@
 #include "recipients.h"
 #include "registry.h"
 #include "sender.h"
+#include "timing.h"
 
 /* How a run ends (see campaign.h). */
 enum run_end {
@@ -39,6 +40,7 @@ struct run {
   int64_t fence;
   struct lease_entry *le;
   struct sender *s;
+  struct timing *timing; /* submit times of recipients in flight */
   struct recipients_reader *rd;
   size_t batch; /* mark_batch_size */
   /* the batch read but not yet handed to the sender */
@@ -214,6 +216,7 @@ static int feed(struct run *r)
           r->id, (long long)r->fence, it->r.id);
       continue;
     }
+    timing_put(r->timing, it->r.id, clock_monotonic_ms());
     submitted++;
   }
   stats_add(&r->w->sh->stats->in_flight, (long long)submitted);
@@ -241,8 +244,12 @@ static bool collect(struct run *r, int timeout_ms)
   bool gave_up = false;
   struct consumer_stats *st = r->w->sh->stats;
   stats_add(&st->in_flight, -(long long)n);
+  int64_t now = clock_monotonic_ms();
   for (size_t i = 0; i < n; i++) {
     struct sender_result *x = &res[i];
+    int64_t took;
+    if (x->recipient_id && timing_take(r->timing, x->recipient_id, now, &took))
+      stats_latency(st, took);
     if (x->outcome == SENDER_GAVE_UP) {
       /* Left INFLIGHT: a resume resends it with the same key. */
       if (!gave_up)
@@ -626,6 +633,7 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
   r.tmp_marks = calloc(r.batch, sizeof(*r.tmp_marks));
   r.marks = calloc(r.batch * 2, sizeof(*r.marks));
   r.ids = calloc(r.batch, sizeof(*r.ids));
+  r.timing = timing_new(r.batch * 2);
   if (!r.le || !r.items || !r.needs || !r.tmp_marks || !r.marks || !r.ids) {
     /* No memory to run it: leave the lease to lapse; the watchdog
      * recreates the trigger. */
@@ -669,5 +677,6 @@ out:
   free(r.tmp_marks);
   free(r.marks);
   free(r.ids);
+  timing_free(r.timing);
   stats_add(&w->sh->stats->active_campaigns, -1);
 }

@@ -15,6 +15,11 @@
 #define STATS_LAG_BUCKETS 6
 extern const int64_t stats_lag_bounds_ms[STATS_LAG_BUCKETS];
 
+/* The same for the time from handing a recipient to the sender to its
+ * outcome (the provider's latency, retries included). */
+#define STATS_LATENCY_BUCKETS 8
+extern const int64_t stats_latency_bounds_ms[STATS_LATENCY_BUCKETS];
+
 struct consumer_stats {
   /* deliveries by outcome */
   atomic_llong deliveries;        /* taken by a worker */
@@ -43,6 +48,11 @@ struct consumer_stats {
   atomic_llong renewal_failures; /* registry unreachable or busy */
   atomic_llong renewal_lag_max_ms;
   atomic_llong renewal_lag[STATS_LAG_BUCKETS + 1];
+  /* provider latency per recipient (submit to outcome) */
+  atomic_llong latency[STATS_LATENCY_BUCKETS + 1];
+  atomic_llong latency_count;
+  atomic_llong latency_sum_ms;
+  atomic_llong latency_max_ms;
   /* the broker */
   atomic_llong publish_failures; /* confirms that did not come */
 };
@@ -63,6 +73,9 @@ void stats_init(struct consumer_stats *s);
 
 /* stats_lag: record one renewal's lag (how late it ran), ms. */
 void stats_lag(struct consumer_stats *s, int64_t lag_ms);
+
+/* stats_latency: record one recipient's submit-to-outcome time, ms. */
+void stats_latency(struct consumer_stats *s, int64_t ms);
 
 /* stats_log_summary: one info line with every counter, e.g. at exit. */
 void stats_log_summary(const struct consumer_stats *s);

@@ -4,6 +4,13 @@
 # is labelled `long` (minutes under the sanitizers) and runs only with
 # SENDONCE_TEST_LONG=1 (else it exits 77 = skipped):
 #   SENDONCE_TEST_LONG=1 ctest --test-dir <build> -L long
+# The consumer's pure parts (timing table, stats histograms).
+if(TARGET sendonce_consumer)
+  sendonce_add_test(NAME test_consumer_timing LABEL unit
+                    SOURCES unit/test_consumer_timing.c
+                    LIBS sendonce_consumer)
+endif()
+
 # (tests/sink.cmake, included after this file, defines sendonce_sink_client.)
 if(TARGET sendonce-consumer)
   add_executable(test_consumer_e2e e2e/test_consumer_e2e.c
