@@ -30,9 +30,10 @@ if(TARGET sendonce_watchdog)
   endforeach()
 endif()
 
-# End to end with real consumers and the sink: the incident replay (a
-# campaign of over 60 s at the sink, two watchdogs at 1 s / grace 5 s) and
-# the SIGSTOPped consumer's takeover, on both backends.
+# End to end with real consumers and the sink, on both backends: the
+# incident replay (a campaign of over 60 s at the sink, two watchdogs at 1 s
+# / grace 5 s), the SIGSTOPped consumer's takeover, and a campaign queued
+# behind a busy consumer + a purged trigger + a poison replayed.
 if(TARGET sendonce_watchdog AND TARGET sendonce-consumer
    AND TARGET sendonce_sink_client)
   add_executable(test_watchdog_e2e e2e/test_watchdog_e2e.c
@@ -52,8 +53,11 @@ if(TARGET sendonce_watchdog AND TARGET sendonce-consumer
              COMMAND test_watchdog_e2e ${backend} incident_replay)
     add_test(NAME watchdog_sigstop_takeover_${backend}
              COMMAND test_watchdog_e2e ${backend} sigstop_takeover)
+    add_test(NAME watchdog_queued_lost_poison_${backend}
+             COMMAND test_watchdog_e2e ${backend} queued_lost_poison)
     set_tests_properties(incident_replay_${backend}
-                         watchdog_sigstop_takeover_${backend} PROPERTIES
+                         watchdog_sigstop_takeover_${backend}
+                         watchdog_queued_lost_poison_${backend} PROPERTIES
                          LABELS e2e TIMEOUT 400)
   endforeach()
 endif()

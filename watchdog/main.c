@@ -16,11 +16,11 @@ static const struct cli_verb verbs[] = {
     {"run", "[--dry-run]", "daemon: a reconciliation pass every interval",
      verbs_run},
     {"check", "[--dry-run] [--json]",
-     "one pass as a table; exit 1 needs attention, 2 error", verbs_check},
+     "one pass, as a table; 1: needs attention, 2: error", verbs_check},
     {"status", "[--json] CAMPAIGN_ID", "everything known about one campaign",
      verbs_status},
     {"replay", "[--dry-run] CAMPAIGN_ID",
-     "DEAD campaign: trigger back from the DLQ, PUBLISHED", verbs_replay},
+     "a DEAD campaign back from the DLQ, PUBLISHED", verbs_replay},
 };
 
 static const struct cli_program program = {

@@ -162,6 +162,37 @@ static void print_table(const struct watchdog_report *r, bool dry_run)
          dry_run ? " (dry run: nothing was changed)" : "");
 }
 
+/* status ID: the registry row, then the one-row table and queue facts. */
+static void print_status(const struct watchdog_report *r)
+{
+  const struct watchdog_row *row = &r->rows[0];
+  const struct registry_campaign *c = &row->c;
+  char t[CLOCK_RFC3339_LEN] = "?", lease[32], prog[48];
+  (void)clock_format_rfc3339(c->scheduled_at_ms, t, sizeof(t));
+  fmt_lease(row, lease, sizeof(lease));
+  fmt_progress(c, prog, sizeof(prog));
+  printf("campaign:     %s\n", c->campaign_id);
+  printf("state:        %s%s\n", campaign_state_name(c->state),
+         c->paused ? " (paused)" : "");
+  printf("scheduled_at: %s\n", t);
+  printf("channel:      %s\n", c->channel ? c->channel : "-");
+  printf("owner:        %s (fence %lld, lease %s)\n", c->owner ? c->owner : "-",
+         (long long)c->fence, lease);
+  printf("progress:     %s (%lld sent, %lld rejected)", prog,
+         (long long)c->sent, (long long)c->rejected);
+  if (row->v.progress_age_ms >= 0)
+    printf(", last progress %llds ago",
+           (long long)(row->v.progress_age_ms / 1000));
+  printf("\nattempts:     %d\nrepublished:  %d\nlast_error:   %s\n",
+         c->attempts, c->republished, c->last_error ? c->last_error : "-");
+  if (!r->dlq_known)
+    printf("in DLQ:       unknown (the DLQ could not be read)\n");
+  else if (row->in_dlq)
+    printf("in DLQ:       yes: %s\n", row->dlq_reason);
+  else
+    printf("in DLQ:       no\n");
+}
+
 static json_object *jstr(const char *s)
 {
   return s ? json_object_new_string(s) : json_object_new_null();
@@ -306,20 +337,7 @@ int verbs_status(const struct config *cfg, int argc, char **argv)
     if (o.json) {
       print_json(&r, false);
     } else {
-      const struct registry_campaign *c = &r.rows[0].c;
-      char t[CLOCK_RFC3339_LEN] = "?";
-      (void)clock_format_rfc3339(c->scheduled_at_ms, t, sizeof(t));
-      printf(
-          "campaign:     %s\nstate:        %s%s\nscheduled_at: %s\n"
-          "channel:      %s\nowner:        %s\nfence:        %lld\n"
-          "attempts:     %d\nrepublished:  %d\nlast_error:   %s\n"
-          "in DLQ:       %s%s%s\n",
-          c->campaign_id, campaign_state_name(c->state),
-          c->paused ? " (paused)" : "", t, c->channel ? c->channel : "-",
-          c->owner ? c->owner : "-", (long long)c->fence, c->attempts,
-          c->republished, c->last_error ? c->last_error : "-",
-          r.rows[0].in_dlq ? "yes: " : "no",
-          r.rows[0].in_dlq ? r.rows[0].dlq_reason : "", "");
+      print_status(&r);
       print_table(&r, false);
     }
     status = report_exit(&r);

@@ -350,20 +350,106 @@ static int any_published(const struct registry_campaign *list, size_t n)
 }
 
 /* Read the DLQ and put it back at once (the pass only needs to know). */
+int watchdog_read_dlq(struct watchdog *w, struct dlq **out, bool *uncertain,
+                      char *err, size_t errlen)
+{
+  *out = NULL;
+  *uncertain = false;
+  int64_t held = 0;
+  for (int attempt = 0;; attempt++) {
+    struct dlq *d = NULL;
+    int rc =
+        dlq_read(w->broker, w->topo.dead, WATCHDOG_DLQ_LIMIT, &d, err, errlen);
+    if (rc)
+      return rc;
+    if (dlq_count(d) > 0) {
+      *out = d;
+      return SO_OK;
+    }
+    /* Empty to us. While another reader (a second watchdog, a replay)
+     * holds the DLQ's messages unacked, or a requeue is still landing, a
+     * get finds nothing: ask the management API whether the DLQ holds
+     * messages, and look again a moment later if so. */
+    struct mgmt_queue mq;
+    char why[256];
+    int64_t in_dlq = 0;
+    if (mgmt_queue_get(w->mgmt, w->topo.dead, &mq, why, sizeof(why)) == SO_OK)
+      in_dlq = mq.ready + mq.unacked;
+    if (in_dlq == 0 || attempt == WATCHDOG_DLQ_RETRIES) {
+      held = in_dlq;
+      *out = d;
+      break;
+    }
+    (void)dlq_finish(w->broker, d, NULL, NULL);
+    /* Spread the retries so two watchdogs do not stay in lockstep. */
+    clock_sleep_ms(150 + (clock_monotonic_ms() % 100), NULL);
+  }
+  if (held > 0) {
+    *uncertain = true;
+    log_warn(
+        "watchdog: the DLQ reads empty but holds %lld message(s) "
+        "(another reader has them, or the count is stale): DLQ facts "
+        "unknown this pass queue=%s",
+        (long long)held, w->topo.dead);
+  }
+  return SO_OK;
+}
+
 static struct dlq *read_dlq(struct watchdog *w, struct watchdog_report *r)
 {
   struct dlq *d = NULL;
   char why[512] = "";
-  int rc = dlq_read(w->broker, w->topo.dead, WATCHDOG_DLQ_LIMIT, &d, why,
-                    sizeof(why));
+  bool uncertain = false;
+  int rc = watchdog_read_dlq(w, &d, &uncertain, why, sizeof(why));
   if (rc) {
     log_warn("watchdog: cannot read the DLQ: %s queue=%s", why, w->topo.dead);
     return NULL;
   }
-  r->dlq_known = true;
+  /* Uncertain counts as unknown: no decision may rest on "not in the
+   * DLQ" (a trigger lost could be a poison held by another reader). */
+  r->dlq_known = !uncertain;
   r->dlq_count = dlq_count(d);
   r->dlq_truncated = dlq_truncated(d);
   return d;
+}
+
+static bool listed(const struct registry_campaign *list, size_t n,
+                   const char *id)
+{
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(list[i].campaign_id, id) == 0)
+      return true;
+  return false;
+}
+
+/* The DEAD campaigns with a trigger in the DLQ that are not in `list`, at
+ * most WATCHDOG_MAX_DEAD_ROWS; *out is owned by the caller. */
+static size_t dead_in_dlq(struct watchdog *w, const struct dlq *d,
+                          const struct registry_campaign *list, size_t n,
+                          struct registry_campaign **out)
+{
+  size_t cnt = 0;
+  *out = NULL;
+  for (size_t i = 0; i < dlq_count(d) && cnt < WATCHDOG_MAX_DEAD_ROWS; i++) {
+    const char *id = dlq_entry_at(d, i)->campaign_id;
+    if (!id[0] || listed(list, n, id) || listed(*out, cnt, id))
+      continue;
+    struct registry_campaign c = {0};
+    if (registry_get(w->reg, id, &c) != SO_OK)
+      continue; /* unknown to the registry: counted as unmatched */
+    if (c.state != CAMPAIGN_DEAD) {
+      registry_campaign_free(&c);
+      continue; /* not due long enough to be judged yet */
+    }
+    struct registry_campaign *grown = realloc(*out, (cnt + 1) * sizeof(**out));
+    if (!grown) {
+      registry_campaign_free(&c);
+      break;
+    }
+    *out = grown;
+    (*out)[cnt++] = c;
+  }
+  return cnt;
 }
 
 int watchdog_pass(struct watchdog *w, struct watchdog_report *r, char *err,
@@ -382,40 +468,43 @@ int watchdog_pass(struct watchdog *w, struct watchdog_report *r, char *err,
     r->registry_now_ms = n > 0 ? list[0].registry_now_ms : clock_now_ms();
   read_queues(w, any_published(list, n), &r->q);
   struct dlq *d = read_dlq(w, r);
-  /* Put the DLQ back before acting: our actions publish and must not hold
-   * the DLQ's messages meanwhile. The entries are copied per row. */
-  r->rows = calloc(n ? n : 1, sizeof(*r->rows));
-  if (!r->rows) {
+  /* DEAD campaigns are not overdue any more, but one whose trigger sits in
+   * the DLQ is what an operator looks for: list it too, with its reason. */
+  struct registry_campaign *dead = NULL;
+  size_t n_dead = dead_in_dlq(w, d, list, n, &dead);
+  size_t total = n + n_dead;
+  r->rows = calloc(total ? total : 1, sizeof(*r->rows));
+  struct verdict_broker *vbs = calloc(total ? total : 1, sizeof(*vbs));
+  if (!r->rows || !vbs) {
     (void)dlq_finish(w->broker, d, NULL, NULL);
     registry_campaigns_free(list, n);
+    registry_campaigns_free(dead, n_dead);
+    free(vbs);
+    free(r->rows);
+    r->rows = NULL;
     return SO_ERR_NOMEM;
   }
-  r->n = n;
-  struct verdict_broker *vbs = calloc(n ? n : 1, sizeof(*vbs));
-  if (!vbs) {
-    (void)dlq_finish(w->broker, d, NULL, NULL);
-    registry_campaigns_free(list, n);
-    watchdog_report_free(r);
-    return SO_ERR_NOMEM;
-  }
-  size_t matched = 0;
-  for (size_t i = 0; i < n; i++) {
+  r->n = total;
+  for (size_t i = 0; i < total; i++) {
     struct watchdog_row *row = &r->rows[i];
-    row->c = list[i]; /* moved: the row owns the strings now */
+    /* moved: the row owns the strings now */
+    row->c = i < n ? list[i] : dead[i - n];
     campaign_facts(&r->q, &row->c, d, r->dlq_known, &vbs[i], row);
-    matched += row->in_dlq;
   }
-  free(list); /* the array only; the strings moved to the rows */
+  free(list); /* the arrays only; the strings moved to the rows */
+  free(dead);
   for (size_t i = 0; i < dlq_count(d); i++) {
     const struct dlq_entry *e = dlq_entry_at(d, i);
     bool in_rows = false;
-    for (size_t j = 0; j < n && !in_rows; j++)
+    for (size_t j = 0; j < total && !in_rows; j++)
       in_rows = strcmp(r->rows[j].c.campaign_id, e->campaign_id) == 0;
     if (!in_rows)
       r->dlq_unmatched++;
   }
-  (void)matched;
+  /* Put the DLQ back before acting: our actions publish and must not hold
+   * the DLQ's messages meanwhile (each row has its own copy). */
   (void)dlq_finish(w->broker, d, NULL, NULL);
+  n = total;
 
   for (size_t i = 0; i < n; i++) {
     struct watchdog_row *row = &r->rows[i];

@@ -1,7 +1,8 @@
 /* watchdog.h - one reconciliation pass of registry + broker + DLQ, and the
  * operator's verbs on one campaign (status, replay).
  *
- * A pass: list the campaigns overdue by more than grace (registry), read
+ * A pass: list the campaigns overdue by more than grace (registry) and the
+ * DEAD campaigns whose trigger is in the DLQ (reported, never acted on), read
  * the queue facts (exact ready and consumer counts over AMQP, unacked from
  * the management API), read the DLQ (dlq.h), decide each campaign with
  * verdict_decide() and act on the verdict:
@@ -46,6 +47,7 @@
 #define WATCHDOG_RESAMPLE_MS 1500
 #define WATCHDOG_MAX_CAMPAIGNS 1000 /* overdue campaigns judged per pass */
 #define WATCHDOG_DLQ_LIMIT 10000    /* DLQ messages read per pass */
+#define WATCHDOG_MAX_DEAD_ROWS 100  /* DEAD campaigns listed from the DLQ */
 
 struct watchdog;
 

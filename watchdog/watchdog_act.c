@@ -257,9 +257,18 @@ int watchdog_replay(struct watchdog *w, const char *id, char *msg,
     rc = SO_ERR_CONFLICT;
     goto out;
   }
-  if ((rc = dlq_read(w->broker, w->topo.dead, WATCHDOG_DLQ_LIMIT, &d, why,
-                     sizeof(why)))) {
+  bool uncertain = false;
+  if ((rc = watchdog_read_dlq(w, &d, &uncertain, why, sizeof(why)))) {
     msgf(msg, msglen, "cannot read the DLQ: %s", why);
+    goto out;
+  }
+  if (uncertain) {
+    /* Replaying without removing the copy would leave a PUBLISHED
+     * campaign with its trigger in the DLQ: the next pass marks it DEAD. */
+    msgf(msg, msglen,
+         "the DLQ is being read by another process (a watchdog?): try "
+         "again");
+    rc = SO_ERR_UNAVAILABLE;
     goto out;
   }
   size_t copies = 0;

@@ -38,6 +38,16 @@ struct watchdog {
   int64_t alert_no_consumer_sent, alert_dlq_sent; /* monotonic ms */
 };
 
+/* watchdog_read_dlq: dlq_read() of the DLQ; when it reads empty although
+ * the management API counts messages in it (another reader holds them, or
+ * a requeue is still landing), read again up to WATCHDOG_DLQ_RETRIES times
+ * ~200 ms apart; if it still reads empty, *uncertain = true. *out must be
+ * ended with dlq_finish(). */
+#define WATCHDOG_DLQ_RETRIES 5
+struct dlq;
+int watchdog_read_dlq(struct watchdog *w, struct dlq **out, bool *uncertain,
+                      char *err, size_t errlen) SO_MUST_CHECK;
+
 /* watchdog_act: carry out row->v.action (or only describe it with
  * dry_run), filling row->outcome and row->failed. `h` is the previous
  * pass's memory of the campaign (NULL: none) so that alert events go out

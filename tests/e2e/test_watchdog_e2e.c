@@ -13,6 +13,11 @@
  *    fence+1; after SIGCONT the stopped worker's next fenced write fails
  *    and it stops; raw duplicates within the in-flight window, none
  *    accepted twice by a sink that honours keys.
+ *  queued_lost_poison: a campaign waiting behind a busy consumer past its
+ *    grace is reported queued and never republished; a trigger purged
+ *    while PUBLISHED is republished once and completes; a poison campaign
+ *    (its recipients file missing) is dead, listed by check; replay after
+ *    the fix brings it back and it completes.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -328,10 +333,194 @@ static void test_sigstop_takeover(void **state)
   harness_teardown(&h);
 }
 
+/* ---- queued behind a busy consumer, a purged trigger, a poison --------- */
+
+/* Run the watchdog binary with `verb` and `arg` (may be NULL), stdout in
+ * out; returns the exit status. */
+static int wd_run(const char *config, const char *verb, const char *arg,
+                  char *out, size_t outlen)
+{
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execl(SENDONCE_WATCHDOG_BIN, SENDONCE_WATCHDOG_BIN, "--config", config,
+          "--log-level", "error", verb, arg, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  size_t len = 0;
+  ssize_t k;
+  while (len + 1 < outlen &&
+         (k = read(fds[0], out + len, outlen - 1 - len)) > 0)
+    len += (size_t)k;
+  out[len] = '\0';
+  close(fds[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Verdict lines about `id` while it was in `state`: how many, and how many
+ * of them said `label`. */
+static void verdicts_in_state(const char *log, const char *id,
+                              const char *state, const char *label, int *n,
+                              int *with_label)
+{
+  char *s = slurp(log);
+  char key[160], st[64];
+  snprintf(key, sizeof(key), " campaign=%s ", id);
+  snprintf(st, sizeof(st), " state=%s ", state);
+  *n = *with_label = 0;
+  char *next = NULL;
+  for (char *line = s; line && *line; line = next) {
+    char *nl = strchr(line, '\n');
+    next = nl ? nl + 1 : NULL;
+    if (nl)
+      *nl = '\0';
+    if (!strstr(line, key) || !strstr(line, st))
+      continue;
+    (*n)++;
+    *with_label += strstr(line, label) != NULL;
+  }
+  free(s);
+}
+
+#define BUSY_N 600 /* 600 x 100 ms / 4 in flight = 15 s */
+#define WAIT_N 20
+#define PURGED_N 30
+#define POISON_N 25
+
+static void test_queued_lost_poison(void **state)
+{
+  (void)state;
+  const char *args[] = {"--latency-ms", "100", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  if (backend == REGISTRY_POSTGRESQL)
+    setenv("SENDONCE_REGISTRY_PG_CONNINFO", h.db.pg_conninfo, 1);
+  struct harness_conf c = {
+      .lease_ttl_s = 3, .mark_batch_size = 5, .workers = 1, .concurrency = 4};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *busy =
+      harness_body("busy", harness_recipients_file(&h, "busy", BUSY_N));
+  harness_publish(&h, "busy", busy);
+  assert_true(harness_wait_log(&a, "claimed campaign=busy fence=1", 10000));
+  /* Behind it (one worker, busy for 15 s): a campaign that waits,
+   * registered and published as the publisher does it. */
+  char *waiting =
+      harness_body("waiting", harness_recipients_file(&h, "waiting", WAIT_N));
+  struct registry_new_campaign wc = {.campaign_id = "waiting",
+                                     .scheduled_at_ms = clock_now_ms() - 60000,
+                                     .channel = "email",
+                                     .payload = waiting};
+  bool created = false;
+  assert_int_equal(registry_register(h.reg, &wc, CAMPAIGN_PUBLISHED, &created),
+                   SO_OK);
+  harness_publish(&h, "waiting", waiting);
+  /* A poison: its recipients file is missing (the operator fixes that
+   * later by putting it back). */
+  char url[400];
+  snprintf(url, sizeof(url), "%s",
+           harness_recipients_file(&h, "poison", POISON_N));
+  char path[400], hidden[420];
+  snprintf(path, sizeof(path), "%s", url + strlen("file://"));
+  snprintf(hidden, sizeof(hidden), "%s.hidden", path);
+  assert_int_equal(rename(path, hidden), 0);
+  char *poison = harness_body("poison", url);
+  harness_publish(&h, "poison", poison);
+  /* A trigger purged before anyone saw it: the registry knows the
+   * campaign (the publisher registered it), no queue holds it. */
+  char *purged =
+      harness_body("purged", harness_recipients_file(&h, "purged", PURGED_N));
+  struct registry_new_campaign nc = {.campaign_id = "purged",
+                                     .scheduled_at_ms = clock_now_ms() - 60000,
+                                     .channel = "email",
+                                     .payload = purged};
+  assert_int_equal(registry_register(h.reg, &nc, CAMPAIGN_PUBLISHED, &created),
+                   SO_OK);
+
+  const char *conf = wd_config(&h, &c, 5);
+  struct wd_proc w1, w2;
+  wd_start(&h, &w1, conf, "wd1");
+  wd_start(&h, &w2, conf, "wd2");
+
+  struct registry_campaign rc =
+      harness_wait_state(&h, "busy", CAMPAIGN_DONE, 60000);
+  registry_campaign_free(&rc);
+  rc = harness_wait_state(&h, "waiting", CAMPAIGN_DONE, 30000);
+  assert_int_equal(rc.republished, 0);
+  assert_int_equal(rc.sent, WAIT_N);
+  registry_campaign_free(&rc);
+  rc = harness_wait_state(&h, "poison", CAMPAIGN_DEAD, 30000);
+  assert_int_equal(rc.republished, 0);
+  registry_campaign_free(&rc);
+  rc = harness_wait_state(&h, "purged", CAMPAIGN_DONE, 30000);
+  assert_int_equal(rc.republished, 1);
+  assert_int_equal(rc.sent, PURGED_N);
+  registry_campaign_free(&rc);
+
+  /* The operator's view: check lists the dead one with its reason and
+   * exits 1; status says where its trigger is. */
+  char out[32768];
+  assert_int_equal(wd_run(conf, "check", NULL, out, sizeof(out)), 1);
+  assert_non_null(strstr(out, "poison"));
+  assert_non_null(strstr(out, "DLQ: 1 message(s)"));
+  assert_int_equal(wd_run(conf, "status", "poison", out, sizeof(out)), 1);
+  assert_non_null(strstr(out, "in DLQ:       yes"));
+  /* Fix the cause, replay: it completes, once. */
+  assert_int_equal(rename(hidden, path), 0);
+  assert_int_equal(wd_run(conf, "replay", "poison", out, sizeof(out)), 0);
+  rc = harness_wait_state(&h, "poison", CAMPAIGN_DONE, 30000);
+  assert_int_equal(rc.sent, POISON_N);
+  assert_int_equal(rc.republished, 0);
+  registry_campaign_free(&rc);
+
+  assert_int_equal(wd_stop(&w1), 0);
+  assert_int_equal(wd_stop(&w2), 0);
+  /* "waiting" was reported queued while it waited, never anything else
+   * while PUBLISHED, and never republished. */
+  int n1, q1, n2, q2;
+  verdicts_in_state(w1.log, "waiting", "PUBLISHED", "watchdog: queued: ", &n1,
+                    &q1);
+  verdicts_in_state(w2.log, "waiting", "PUBLISHED", "watchdog: queued: ", &n2,
+                    &q2);
+  print_message("waiting: %d + %d verdicts while PUBLISHED, %d + %d queued\n",
+                n1, n2, q1, q2);
+  assert_true(n1 + n2 >= 10); /* waited well past its grace */
+  assert_int_equal(q1, n1);
+  assert_int_equal(q2, n2);
+  char *l1 = slurp(w1.log), *l2 = slurp(w2.log);
+  assert_int_equal(count(l1, "republished campaign=waiting") +
+                       count(l2, "republished campaign=waiting"),
+                   0);
+  assert_int_equal(count(l1, "republished campaign=purged") +
+                       count(l2, "republished campaign=purged"),
+                   1);
+  free(l1);
+  free(l2);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"),
+                   BUSY_N + WAIT_N + PURGED_N + POISON_N);
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  free(busy);
+  free(waiting);
+  free(poison);
+  free(purged);
+  harness_teardown(&h);
+}
+
 int main(int argc, char **argv)
 {
   if (argc != 3) {
-    fprintf(stderr, "usage: %s sqlite|pg incident_replay|sigstop_takeover\n",
+    fprintf(stderr,
+            "usage: %s sqlite|pg "
+            "incident_replay|sigstop_takeover|queued_lost_poison\n",
             argv[0]);
     return 2;
   }
@@ -342,6 +531,11 @@ int main(int argc, char **argv)
   const struct CMUnitTest sigstop[] = {
       cmocka_unit_test(test_sigstop_takeover),
   };
+  const struct CMUnitTest queued[] = {
+      cmocka_unit_test(test_queued_lost_poison),
+  };
+  if (strcmp(argv[2], "queued_lost_poison") == 0)
+    return cmocka_run_group_tests(queued, NULL, NULL);
   if (strcmp(argv[2], "incident_replay") == 0)
     return cmocka_run_group_tests(incident, NULL, NULL);
   if (strcmp(argv[2], "sigstop_takeover") == 0)
