@@ -129,7 +129,9 @@ int consumer_run_cb(const struct config *cfg, int argc, char **argv)
     goto out;
   }
 
-  if (dispatch_new(b, &topo, &stats, nw, &d) != SO_OK ||
+  /* A trigger waits at most two lease periods for a free worker. */
+  int park_ms = cfg->registry.lease_ttl_s * 2000;
+  if (dispatch_new(b, &topo, &stats, nw, park_ms, &d) != SO_OK ||
       lease_start(&sh.ro, cfg->registry.lease_ttl_s, &stats, &lease) != SO_OK ||
       !(workers = calloc((size_t)nw, sizeof(*workers)))) {
     log_error("consumer: cannot start: out of memory or threads");

@@ -12,10 +12,12 @@
 
 #include "clock.h"
 #include "log.h"
+#include "msg.h"
 
 /* A delivery waiting for a worker. */
 struct job {
   struct broker_delivery *d;
+  int64_t since_ms; /* monotonic: when it arrived */
   struct job *next;
 };
 
@@ -49,6 +51,7 @@ struct dispatch {
   atomic_bool closing;
   atomic_ullong generation;
   struct action *retry_head; /* publishes waiting to be retried (owner) */
+  int park_ms;               /* a trigger waits this long for a worker */
 };
 
 static void action_free(struct action *a)
@@ -75,7 +78,7 @@ static void wake(struct dispatch *d)
 }
 
 int dispatch_new(struct broker *b, const struct topology *t,
-                 struct consumer_stats *stats, int n_workers,
+                 struct consumer_stats *stats, int n_workers, int park_ms,
                  struct dispatch **out)
 {
   *out = NULL;
@@ -91,6 +94,7 @@ int dispatch_new(struct broker *b, const struct topology *t,
   d->t = t;
   d->stats = stats;
   d->workers_alive = n_workers;
+  d->park_ms = park_ms;
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->job_cond, NULL);
   atomic_init(&d->closing, false);
@@ -397,6 +401,74 @@ static void begin_close(struct dispatch *d)
   }
 }
 
+int dispatch_delivery_attempt(const struct broker_delivery *dl)
+{
+  const char *v = broker_delivery_header(dl, "x-sendonce-attempt");
+  if (!v)
+    return 0;
+  char *end = NULL;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (errno || end == v || *end || n < 0 || n > 1000000)
+    return 0;
+  return (int)n;
+}
+
+/* park_waiting: every worker is busy with a long campaign. A trigger held
+ * unacked meanwhile would meet the broker's consumer_timeout (the channel
+ * is closed and the trigger requeued, which the quorum delivery limit
+ * counts), and another consumer with a free worker could take it now. So
+ * one that waited park_ms goes to the shortest retry queue (confirmed,
+ * then acked): never lost, never counted as a failed delivery. */
+static void park_waiting(struct dispatch *d)
+{
+  if (d->park_ms <= 0 || d->t->n_retry == 0)
+    return;
+  for (;;) {
+    int64_t now = clock_monotonic_ms();
+    pthread_mutex_lock(&d->mu);
+    struct job *j = d->jobs_head;
+    if (!j || now - j->since_ms < d->park_ms) {
+      pthread_mutex_unlock(&d->mu);
+      return;
+    }
+    d->jobs_head = j->next;
+    if (!d->jobs_head)
+      d->jobs_tail = NULL;
+    pthread_mutex_unlock(&d->mu);
+    struct broker_delivery *dl = j->d;
+    int64_t waited = now - j->since_ms;
+    free(j);
+    if (dl->generation == broker_generation(d->b)) {
+      char id[MSG_CAMPAIGN_ID_MAX + 1];
+      const char *mid =
+          dl->message_id && *dl->message_id ? dl->message_id : "unknown";
+      if (msg_peek_campaign_id(dl->body, dl->body_len, id, sizeof(id)) == SO_OK)
+        mid = id;
+      struct action a = {
+          .has_pub = true,
+          .exchange = (char *)"",
+          .routing_key = (char *)d->t->retry[0].queue,
+          .body = dl->body,
+          .body_len = dl->body_len,
+          .message_id = (char *)mid,
+          .attempt = dispatch_delivery_attempt(dl),
+          .has_delivery = true,
+          .generation = dl->generation,
+          .tag = dl->tag,
+          .how = DISPATCH_ACK,
+      };
+      log_info(
+          "consumer: no free worker: trigger parked campaign=%s "
+          "waited_ms=%lld retry_queue=%s",
+          mid, (long long)waited, d->t->retry[0].queue);
+      stats_add(&d->stats->parked, 1);
+      (void)execute(d, &a);
+    }
+    broker_delivery_free(dl);
+  }
+}
+
 static void push_job(struct dispatch *d, struct broker_delivery *dl)
 {
   struct job *j = malloc(sizeof(*j));
@@ -406,6 +478,7 @@ static void push_job(struct dispatch *d, struct broker_delivery *dl)
     return;
   }
   j->d = dl;
+  j->since_ms = clock_monotonic_ms();
   j->next = NULL;
   pthread_mutex_lock(&d->mu);
   if (d->jobs_tail)
@@ -447,6 +520,8 @@ int dispatch_run(struct dispatch *d, const volatile sig_atomic_t *stop,
     }
     bool hurry = *stop >= 2;
     run_actions(d, hurry);
+    if (!atomic_load(&d->closing))
+      park_waiting(d);
     if (!atomic_load(&d->closing))
       continue;
     pthread_mutex_lock(&d->mu);

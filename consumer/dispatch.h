@@ -48,11 +48,17 @@ struct dispatch_publish {
 };
 
 /* dispatch_new: queues and the wake eventfd for `b` (borrowed, owned by
- * the calling thread from now on) with `n_workers` workers. Returns SO_OK,
+ * the calling thread from now on) with `n_workers` workers. A delivery
+ * that waits `park_ms` (0 = forever) for a free worker is moved to the
+ * shortest retry queue (see park_waiting in dispatch.c). Returns SO_OK,
  * SO_ERR_NOMEM or SO_ERR_IO (no eventfd). */
 int dispatch_new(struct broker *b, const struct topology *t,
-                 struct consumer_stats *stats, int n_workers,
+                 struct consumer_stats *stats, int n_workers, int park_ms,
                  struct dispatch **out) SO_MUST_CHECK;
+
+/* dispatch_delivery_attempt: the x-sendonce-attempt header, 0 if absent or
+ * not a number. */
+int dispatch_delivery_attempt(const struct broker_delivery *dl);
 
 /* dispatch_free: free whatever is still queued. NULL is a no-op. */
 void dispatch_free(struct dispatch *d);

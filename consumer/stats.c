@@ -64,6 +64,7 @@ void stats_log_summary(const struct consumer_stats *s)
       "consumer: summary deliveries=%lld claimed=%lld duplicates=%lld "
       "duplicates_done=%lld duplicates_held=%lld duplicates_paused=%lld "
       "invalid=%lld deferred=%lld requeued=%lld stale_skipped=%lld "
+      "parked=%lld "
       "campaigns_done=%lld campaigns_dead=%lld campaigns_released=%lld "
       "campaigns_lost=%lld campaigns_cancelled=%lld sent=%lld rejected=%lld "
       "renewals=%lld renewal_failures=%lld renewal_lag_max_ms=%lld "
@@ -72,10 +73,11 @@ void stats_log_summary(const struct consumer_stats *s)
       stats_get(&s->duplicates), stats_get(&s->duplicates_done),
       stats_get(&s->duplicates_held), stats_get(&s->duplicates_paused),
       stats_get(&s->invalid), stats_get(&s->deferred), stats_get(&s->requeued),
-      stats_get(&s->stale_skipped), stats_get(&s->campaigns_done),
-      stats_get(&s->campaigns_dead), stats_get(&s->campaigns_released),
-      stats_get(&s->campaigns_lost), stats_get(&s->campaigns_cancelled),
-      stats_get(&s->sent), stats_get(&s->rejected), stats_get(&s->renewals),
+      stats_get(&s->stale_skipped), stats_get(&s->parked),
+      stats_get(&s->campaigns_done), stats_get(&s->campaigns_dead),
+      stats_get(&s->campaigns_released), stats_get(&s->campaigns_lost),
+      stats_get(&s->campaigns_cancelled), stats_get(&s->sent),
+      stats_get(&s->rejected), stats_get(&s->renewals),
       stats_get(&s->renewal_failures), stats_get(&s->renewal_lag_max_ms),
       n ? stats_get(&s->latency_sum_ms) / n : 0, stats_get(&s->latency_max_ms),
       stats_get(&s->publish_failures));

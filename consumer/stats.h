@@ -32,6 +32,7 @@ struct consumer_stats {
   atomic_llong deferred;          /* registry unreachable: retry queue */
   atomic_llong requeued;          /* nacked back at shutdown or failure */
   atomic_llong stale_skipped;     /* old-generation deliveries dropped */
+  atomic_llong parked;            /* no free worker: to a retry queue */
   /* campaigns by result */
   atomic_llong campaigns_done;
   atomic_llong campaigns_dead;     /* expired, provider down, bad list */

@@ -48,27 +48,13 @@ bool worker_hurry(const struct worker *w)
   return *w->sh->stop >= 2;
 }
 
-/* delivery_attempt: the x-sendonce-attempt header, 0 if absent or bad. */
-static int delivery_attempt(const struct broker_delivery *dl)
-{
-  const char *v = broker_delivery_header(dl, "x-sendonce-attempt");
-  if (!v)
-    return 0;
-  char *end = NULL;
-  errno = 0;
-  long n = strtol(v, &end, 10);
-  if (errno || end == v || *end || n < 0 || n > 1000000)
-    return 0;
-  return (int)n;
-}
-
 /* defer: the registry cannot decide now: move the trigger to a retry queue
  * (published with a confirm, then acked). Never a send without a claim. */
 static void defer(struct worker *w, const struct broker_delivery *dl,
                   const char *campaign_id, const char *why)
 {
   const struct topology *t = w->sh->topo;
-  int attempt = delivery_attempt(dl) + 1;
+  int attempt = dispatch_delivery_attempt(dl) + 1;
   size_t i = t->n_retry ? (size_t)attempt - 1 : 0;
   if (t->n_retry && i >= t->n_retry)
     i = t->n_retry - 1;
@@ -116,7 +102,7 @@ static void dead_letter_invalid(struct worker *w,
       .body = dl->body,
       .body_len = dl->body_len,
       .message_id = id,
-      .attempt = delivery_attempt(dl),
+      .attempt = dispatch_delivery_attempt(dl),
       .error = reason,
   };
   dispatch_settle(w->sh->dispatch, dl, DISPATCH_ACK, &pub);

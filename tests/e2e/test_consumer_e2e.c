@@ -535,6 +535,41 @@ static void test_inline_recipients_with_reject(void **state)
   harness_teardown(&h);
 }
 
+/* ---- every worker busy: a waiting trigger is parked, not timed out ----- */
+
+static void test_busy_workers_park_waiting_trigger(void **state)
+{
+  (void)state;
+  const char *args[] = {"--latency-ms", "20", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  /* One worker, lease 3 s: a trigger waits at most 6 s for it. */
+  struct harness_conf c = {.workers = 1, .lease_ttl_s = 3};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *long_body =
+      harness_body("busy", harness_recipients_file(&h, "busy", 4000));
+  harness_publish(&h, "busy", long_body);
+  assert_true(harness_wait_log(&a, "claimed campaign=busy fence=1", 10000));
+  char *small = harness_body("waiting", harness_recipients_file(&h, "w", 10));
+  harness_publish(&h, "waiting", small);
+  assert_true(harness_wait_log(
+      &a, "no free worker: trigger parked campaign=waiting", 15000));
+  struct registry_campaign rc =
+      harness_wait_state(&h, "busy", CAMPAIGN_DONE, 60000);
+  registry_campaign_free(&rc);
+  rc = harness_wait_state(&h, "waiting", CAMPAIGN_DONE, 30000);
+  assert_int_equal(rc.fence, 1);
+  registry_campaign_free(&rc);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 4010);
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_true(harness_summary(&a, "parked") >= 1);
+  free(long_body);
+  free(small);
+  harness_teardown(&h);
+}
+
 /* ---- registry unreachable: retry queue, nothing sent ----------------- */
 
 static void test_registry_unreachable_defers(void **state)
@@ -653,6 +688,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_provider_down_released_then_dead),
       cmocka_unit_test(test_connection_loss_keeps_sending),
       cmocka_unit_test(test_inline_recipients_with_reject),
+      cmocka_unit_test(test_busy_workers_park_waiting_trigger),
   };
   int failed = cmocka_run_group_tests_name("consumer_e2e", tests, NULL, NULL);
   /* The unreachable registry is PostgreSQL at a closed port: once. */
