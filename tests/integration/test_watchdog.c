@@ -409,6 +409,47 @@ static void test_dry_run_changes_nothing(void **state)
   free(acted);
 }
 
+/* A live lease without progress for stuck_after: stuck (an alert, check
+ * exits 1), never republished. A paused campaign whose trigger is gone:
+ * paused, never republished (resume re-triggers it). */
+static void test_stuck_and_paused(void **state)
+{
+  struct wt *t = *state;
+  wt_register(t, "stuck-1", CAMPAIGN_PUBLISHED, 600, 3);
+  wt_register(t, "paused-1", CAMPAIGN_PUBLISHED, 600, 3);
+  assert_int_equal(registry_pause(t->reg, "paused-1"), SO_OK);
+  struct registry_claim cl;
+  assert_int_equal(registry_claim(t->reg, "stuck-1", "hung", 60000, &cl),
+                   SO_OK);
+  t->cfg.watchdog.stuck_after_s = 2; /* read when the watchdog opens */
+  struct watchdog *w = wt_watchdog(t, false, false);
+  struct watchdog_row row;
+  assert_true(wt_pass(w, "stuck-1", &row, NULL));
+  assert_int_equal(row.v.kind, VERDICT_IN_PROGRESS);
+  clock_sleep_ms((GRACE_S + 1) * 1000, NULL);
+  for (int i = 0; i < 3; i++) {
+    struct watchdog_report r;
+    assert_true(wt_pass(w, "stuck-1", &row, &r));
+    assert_int_equal(row.v.kind, VERDICT_STUCK);
+    assert_int_equal(row.v.action, VERDICT_ACTION_ALERT);
+    assert_true(r.attention);
+    watchdog_report_free(&r);
+    assert_true(wt_pass(w, "paused-1", &row, NULL));
+    assert_int_equal(row.v.kind, VERDICT_PAUSED);
+    assert_int_equal(row.v.action, VERDICT_ACTION_NONE);
+    clock_sleep_ms(300, NULL);
+  }
+  watchdog_close(w);
+  struct registry_campaign c = wt_get(t, "stuck-1");
+  assert_int_equal(c.republished, 0);
+  assert_int_equal(c.fence, cl.fence);
+  registry_campaign_free(&c);
+  c = wt_get(t, "paused-1");
+  assert_int_equal(c.republished, 0);
+  registry_campaign_free(&c);
+  assert_int_equal(wt_ready(t, t->topo.campaigns), 0);
+}
+
 /* The management client: vhost from a URI like the broker reads it, a
  * queue's facts, a missing queue, and refused credentials with a clear
  * message that does not carry the password. */
@@ -495,6 +536,7 @@ int main(int argc, char **argv)
       cmocka_unit_test_setup_teardown(test_check_no_consumer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dry_run_changes_nothing, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_stuck_and_paused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mgmt_client, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
