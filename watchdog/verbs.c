@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "log.h"
 #include "watchdog.h"
+#include "wd_metrics.h"
 
 #define EXIT_ATTENTION 1
 #define EXIT_ERROR 2
@@ -388,20 +389,25 @@ int verbs_run(const struct config *cfg, int argc, char **argv)
       cfg->watchdog.interval_s, cfg->watchdog.grace_s,
       cfg->watchdog.stuck_after_s, cfg->watchdog.republish_backoff_s,
       cfg->watchdog.max_republishes, o.dry_run ? 1 : 0);
+  struct wd_metrics *metrics = wd_metrics_start(cfg);
   while (!stop_flag) {
     int64_t t0 = clock_monotonic_ms();
     struct watchdog_report r;
     char err[1024] = "";
     int rc = watchdog_pass(w, &r, err, sizeof(err));
-    if (rc)
+    if (rc) {
       log_error("watchdog: pass failed: %s", err);
-    else
+      wd_metrics_update(metrics, NULL);
+    } else {
+      wd_metrics_update(metrics, &r);
       watchdog_report_free(&r);
+    }
     int64_t left = interval_ms - (clock_monotonic_ms() - t0);
     if (left > 0)
       watchdog_idle(w, left, &stop_flag);
   }
   log_info("watchdog: stopping (signal)");
+  wd_metrics_stop(metrics);
   watchdog_close(w);
   return CLI_EXIT_OK;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "clock.h"
 #include "mgmt.h"
@@ -450,6 +451,62 @@ static void test_stuck_and_paused(void **state)
   assert_int_equal(wt_ready(t, t->topo.campaigns), 0);
 }
 
+struct body {
+  char buf[65536];
+  size_t len;
+};
+
+static size_t body_cb(char *p, size_t size, size_t n, void *arg)
+{
+  struct body *b = arg;
+  size_t k = size * n;
+  size_t room = sizeof(b->buf) - 1 - b->len;
+  memcpy(b->buf + b->len, p, k < room ? k : room);
+  b->len += k < room ? k : room;
+  b->buf[b->len] = '\0';
+  return k;
+}
+
+/* The daemon: SIGTERM ends it cleanly (exit 0); /metrics counts its
+ * passes, the republish it carried out and the standing alert. */
+static void test_run_metrics_sigterm(void **state)
+{
+  struct wt *t = *state;
+  int port = bt_free_port();
+  char extra[128];
+  snprintf(extra, sizeof(extra),
+           "metrics = { enabled = true; watchdog_port = %d; };", port);
+  wt_teardown(t);
+  wt_setup(t, backend, GRACE_S, extra);
+  wt_register(t, "m-lost", CAMPAIGN_PUBLISHED, 60, 2);
+  const char *run[] = {"run", NULL};
+  pid_t p = wt_spawn(t, SENDONCE_WATCHDOG_BIN, run, NULL);
+  clock_sleep_ms((GRACE_S + 4) * 1000, NULL);
+  struct body b = {.len = 0};
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+  CURL *c = curl_easy_init();
+  assert_non_null(c);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+  assert_int_equal(curl_easy_perform(c), CURLE_OK);
+  curl_easy_cleanup(c);
+  assert_int_equal(wt_stop(p), 0);
+  const char *needle = "\nsendonce_watchdog_passes_total ";
+  const char *passes = strstr(b.buf, needle);
+  assert_non_null(passes);
+  assert_true(strtol(passes + strlen(needle), NULL, 10) >= 3);
+  assert_non_null(
+      strstr(b.buf, "sendonce_watchdog_actions_total{action=\"republish\"} 1"));
+  assert_non_null(
+      strstr(b.buf, "sendonce_watchdog_alert{alert=\"no_consumer\"} 1"));
+  struct registry_campaign rc = wt_get(t, "m-lost");
+  assert_int_equal(rc.republished, 1);
+  registry_campaign_free(&rc);
+}
+
 /* The management client: vhost from a URI like the broker reads it, a
  * queue's facts, a missing queue, and refused credentials with a clear
  * message that does not carry the password. */
@@ -538,6 +595,8 @@ int main(int argc, char **argv)
                                       teardown),
       cmocka_unit_test_setup_teardown(test_stuck_and_paused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mgmt_client, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_run_metrics_sigterm, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,8 +65,11 @@ void wt_setup(struct wt *t, enum registry_backend backend, int grace_s,
           "watchdog = { interval_s = 1; grace_s = %d; stuck_after_s = 30;\n"
           "  republish_backoff_s = 60; max_republishes = 5;\n"
           "  mgmt_url = \"%s\"; };\n"
-          "log = { level = \"info\"; };\n%s\n",
+          "log = { level = \"info\"; };\n%s\n%s\n",
           grace_s, testenv_get("SENDONCE_WATCHDOG_MGMT_URL"),
+          /* Several watchdogs run at once here: one port each, or none. */
+          extra && strstr(extra, "metrics") ? ""
+                                            : "metrics = { enabled = false; };",
           extra ? extra : "");
   fclose(f);
   if (config_load(&t->cfg, t->conf_path, err, sizeof(err)))
