@@ -158,7 +158,9 @@ static void print_table(const struct watchdog_report *r, bool dry_run)
         r->dlq_count, r->dlq_unmatched);
   if (r->alert_broker)
     printf("ALERT: broker facts missing: %s\n",
-           r->q.error[0] ? r->q.error : "the DLQ could not be read");
+           r->q.error[0] ? r->q.error
+                         : "the DLQ could not be read, or another "
+                           "reader (a watchdog?) held its messages");
   printf("%s%s\n", r->attention ? "needs attention" : "healthy",
          dry_run ? " (dry run: nothing was changed)" : "");
 }
