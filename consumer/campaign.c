@@ -612,7 +612,7 @@ static void finish(struct run *r, enum run_end end)
 }
 
 void campaign_run(struct worker *w, const struct msg *m, const char *body,
-                  size_t body_len, int64_t fence)
+                  size_t body_len, int64_t fence, int64_t claimed_at_ms)
 {
   const struct config *cfg = w->sh->cfg;
   struct run r = {
@@ -627,7 +627,7 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
   };
   char err[512] = "";
   stats_add(&w->sh->stats->active_campaigns, 1);
-  r.le = lease_add(w->sh->lease, r.id, fence);
+  r.le = lease_add(w->sh->lease, r.id, fence, claimed_at_ms);
   r.items = calloc(r.batch, sizeof(*r.items));
   r.needs = calloc(r.batch, sizeof(*r.needs));
   r.tmp_marks = calloc(r.batch, sizeof(*r.tmp_marks));

@@ -26,9 +26,10 @@
 #include "worker.h"
 
 /* campaign_run: process campaign `m` (whose trigger body is body[0..len))
- * claimed with `fence` by worker `w`. Returns when the campaign has ended
- * as above for this worker. */
+ * claimed with `fence` by worker `w` in a registry_claim call that started
+ * at `claimed_at_ms` (monotonic; the lease is counted from there). Returns
+ * when the campaign has ended as above for this worker. */
 void campaign_run(struct worker *w, const struct msg *m, const char *body,
-                  size_t body_len, int64_t fence);
+                  size_t body_len, int64_t fence, int64_t claimed_at_ms);
 
 #endif /* SENDONCE_CONSUMER_CAMPAIGN_H */

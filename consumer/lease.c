@@ -15,7 +15,11 @@ struct lease_entry {
   struct lease_entry *next;
   char *campaign_id;
   int64_t fence;
-  int64_t due_ms; /* monotonic: next renewal */
+  int64_t due_ms;       /* monotonic: next renewal */
+  atomic_llong held_ms; /* monotonic: the lease runs at least until here
+                           (the start of the claim or of the last renewal
+                           that succeeded, + ttl) */
+  int64_t margin_ms;    /* presume it lost this long before held_ms */
   atomic_bool lost;
 };
 
@@ -49,6 +53,9 @@ static void renew_one(struct lease *l, struct lease_entry *e, int64_t now)
   stats_lag(l->stats, lag);
   int rc = registry_renew(l->reg, e->campaign_id, e->fence, l->ttl_ms);
   if (rc == SO_OK) {
+    /* The registry set lease_until = its now + ttl after we called: the
+     * lease certainly lasts until our call's start + ttl. */
+    atomic_store(&e->held_ms, (long long)(now + l->ttl_ms));
     stats_add(&l->stats->renewals, 1);
     e->due_ms = now + l->ttl_ms / 3;
     log_debug("consumer: renewed campaign=%s fence=%lld lag_ms=%lld",
@@ -79,9 +86,13 @@ static void *lease_main(void *arg)
     int64_t now = clock_monotonic_ms();
     /* The mutex is held while renewing: lease_add/remove wait at most one
      * registry call, and an entry cannot vanish under us. */
-    for (struct lease_entry *e = l->entries; e; e = e->next)
-      if (!atomic_load(&e->lost) && e->due_ms <= now)
+    for (struct lease_entry *e = l->entries; e; e = e->next) {
+      if (atomic_load(&e->lost))
+        continue;
+      if (e->due_ms <= now)
         renew_one(l, e, now);
+      (void)lease_lost(e); /* logs a presumed expiry */
+    }
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_nsec += 100 * 1000000L;
@@ -139,7 +150,7 @@ void lease_stop(struct lease *l)
 }
 
 struct lease_entry *lease_add(struct lease *l, const char *campaign_id,
-                              int64_t fence)
+                              int64_t fence, int64_t claimed_at_ms)
 {
   struct lease_entry *e = calloc(1, sizeof(*e));
   if (!e || !(e->campaign_id = strdup(campaign_id))) {
@@ -147,7 +158,9 @@ struct lease_entry *lease_add(struct lease *l, const char *campaign_id,
     return NULL;
   }
   e->fence = fence;
-  e->due_ms = clock_monotonic_ms() + l->ttl_ms / 3;
+  e->due_ms = claimed_at_ms + l->ttl_ms / 3;
+  e->margin_ms = l->ttl_ms / 6;
+  atomic_init(&e->held_ms, (long long)(claimed_at_ms + l->ttl_ms));
   atomic_init(&e->lost, false);
   pthread_mutex_lock(&l->mu);
   e->next = l->entries;
@@ -172,9 +185,28 @@ void lease_remove(struct lease *l, struct lease_entry *e)
   free(e);
 }
 
-bool lease_lost(const struct lease_entry *e)
+/* A registry we cannot reach cannot refuse us, but the lease runs out all
+ * the same, and then someone may take over. So the lease also counts as
+ * lost shortly before it can have expired (margin: a sixth of the ttl).
+ * Checked here, by the worker, rather than only by the renewal thread,
+ * which may itself be blocked in a renewal the registry does not answer. */
+bool lease_lost(const struct lease_entry *ce)
 {
-  return atomic_load(&((struct lease_entry *)e)->lost);
+  struct lease_entry *e = (struct lease_entry *)ce;
+  if (atomic_load(&e->lost))
+    return true;
+  int64_t now = clock_monotonic_ms();
+  int64_t held = atomic_load(&e->held_ms);
+  if (now < held - e->margin_ms)
+    return false;
+  if (!atomic_exchange(&e->lost, true))
+    log_error(
+        "consumer: lease presumed expired campaign=%s fence=%lld: "
+        "no renewal confirmed for %lld ms (registry unreachable or "
+        "busy); the worker stops sending",
+        e->campaign_id, (long long)e->fence,
+        (long long)(now - held + (e->margin_ms * 6)));
+  return true;
 }
 
 void lease_set_lost(struct lease_entry *e)

@@ -30,16 +30,20 @@ int lease_start(const struct registry_options *ro, int ttl_s,
 /* lease_stop: stop and join the thread, free every entry. NULL: no-op. */
 void lease_stop(struct lease *l);
 
-/* lease_add: renew `campaign_id` with `fence` from now on (first renewal
- * at ttl/3 from now). NULL when out of memory. */
+/* lease_add: renew `campaign_id` with `fence` from now on; the claim
+ * started at `claimed_at_ms` (monotonic), so the lease is known to last
+ * until claimed_at_ms + ttl and the first renewal is due at ttl/3 from it.
+ * NULL when out of memory. */
 struct lease_entry *lease_add(struct lease *l, const char *campaign_id,
-                              int64_t fence);
+                              int64_t fence, int64_t claimed_at_ms);
 
 /* lease_remove: stop renewing and free the entry. NULL is a no-op. */
 void lease_remove(struct lease *l, struct lease_entry *e);
 
 /* lease_lost: true once a renewal was refused for a stale fence (or the
- * worker said so with lease_set_lost). */
+ * worker said so with lease_set_lost), or once no renewal has been
+ * confirmed until shortly before the lease could have expired (the
+ * registry unreachable): then it is logged once as presumed expired. */
 bool lease_lost(const struct lease_entry *e);
 void lease_set_lost(struct lease_entry *e);
 

@@ -196,6 +196,8 @@ static void process(struct worker *w, const struct broker_delivery *dl)
   int rc = registry_register(r, &nc, CAMPAIGN_PUBLISHED, &created);
   struct registry_claim cl = {0};
   int64_t ttl_ms = (int64_t)sh->cfg->registry.lease_ttl_s * 1000;
+  /* The lease is counted from before the claim: it can only end later. */
+  int64_t claimed_at = clock_monotonic_ms();
   if (rc == SO_OK)
     rc = registry_claim(r, id, w->owner, ttl_ms, &cl);
   if (rc != SO_OK) {
@@ -225,7 +227,7 @@ static void process(struct worker *w, const struct broker_delivery *dl)
   if (m->has_not_after && cl.registry_now_ms >= m->not_after_ms)
     expire(w, m, cl.fence);
   else
-    campaign_run(w, m, dl->body, dl->body_len, cl.fence);
+    campaign_run(w, m, dl->body, dl->body_len, cl.fence, claimed_at);
 out:
   msg_free(m);
 }
