@@ -10,6 +10,7 @@
 #include "broker.h"
 #include "clock.h"
 #include "log.h"
+#include "pub_metrics.h"
 #include "topology.h"
 
 #define PUBLISHER_TICK_MS 200 /* due campaigns are looked for this often */
@@ -29,6 +30,7 @@ struct publisher {
    * mark): retried before anything else, never published again. */
   char *unmarked[PUBLISHER_MAX_UNMARKED];
   size_t n_unmarked;
+  struct pub_metrics *metrics; /* the daemon's /metrics, or NULL */
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -221,6 +223,7 @@ enum publisher_outcome publisher_publish(struct publisher *p,
     log_warn(
         "publisher: not published: %s campaign=%s status=%s state=SCHEDULED",
         why, id, so_strerror(*rcp));
+    pub_metrics_publish_failed(p->metrics);
     return PUBLISHER_FAILED;
   }
   int64_t confirm_ms = clock_monotonic_ms() - t0;
@@ -236,14 +239,16 @@ enum publisher_outcome publisher_publish(struct publisher *p,
     return PUBLISHER_UNMARKED;
   }
   *rcp = SO_OK;
+  int64_t late_ms = clock_now_ms() - c->scheduled_at_ms;
+  pub_metrics_published(p->metrics, late_ms);
   char due[CLOCK_RFC3339_LEN] = "?";
   if (clock_format_rfc3339(c->scheduled_at_ms, due, sizeof(due)) != SO_OK)
     snprintf(due, sizeof(due), "?");
   log_info(
       "publisher: published campaign=%s scheduled_at=%s late_ms=%lld "
       "attempt=%d confirm_ms=%lld%s",
-      id, due, (long long)(clock_now_ms() - c->scheduled_at_ms), c->attempts,
-      (long long)confirm_ms, won ? "" : " note=state-moved-on-meanwhile");
+      id, due, (long long)late_ms, c->attempts, (long long)confirm_ms,
+      won ? "" : " note=state-moved-on-meanwhile");
   return PUBLISHER_PUBLISHED;
 }
 
@@ -287,6 +292,7 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
   char why[1024] = "";
   int64_t warned_at = 0;
   bool failing = false;
+  int result = SO_OK;
 
   int rc = publisher_connect(p, why, sizeof(why));
   if (rc == SO_ERR_CONFLICT || rc == SO_ERR_INVALID) {
@@ -297,13 +303,17 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
     log_warn("publisher: broker not reachable at start: %s (retrying)", why);
   log_info("publisher: running owner=%s exchange=%s publish_lease_ms=%lld",
            p->owner, p->topo.exchange, (long long)p->lease_ms);
+  p->metrics = pub_metrics_start(p->cfg);
 
   while (!*stop) {
     int due = 0;
     flush_unmarked(p);
     if (broker_is_up(p->broker))
       due = publish_due(p, stop, why, sizeof(why));
+    pub_metrics_state(p->metrics, broker_is_up(p->broker),
+                      (long long)p->n_unmarked);
     if (due < 0) {
+      pub_metrics_pass_failed(p->metrics);
       int64_t now = clock_monotonic_ms();
       if (!failing || now - warned_at >= PUBLISHER_WARN_EVERY_MS) {
         log_warn("publisher: pass failed: %s status=%s", why, so_strerror(due));
@@ -329,8 +339,10 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
     if (rc != SO_OK && spent < PUBLISHER_TICK_MS / 2)
       clock_sleep_ms(PUBLISHER_TICK_MS - spent, stop);
     if (rc == SO_ERR_CONFLICT) {
+      /* The topology changed under us: a person must look. */
       errf(err, errlen, "%s", why);
-      return rc;
+      result = rc;
+      break;
     }
     if (rc == SO_ERR_REFUSED || (rc == SO_ERR_UNAVAILABLE && why[0])) {
       int64_t now = clock_monotonic_ms();
@@ -342,6 +354,9 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
       why[0] = '\0';
     }
   }
-  log_info("publisher: stopping owner=%s", p->owner);
-  return SO_OK;
+  pub_metrics_stop(p->metrics);
+  p->metrics = NULL;
+  if (result == SO_OK)
+    log_info("publisher: stopping owner=%s", p->owner);
+  return result;
 }

@@ -71,7 +71,14 @@ void pt_write_config(struct pt *t, const char *uri, int timeout_ms)
           "consumer = { max_message_bytes = 4096; };\n"
           "providers = { email = { url = \"http://127.0.0.1:9/email\"; };\n"
           "  sms = { url = \"http://127.0.0.1:9/sms\"; }; };\n"
-          "metrics = { enabled = false; };\n");
+          "log = { level = \"info\"; };\n");
+  if (t->metrics_port > 0)
+    fprintf(f,
+            "metrics = { enabled = true; address = \"127.0.0.1\";\n"
+            "  publisher_port = %d; };\n",
+            t->metrics_port);
+  else
+    fprintf(f, "metrics = { enabled = false; };\n");
   assert_int_equal(fclose(f), 0);
 }
 

@@ -31,6 +31,7 @@ struct pt {
   struct registry *reg; /* the test's own registry handle (checks) */
   int n_logs;           /* daemons started so far (log file names) */
   int busy_timeout_ms;  /* registry.busy_timeout_ms in the config */
+  int metrics_port;     /* metrics.publisher_port; 0: metrics disabled */
 };
 
 /* pt_backend: the backend this run tests (set by main from argv). */

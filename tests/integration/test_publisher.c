@@ -15,6 +15,7 @@
  *  - a campaign-due message published by python3-pika lands in the main
  *    queue like ours.
  */
+#include <curl/curl.h>
 #include <json-c/json.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -315,9 +316,42 @@ static int64_t wait_published(struct pt *t, const char *id, int timeout_ms)
   }
 }
 
+static size_t scrape_cb(char *ptr, size_t size, size_t n, void *ud)
+{
+  char **buf = ud;
+  size_t old = *buf ? strlen(*buf) : 0;
+  char *grown = realloc(*buf, old + size * n + 1);
+  if (!grown)
+    return 0;
+  memcpy(grown + old, ptr, size * n);
+  grown[old + size * n] = '\0';
+  *buf = grown;
+  return size * n;
+}
+
+/* GET http://127.0.0.1:<port>/metrics; caller frees. */
+static char *scrape(int port)
+{
+  char url[128], *body = NULL;
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+  CURL *c = curl_easy_init();
+  assert_non_null(c);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, scrape_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+  CURLcode rc = curl_easy_perform(c);
+  curl_easy_cleanup(c);
+  if (rc != CURLE_OK || !body)
+    fail_msg("GET %s: %s", url, curl_easy_strerror(rc));
+  return body;
+}
+
 static void test_daemon_due_future_cancel(void **state)
 {
   struct pt *t = *state;
+  t->metrics_port = bt_free_port();
+  pt_write_config(t, NULL, 2000);
   int log_ix;
   char due[CLOCK_RFC3339_LEN], future[CLOCK_RFC3339_LEN];
   char doomed[CLOCK_RFC3339_LEN];
@@ -354,6 +388,12 @@ static void test_daemon_due_future_cancel(void **state)
     fail_msg("published %lld ms after its due time (want ~1 s)",
              (long long)(seen_future - future_ms));
   clock_sleep_ms(1000, NULL); /* give "doomed" every chance to go out */
+  char *metrics = scrape(t->metrics_port);
+  if (!strstr(metrics, "\nsendonce_publisher_published_total 2\n") ||
+      !strstr(metrics, "\nsendonce_publisher_broker_up 1\n") ||
+      !strstr(metrics, "sendonce_publisher_lateness_seconds_count 2\n"))
+    fail_msg("unexpected /metrics:\n%s", metrics);
+  free(metrics);
   pt_daemon_stop(pid);
 
   char *log = pt_daemon_log(t, log_ix);
