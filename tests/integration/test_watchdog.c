@@ -507,6 +507,100 @@ static void test_run_metrics_sigterm(void **state)
   registry_campaign_free(&rc);
 }
 
+/* PUT/POST/DELETE on the management API (test set-up only). */
+static long mgmt_call(const char *method, const char *path, const char *json)
+{
+  char url[1024];
+  snprintf(url, sizeof(url), "%s/api/%s",
+           testenv_get("SENDONCE_WATCHDOG_MGMT_URL"), path);
+  CURL *c = curl_easy_init();
+  assert_non_null(c);
+  struct curl_slist *h =
+      curl_slist_append(NULL, "Content-Type: application/json");
+  struct body sink = {.len = 0};
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(c, CURLOPT_USERNAME, testenv_get("SENDONCE_BROKER_USER"));
+  curl_easy_setopt(c, CURLOPT_PASSWORD,
+                   testenv_get("SENDONCE_BROKER_PASSWORD"));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, json ? json : "");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+  long code = 0;
+  assert_int_equal(curl_easy_perform(c), CURLE_OK);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  return code;
+}
+
+/* Alerts and actions go out as events on the events exchange: a lost
+ * trigger republished (campaign.republished), an expired lease
+ * (campaign.stalled), a stuck campaign (campaign.stuck, once, not every
+ * pass), no consumer and a non-empty DLQ (alert). */
+static void test_events(void **state)
+{
+  struct wt *t = *state;
+  char q[256], path[512];
+  snprintf(q, sizeof(q), "%s.test-events", t->prefix);
+  snprintf(path, sizeof(path), "queues/%s/%s", bt_vhost(), q);
+  long code = mgmt_call("PUT", path, "{\"durable\":false}");
+  assert_true(code == 201 || code == 204);
+  snprintf(path, sizeof(path), "bindings/%s/e/%s/q/%s", bt_vhost(),
+           t->topo.events, q);
+  code = mgmt_call("POST", path, "{\"routing_key\":\"#\"}");
+  assert_true(code == 201 || code == 204);
+
+  wt_register(t, "ev-lost", CAMPAIGN_PUBLISHED, 60, 2);
+  wt_register(t, "ev-stalled", CAMPAIGN_PUBLISHED, 60, 2);
+  wt_register(t, "ev-stuck", CAMPAIGN_PUBLISHED, 60, 2);
+  struct registry_claim cl;
+  assert_int_equal(registry_claim(t->reg, "ev-stalled", "gone", 500, &cl),
+                   SO_OK);
+  assert_int_equal(registry_claim(t->reg, "ev-stuck", "hung", 60000, &cl),
+                   SO_OK);
+  publish_dead(t, "ev-unknown", "bad_json: test");
+  t->cfg.watchdog.stuck_after_s = 2;
+  struct watchdog *w = wt_watchdog(t, false, false);
+  passes(w, NULL, "ev-lost", (GRACE_S + 3) * 1000, NULL);
+  watchdog_close(w);
+
+  int republished = 0, stalled = 0, stuck = 0, no_consumer = 0, dlq = 0;
+  for (;;) {
+    struct broker_delivery *d = NULL;
+    char err[256];
+    int rc = broker_get(t->b, q, &d, err, sizeof(err));
+    if (rc == SO_ERR_NOTFOUND)
+      break;
+    assert_int_equal(rc, SO_OK);
+    const char *body = d->body;
+    republished += d->routing_key &&
+                   strcmp(d->routing_key, "campaign.republished") == 0 &&
+                   strstr(body, "\"ev-lost\"") != NULL;
+    stalled += d->routing_key &&
+               strcmp(d->routing_key, "campaign.stalled") == 0 &&
+               strstr(body, "\"ev-stalled\"") != NULL;
+    stuck += d->routing_key && strcmp(d->routing_key, "campaign.stuck") == 0;
+    no_consumer += strstr(body, "\"no_consumer\"") != NULL;
+    dlq += strstr(body, "\"dlq_not_empty\"") != NULL;
+    assert_int_equal(broker_ack(t->b, d->generation, d->tag), SO_OK);
+    broker_delivery_free(d);
+  }
+  snprintf(path, sizeof(path), "queues/%s/%s", bt_vhost(), q);
+  assert_int_equal(mgmt_call("DELETE", path, NULL), 204);
+  print_message(
+      "events: republished=%d stalled=%d stuck=%d no_consumer=%d "
+      "dlq=%d\n",
+      republished, stalled, stuck, no_consumer, dlq);
+  assert_int_equal(republished, 1);
+  assert_int_equal(stalled, 1);
+  assert_int_equal(stuck, 1);       /* on the change, not on every pass */
+  assert_int_equal(no_consumer, 1); /* standing alert: repeated after 5 min */
+  assert_int_equal(dlq, 1);
+}
+
 /* The management client: vhost from a URI like the broker reads it, a
  * queue's facts, a missing queue, and refused credentials with a clear
  * message that does not carry the password. */
@@ -595,6 +689,7 @@ int main(int argc, char **argv)
                                       teardown),
       cmocka_unit_test_setup_teardown(test_stuck_and_paused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mgmt_client, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_run_metrics_sigterm, setup,
                                       teardown),
   };
