@@ -138,7 +138,7 @@ static void test_live_lease_in_progress(void **state)
   const char *id = "long-1";
   wt_register(t, id, CAMPAIGN_PUBLISHED, 600, 3);
   struct registry_claim cl;
-  assert_int_equal(registry_claim(t->reg, id, "test-worker", 2000, &cl), SO_OK);
+  assert_int_equal(registry_claim(t->reg, id, "test-worker", 4000, &cl), SO_OK);
   assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
 
   struct watchdog *w1 = wt_watchdog(t, false, false);
@@ -147,7 +147,7 @@ static void test_live_lease_in_progress(void **state)
   int total = 0;
   int64_t end = clock_monotonic_ms() + (GRACE_S + 6) * 1000;
   while (clock_monotonic_ms() < end) {
-    assert_int_equal(registry_renew(t->reg, id, cl.fence, 2000), SO_OK);
+    assert_int_equal(registry_renew(t->reg, id, cl.fence, 4000), SO_OK);
     struct watchdog_row row;
     assert_true(wt_pass(w1, id, &row, NULL));
     counts[row.v.kind]++;
