@@ -109,6 +109,7 @@ declare -A INCARN    # consumer/watchdog name -> incarnation number
 start_proc() { # NAME LOGFILE CMD...: in its own session, so kill -- -pid
   local name=$1 log=$2
   shift 2
+  : >>"$log"
   setsid "$@" >>"$log" 2>&1 </dev/null &
   PID[$name]=$!
 }
@@ -185,7 +186,8 @@ broker = { uri = "amqp://127.0.0.1:$RMQ_PORT/$RMQ_VHOST"; user = "$RMQ_USER";
   reconnect_min_ms = 200; reconnect_max_ms = 2000; };
 topology = { prefix = "chaos"; delivery_limit = 50; retry_delays_s = [ 1, 2, 4 ]; };
 registry = { $reg lease_ttl_s = 4; busy_timeout_ms = 1000; mark_batch_size = 50; };
-consumer = { workers = 2; max_attempts = 100; };
+# 64 KiB: the size the bad-message corpus is written for (39-too-large).
+consumer = { workers = 2; max_attempts = 100; max_message_bytes = 65536; };
 providers = {
   email = { url = "http://127.0.0.1:$SINK_PORT/email"; body_template = $body;
     timeout_ms = 3000; concurrency = 8; max_retries = 3; retry_base_ms = 100; };
@@ -349,7 +351,7 @@ run_backend() { # BACKEND
 
   # The bad messages go in first (confirmed), so the DLQ must end with
   # exactly them; the consumers must go on after each.
-  local bad=("$ROOT"/tests/data/bad-messages/0[1-9]-*.json)
+  local bad=("$ROOT"/tests/data/bad-messages/[0-9][0-9]-*.json)
   start_proc pub "$WORK/logs/publisher.log" "$PUBLISHER" --config "$CONF" run
   local i
   for i in 1 2 3; do start_consumer $i; done

@@ -36,6 +36,13 @@ Definitions:
                        sent the same Idempotency-Key again. Latency spikes
                        (0.8 s) stay under the request timeout (3 s) and
                        explain nothing.
+                     (lease) a worker logged "lease LOST" or "campaign LOST"
+                       for the campaign between a_(j-1) - SLACK and a_j:
+                       the registry refused its writes (its lease had
+                       lapsed, e.g. the registry was locked or down longer
+                       than the lease ttl), so it stopped before its SENT
+                       marks were written - for the system it died in the
+                       in-flight window, exactly like a kill.
                      SLACK (2 s) covers the sink logging at answer time,
                      after a latency wait.
                      With the key-honouring provider there is no excuse:
@@ -94,6 +101,19 @@ def consumer_claims(work):
     return claims
 
 
+def lease_losses(work):
+    """campaign -> [ms] at which a worker logged that it lost the campaign's
+    lease (its registry writes were refused: it stopped)"""
+    lost = {}
+    pat = re.compile(r"^ts=(\S+) .*consumer: (?:lease|campaign) LOST campaign=(\S+)")
+    for path in glob.glob(os.path.join(work, "logs", "consumer-*.log")):
+        for line in open(path, errors="replace"):
+            m = pat.match(line)
+            if m:
+                lost.setdefault(m.group(2), []).append(ts_ms(m.group(1)))
+    return lost
+
+
 def sanitizer_reports(work):
     bad = []
     pat = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
@@ -136,6 +156,7 @@ def main(argv):
         print("check: no final states: %s" % e)
     faults = read_faults(os.path.join(work, "faults.log"))
     claims = consumer_claims(work)
+    losses = lease_losses(work)
 
     kills = [(t, tgt) for t, k, tgt, _ in faults if k == "kill9" and tgt.startswith("c")]
     stops = []
@@ -155,6 +176,9 @@ def main(argv):
             c = claims.get(owner, {}).get(cid)
             if c is not None and c <= s and s <= cur and e >= prev - SLACK_MS:
                 return "kill"
+        for t in losses.get(cid, []):
+            if prev - SLACK_MS <= t <= cur:
+                return "lease"
         for e in hang_ends:
             if e - HANG_EARLY_MS <= prev <= e + SLACK_MS:
                 return "timeout"
@@ -171,7 +195,7 @@ def main(argv):
     for ch, (scenario, log, honour) in sinks.items():
         acc = arrivals(os.path.join(work, log))
         mine = [c for c in camps if c[2] == ch]
-        n_rec = lost = dups = expl = expl_to = unexpl = unfinished = 0
+        n_rec = lost = dups = expl = expl_to = expl_lease = unexpl = unfinished = 0
         for cid, n, _, due, how, lst in mine:
             n = int(n)
             n_rec += n
@@ -202,6 +226,9 @@ def main(argv):
                 elif why == "timeout":
                     expl += 1
                     expl_to += 1
+                elif why == "lease":
+                    expl += 1
+                    expl_lease += 1
                 else:
                     unexpl += 1
                     if unexpl <= 10:
@@ -210,7 +237,8 @@ def main(argv):
         if lost or unexpl or unfinished:
             failed = True
         rows.append((scenario, backend, len(mine), n_rec, n_faults, n_kills,
-                     lost, dups, expl, expl_to, unexpl, unfinished, n_died))
+                     lost, dups, expl, expl_to, expl_lease, unexpl, unfinished,
+                     n_died))
 
     # Queues: the work and retry queues empty, the DLQ holds exactly the
     # bad messages published at the start.
@@ -257,12 +285,12 @@ def main(argv):
 
     with open(args["--summary"], "a") as out:
         if os.path.getsize(args["--summary"]) == 0:
-            out.write("%-26s %-7s %5s %8s %6s %5s %5s %5s %9s %9s %11s %8s %5s\n" % (
+            out.write("%-26s %-7s %5s %8s %6s %5s %5s %5s %9s %9s %7s %11s %8s %5s\n" % (
                 "scenario", "backend", "camps", "recips", "faults", "kills",
-                "lost", "dups", "explained", "(timeout)", "unexplained",
-                "unfinish", "died"))
+                "lost", "dups", "explained", "(timeout)", "(lease)",
+                "unexplained", "unfinish", "died"))
         for r in rows:
-            out.write("%-26s %-7s %5d %8d %6d %5d %5d %5d %9d %9d %11d %8d %5d\n" % r)
+            out.write("%-26s %-7s %5d %8d %6d %5d %5d %5d %9d %9d %7d %11d %8d %5d\n" % r)
         for d in details:
             out.write("  %s %s\n" % (backend, d))
     for d in details:
