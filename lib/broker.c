@@ -9,7 +9,6 @@
 #include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,19 +27,6 @@
 #define BROKER_SYSTEM_CA_FILE                    \
   "/etc/ssl/certs/ca-certificates.crt" /* Debian \
                                         */
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 char *broker__bytes_dup(amqp_bytes_t bytes)
 {
@@ -195,7 +181,7 @@ static int check_uri(const char *uri, bool *tls, char *err, size_t errlen)
   char buf[BROKER_URI_MAX];
   struct amqp_connection_info ci;
   if (strlen(uri) >= sizeof(buf)) {
-    errf(err, errlen, "broker: uri too long");
+    so_errf(err, errlen, "broker: uri too long");
     return SO_ERR_INVALID;
   }
   const char *auth = strstr(uri, "://");
@@ -204,16 +190,16 @@ static int check_uri(const char *uri, bool *tls, char *err, size_t errlen)
     size_t alen = strcspn(auth, "/");
     const char *at = memchr(auth, '@', alen);
     if (at && memchr(auth, ':', (size_t)(at - auth))) {
-      errf(err, errlen,
-           "broker: a uri must not carry a password (use broker.password "
-           "from the environment or password_file)");
+      so_errf(err, errlen,
+              "broker: a uri must not carry a password (use broker.password "
+              "from the environment or password_file)");
       return SO_ERR_INVALID;
     }
   }
   memcpy(buf, uri, strlen(uri) + 1);
   if (amqp_parse_url(buf, &ci) != AMQP_STATUS_OK) {
-    errf(err, errlen,
-         "broker: bad uri '%s' (want amqp[s]://host[:port][/vhost])", uri);
+    so_errf(err, errlen,
+            "broker: bad uri '%s' (want amqp[s]://host[:port][/vhost])", uri);
     return SO_ERR_INVALID;
   }
   *tls = ci.ssl != 0;
@@ -225,13 +211,13 @@ int broker_open(const struct broker_options *opts, struct broker **out,
 {
   *out = NULL;
   if (opts->n_uris == 0 || opts->n_uris > BROKER_MAX_URIS) {
-    errf(err, errlen, "broker: need 1..%d uris", BROKER_MAX_URIS);
+    so_errf(err, errlen, "broker: need 1..%d uris", BROKER_MAX_URIS);
     return SO_ERR_INVALID;
   }
   for (size_t i = 0; i < opts->n_uris; i++) {
     bool tls = false;
     if (!opts->uris[i]) {
-      errf(err, errlen, "broker: uri %zu missing", i);
+      so_errf(err, errlen, "broker: uri %zu missing", i);
       return SO_ERR_INVALID;
     }
     int rc = check_uri(opts->uris[i], &tls, err, errlen);
@@ -239,25 +225,25 @@ int broker_open(const struct broker_options *opts, struct broker **out,
       return rc;
     if (tls && opts->tls_verify_peer && !opts->tls_ca_file &&
         access(BROKER_SYSTEM_CA_FILE, R_OK) != 0) {
-      errf(err, errlen,
-           "broker: %s needs broker.tls.ca_file to verify the broker (no "
-           "system bundle %s)",
-           opts->uris[i], BROKER_SYSTEM_CA_FILE);
+      so_errf(err, errlen,
+              "broker: %s needs broker.tls.ca_file to verify the broker (no "
+              "system bundle %s)",
+              opts->uris[i], BROKER_SYSTEM_CA_FILE);
       return SO_ERR_INVALID;
     }
   }
   if (opts->heartbeat_s <= 0 || opts->heartbeat_s > 3600) {
-    errf(err, errlen,
-         "broker: heartbeat_s must be 1..3600 (0 would let a dead broker "
-         "go unnoticed)");
+    so_errf(err, errlen,
+            "broker: heartbeat_s must be 1..3600 (0 would let a dead broker "
+            "go unnoticed)");
     return SO_ERR_INVALID;
   }
   if (opts->connect_timeout_ms <= 0 || opts->op_timeout_ms <= 0 ||
       opts->reconnect_min_ms <= 0 ||
       opts->reconnect_max_ms < opts->reconnect_min_ms) {
-    errf(err, errlen,
-         "broker: timeouts must be > 0 and reconnect_min_ms <= "
-         "reconnect_max_ms");
+    so_errf(err, errlen,
+            "broker: timeouts must be > 0 and reconnect_min_ms <= "
+            "reconnect_max_ms");
     return SO_ERR_INVALID;
   }
   struct broker *b = calloc(1, sizeof(*b));
@@ -411,7 +397,7 @@ int broker__reply(struct broker *b, amqp_rpc_reply_t r, amqp_channel_t ch,
   /* Every RPC is guarded; the reply ends the guarded span. A guard that
    * fired shut the socket down: whatever the reply says, it is over. */
   if (guard_disarm(b)) {
-    errf(err, errlen, "%s: timed out", what);
+    so_errf(err, errlen, "%s: timed out", what);
     broker__lost(b, "rpc overran its deadline");
     return SO_ERR_TIMEOUT;
   }
@@ -420,8 +406,8 @@ int broker__reply(struct broker *b, amqp_rpc_reply_t r, amqp_channel_t ch,
       return SO_OK;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION: {
       bool timeout = r.library_error == AMQP_STATUS_TIMEOUT;
-      errf(err, errlen, "%s: %s", what,
-           timeout ? "timed out" : amqp_error_string2(r.library_error));
+      so_errf(err, errlen, "%s: %s", what,
+              timeout ? "timed out" : amqp_error_string2(r.library_error));
       broker__lost(
           b, timeout ? "rpc timed out" : amqp_error_string2(r.library_error));
       return timeout ? SO_ERR_TIMEOUT : SO_ERR_UNAVAILABLE;
@@ -438,7 +424,7 @@ int broker__reply(struct broker *b, amqp_rpc_reply_t r, amqp_channel_t ch,
           b->main_open = false;
         else if (ch == BROKER_CH_PUB)
           b->pub_open = false;
-        errf(err, errlen, "%s: %s", what, b->reply_text);
+        so_errf(err, errlen, "%s: %s", what, b->reply_text);
         return status_of_code(m->reply_code);
       }
       if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
@@ -449,19 +435,19 @@ int broker__reply(struct broker *b, amqp_rpc_reply_t r, amqp_channel_t ch,
         snprintf(b->reply_text, sizeof(b->reply_text), "%.*s",
                  (int)m->reply_text.len, (const char *)m->reply_text.bytes);
         amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-        errf(err, errlen, "%s: broker closed the connection: %s", what,
-             b->reply_text);
+        so_errf(err, errlen, "%s: broker closed the connection: %s", what,
+                b->reply_text);
         broker__lost(b, "broker closed the connection");
         return code == AMQP_ACCESS_REFUSED || code == AMQP_NOT_ALLOWED
                    ? SO_ERR_REFUSED
                    : SO_ERR_UNAVAILABLE;
       }
-      errf(err, errlen, "%s: unexpected server method 0x%08x", what,
-           (unsigned)r.reply.id);
+      so_errf(err, errlen, "%s: unexpected server method 0x%08x", what,
+              (unsigned)r.reply.id);
       broker__lost(b, "unexpected server method");
       return SO_ERR_PROTOCOL;
     default:
-      errf(err, errlen, "%s: no reply", what);
+      so_errf(err, errlen, "%s: no reply", what);
       broker__lost(b, "no rpc reply");
       return SO_ERR_PROTOCOL;
   }
@@ -517,14 +503,14 @@ static int tls_setup(struct broker *b, amqp_socket_t *sock, char *err,
   const char *ca = o->tls_ca_file ? o->tls_ca_file : BROKER_SYSTEM_CA_FILE;
   if (o->tls_verify_peer &&
       amqp_ssl_socket_set_cacert(sock, ca) != AMQP_STATUS_OK) {
-    errf(err, errlen, "broker: cannot load tls ca_file %s", ca);
+    so_errf(err, errlen, "broker: cannot load tls ca_file %s", ca);
     return SO_ERR_INVALID;
   }
   if (o->tls_cert_file && o->tls_key_file &&
       amqp_ssl_socket_set_key(sock, o->tls_cert_file, o->tls_key_file) !=
           AMQP_STATUS_OK) {
-    errf(err, errlen, "broker: cannot load tls cert_file/key_file %s",
-         o->tls_cert_file);
+    so_errf(err, errlen, "broker: cannot load tls cert_file/key_file %s",
+            o->tls_cert_file);
     return SO_ERR_INVALID;
   }
   amqp_ssl_socket_set_verify_peer(sock, o->tls_verify_peer);
@@ -561,10 +547,10 @@ static int login(struct broker *b, const char *vhost, const char *user,
       r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
       r.library_error == AMQP_STATUS_CONNECTION_CLOSED) {
     /* Without authentication_failure_close the broker just hangs up. */
-    errf(err, errlen,
-         "login: broker closed the connection (bad user, "
-         "password or vhost '%s'?)",
-         vhost);
+    so_errf(err, errlen,
+            "login: broker closed the connection (bad user, "
+            "password or vhost '%s'?)",
+            vhost);
     return SO_ERR_REFUSED;
   }
   return rc;
@@ -580,7 +566,7 @@ static int connect_uri(struct broker *b, size_t idx, char *err, size_t errlen)
   int rc;
   snprintf(buf, sizeof(buf), "%s", uri);
   if (amqp_parse_url(buf, &ci) != AMQP_STATUS_OK) {
-    errf(err, errlen, "broker: bad uri %s", uri);
+    so_errf(err, errlen, "broker: bad uri %s", uri);
     return SO_ERR_INVALID;
   }
   /* "amqp://host/" names the empty vhost; nobody means that. */
@@ -593,7 +579,7 @@ static int connect_uri(struct broker *b, size_t idx, char *err, size_t errlen)
   amqp_socket_t *sock =
       ci.ssl ? amqp_ssl_socket_new(b->conn) : amqp_tcp_socket_new(b->conn);
   if (!sock) {
-    errf(err, errlen, "broker: cannot create socket");
+    so_errf(err, errlen, "broker: cannot create socket");
     rc = SO_ERR_NOMEM;
     goto fail;
   }
@@ -609,12 +595,12 @@ static int connect_uri(struct broker *b, size_t idx, char *err, size_t errlen)
         st == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED ||
         (ci.ssl && b->opts.tls_verify_peer &&
          st == AMQP_STATUS_SSL_CONNECTION_FAILED))
-      errf(err, errlen,
-           "broker: %s: TLS certificate verification failed (%s): check "
-           "broker.tls.ca_file and the certificate's host name",
-           uri, amqp_error_string2(st));
+      so_errf(err, errlen,
+              "broker: %s: TLS certificate verification failed (%s): check "
+              "broker.tls.ca_file and the certificate's host name",
+              uri, amqp_error_string2(st));
     else
-      errf(err, errlen, "broker: %s: %s", uri, amqp_error_string2(st));
+      so_errf(err, errlen, "broker: %s: %s", uri, amqp_error_string2(st));
     rc = st == AMQP_STATUS_TIMEOUT ? SO_ERR_TIMEOUT : SO_ERR_UNAVAILABLE;
     goto fail;
   }
@@ -678,8 +664,8 @@ int broker__ensure(struct broker *b, char *err, size_t errlen)
   if (!b->conn) {
     int64_t wait = b->next_attempt_ms - clock_monotonic_ms();
     if (wait > 0) {
-      errf(err, errlen, "broker: down; next reconnect in %lld ms",
-           (long long)wait);
+      so_errf(err, errlen, "broker: down; next reconnect in %lld ms",
+              (long long)wait);
       return SO_ERR_UNAVAILABLE;
     }
     return broker_connect(b, err, errlen);
@@ -712,7 +698,7 @@ int broker_queue_counts(struct broker *b, const char *queue, uint32_t *messages,
   rc = broker__reply(b, amqp_get_rpc_reply(b->conn), BROKER_CH_MAIN,
                      "queue.declare(passive)", err, errlen);
   if (rc == SO_ERR_NOTFOUND) {
-    errf(err, errlen, "broker: no queue '%s'", queue);
+    so_errf(err, errlen, "broker: no queue '%s'", queue);
     /* Reopen now so the session is whole again; a failure shows later. */
     int rc2 = broker__ensure(b, NULL, 0);
     (void)rc2;

@@ -12,7 +12,6 @@
  * triggers are few. Frames for channel 1 (deliveries) that arrive while
  * we wait are queued by the frame loop for broker_poll(), never dropped.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,19 +21,6 @@
 #include "log.h"
 
 #define BROKER_MAX_HEADERS 16
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static void header_str(amqp_table_entry_t *e, const char *name,
                        const char *value)
@@ -63,18 +49,19 @@ static int check_message(const struct broker_message *m, char *err,
 {
   if (!m->message_id || !*m->message_id || m->attempt < 0 || !m->exchange ||
       !m->routing_key || (!m->body && m->body_len)) {
-    errf(err, errlen,
-         "broker: publish needs exchange, routing_key, message_id and "
-         "attempt >= 0");
+    so_errf(err, errlen,
+            "broker: publish needs exchange, routing_key, message_id and "
+            "attempt >= 0");
     return SO_ERR_INVALID;
   }
   if (m->n_headers > BROKER_MAX_HEADERS) {
-    errf(err, errlen, "broker: at most %d extra headers", BROKER_MAX_HEADERS);
+    so_errf(err, errlen, "broker: at most %d extra headers",
+            BROKER_MAX_HEADERS);
     return SO_ERR_INVALID;
   }
   for (size_t i = 0; i < m->n_headers; i++)
     if (!m->headers[i].name || !m->headers[i].value) {
-      errf(err, errlen, "broker: header %zu has no name or value", i);
+      so_errf(err, errlen, "broker: header %zu has no name or value", i);
       return SO_ERR_INVALID;
     }
   return SO_OK;
@@ -125,8 +112,8 @@ int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
     if (!fired)
       broker__lost(b, amqp_error_string2(st));
     b->pub_state = BROKER_PUB_IDLE;
-    errf(err, errlen, "broker: publish %s: %s", m->message_id,
-         fired ? "send timed out" : amqp_error_string2(st));
+    so_errf(err, errlen, "broker: publish %s: %s", m->message_id,
+            fired ? "send timed out" : amqp_error_string2(st));
     return fired ? SO_ERR_TIMEOUT : SO_ERR_UNAVAILABLE;
   }
   b->pub_seq++;
@@ -140,24 +127,24 @@ int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
      * no longer match to anyone: start over on a fresh connection. */
     if (b->conn)
       broker__lost(b, "publisher confirm timed out");
-    errf(err, errlen, "broker: publish %s: no confirm within %d ms",
-         m->message_id, b->opts.op_timeout_ms);
+    so_errf(err, errlen, "broker: publish %s: no confirm within %d ms",
+            m->message_id, b->opts.op_timeout_ms);
     return SO_ERR_TIMEOUT;
   }
   if (rc == SO_ERR_UNAVAILABLE || state == BROKER_PUB_WAITING) {
-    errf(err, errlen,
-         "broker: publish %s: connection lost before the "
-         "confirm",
-         m->message_id);
+    so_errf(err, errlen,
+            "broker: publish %s: connection lost before the "
+            "confirm",
+            m->message_id);
     return SO_ERR_UNAVAILABLE;
   }
   if (state == BROKER_PUB_CLOSED) {
-    errf(err, errlen, "broker: publish %s: %s", m->message_id,
-         b->pub_text[0] ? b->pub_text : "channel closed");
+    so_errf(err, errlen, "broker: publish %s: %s", m->message_id,
+            b->pub_text[0] ? b->pub_text : "channel closed");
     return b->conn ? SO_ERR_REFUSED : SO_ERR_UNAVAILABLE;
   }
   if (state == BROKER_PUB_NACKED || b->pub_returned) {
-    errf(err, errlen, "broker: publish %s: %s", m->message_id, b->pub_text);
+    so_errf(err, errlen, "broker: publish %s: %s", m->message_id, b->pub_text);
     return SO_ERR_REFUSED;
   }
   log_debug(

@@ -4,7 +4,6 @@
  */
 #include <inttypes.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,19 +12,6 @@
 #include "broker_impl.h"
 #include "clock.h"
 #include "log.h"
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* ---- deliveries ---------------------------------------------------- */
 
@@ -491,11 +477,11 @@ int broker_consume(struct broker *b, const char *queue, int prefetch, char *err,
                    size_t errlen)
 {
   if (!queue || !*queue || prefetch < 1 || prefetch > 65535) {
-    errf(err, errlen, "broker: consume needs a queue and prefetch 1..65535");
+    so_errf(err, errlen, "broker: consume needs a queue and prefetch 1..65535");
     return SO_ERR_INVALID;
   }
   if (b->n_consumers >= BROKER_MAX_CONSUMERS) {
-    errf(err, errlen, "broker: at most %d consumers", BROKER_MAX_CONSUMERS);
+    so_errf(err, errlen, "broker: at most %d consumers", BROKER_MAX_CONSUMERS);
     return SO_ERR_INVALID;
   }
   struct broker_consumer *c = &b->consumers[b->n_consumers];
@@ -513,7 +499,7 @@ int broker_consume(struct broker *b, const char *queue, int prefetch, char *err,
     if (b->consumers[i].queue == mine)
       return rc;
   /* Forgotten by broker__restore_consumers(): the queue does not exist. */
-  errf(err, errlen, "broker: no queue '%s' to consume from", queue);
+  so_errf(err, errlen, "broker: no queue '%s' to consume from", queue);
   return SO_ERR_NOTFOUND;
 }
 
@@ -591,7 +577,7 @@ int broker_poll(struct broker *b, int timeout_ms, int wake_fd,
   int slice = b->opts.heartbeat_s * 1000 / 4;
   for (;;) {
     if (read_guarded(b, 0, true) != SO_OK) {
-      errf(err, errlen, "broker: connection lost");
+      so_errf(err, errlen, "broker: connection lost");
       return SO_ERR_UNAVAILABLE;
     }
     if ((*out = pending_pop(b)) != NULL)
@@ -609,7 +595,7 @@ int broker_poll(struct broker *b, int timeout_ms, int wake_fd,
       return SO_ERR_TIMEOUT;
     /* Data: let rabbitmq-c take a whole frame, bounded. */
     if (n > 0 && p[0].revents && read_guarded(b, wait, false) != SO_OK) {
-      errf(err, errlen, "broker: connection lost");
+      so_errf(err, errlen, "broker: connection lost");
       return SO_ERR_UNAVAILABLE;
     }
   }
@@ -656,7 +642,7 @@ int broker_get(struct broker *b, const char *queue,
   if (b->n_consumers > 0) {
     /* basic.get on the consumers' channel could read a queued delivery's
      * frames as its own: keep get for sessions that do not consume. */
-    errf(err, errlen, "broker: get on a session with consumers");
+    so_errf(err, errlen, "broker: get on a session with consumers");
     return SO_ERR_INVALID;
   }
   int rc = broker__ensure(b, err, errlen);
@@ -667,7 +653,7 @@ int broker_get(struct broker *b, const char *queue,
       amqp_basic_get(b->conn, BROKER_CH_MAIN, amqp_cstring_bytes(queue), 0);
   rc = broker__reply(b, r, BROKER_CH_MAIN, "basic.get", err, errlen);
   if (rc == SO_ERR_NOTFOUND) {
-    errf(err, errlen, "broker: no queue '%s'", queue);
+    so_errf(err, errlen, "broker: no queue '%s'", queue);
     return SO_ERR_INVALID;
   }
   if (rc)
@@ -681,7 +667,7 @@ int broker_get(struct broker *b, const char *queue,
   amqp_message_t msg;
   broker__guard(b, b->opts.op_timeout_ms);
   if ((rc = read_content(b, BROKER_CH_MAIN, &msg)) != SO_OK) {
-    errf(err, errlen, "broker: basic.get: connection lost");
+    so_errf(err, errlen, "broker: basic.get: connection lost");
     return rc;
   }
   if ((rc = broker__unguard(b)) != SO_OK) {

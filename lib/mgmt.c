@@ -5,7 +5,6 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,19 +34,6 @@ static CURLcode curl_init_rc = CURLE_OK;
 static void curl_init_once(void)
 {
   curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
 }
 
 static void scrub_free(char *s)
@@ -100,21 +86,21 @@ int mgmt_open(const struct mgmt_options *o, struct mgmt **out, char *err,
   *out = NULL;
   if (!o->url || (strncmp(o->url, "http://", 7) != 0 &&
                   strncmp(o->url, "https://", 8) != 0)) {
-    errf(err, errlen, "mgmt: url must be http:// or https://");
+    so_errf(err, errlen, "mgmt: url must be http:// or https://");
     return SO_ERR_INVALID;
   }
   if (!o->user || !*o->user) {
-    errf(err, errlen, "mgmt: no user for the management API");
+    so_errf(err, errlen, "mgmt: no user for the management API");
     return SO_ERR_INVALID;
   }
   if (!o->vhost || !*o->vhost) {
-    errf(err, errlen, "mgmt: no vhost");
+    so_errf(err, errlen, "mgmt: no vhost");
     return SO_ERR_INVALID;
   }
   pthread_once(&curl_once, curl_init_once);
   if (curl_init_rc != CURLE_OK) {
-    errf(err, errlen, "mgmt: curl_global_init: %s",
-         curl_easy_strerror(curl_init_rc));
+    so_errf(err, errlen, "mgmt: curl_global_init: %s",
+            curl_easy_strerror(curl_init_rc));
     return SO_ERR_INTERNAL;
   }
   struct mgmt *m = calloc(1, sizeof(*m));
@@ -182,7 +168,7 @@ static int http_get(struct mgmt *m, const char *path, struct body *body,
   char url[MGMT_URL_MAX];
   int n = snprintf(url, sizeof(url), "%s/api/%s", m->url, path);
   if (n < 0 || (size_t)n >= sizeof(url)) {
-    errf(err, errlen, "mgmt: URL too long");
+    so_errf(err, errlen, "mgmt: URL too long");
     return SO_ERR_TOO_LARGE;
   }
   CURL *c = m->curl;
@@ -202,11 +188,11 @@ static int http_get(struct mgmt *m, const char *path, struct body *body,
   CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
     if (body->too_large) {
-      errf(err, errlen, "mgmt: GET /api/%s: answer over %d bytes", path,
-           MGMT_MAX_BODY);
+      so_errf(err, errlen, "mgmt: GET /api/%s: answer over %d bytes", path,
+              MGMT_MAX_BODY);
       return SO_ERR_TOO_LARGE;
     }
-    errf(err, errlen, "mgmt: GET /api/%s: %s", path, curl_easy_strerror(rc));
+    so_errf(err, errlen, "mgmt: GET /api/%s: %s", path, curl_easy_strerror(rc));
     return rc == CURLE_OPERATION_TIMEDOUT ? SO_ERR_TIMEOUT : SO_ERR_UNAVAILABLE;
   }
   long code = 0;
@@ -214,18 +200,18 @@ static int http_get(struct mgmt *m, const char *path, struct body *body,
   if (code == 200)
     return SO_OK;
   if (code == 401 || code == 403) {
-    errf(err, errlen,
-         "mgmt: management API refused the credentials of user '%s' "
-         "(HTTP %ld): the user needs the management (or monitoring) tag, "
-         "access to the vhost and the right password",
-         m->user, code);
+    so_errf(err, errlen,
+            "mgmt: management API refused the credentials of user '%s' "
+            "(HTTP %ld): the user needs the management (or monitoring) tag, "
+            "access to the vhost and the right password",
+            m->user, code);
     return SO_ERR_REFUSED;
   }
   if (code == 404) {
-    errf(err, errlen, "mgmt: GET /api/%s: not found (HTTP 404)", path);
+    so_errf(err, errlen, "mgmt: GET /api/%s: not found (HTTP 404)", path);
     return SO_ERR_NOTFOUND;
   }
-  errf(err, errlen, "mgmt: GET /api/%s: HTTP %ld", path, code);
+  so_errf(err, errlen, "mgmt: GET /api/%s: HTTP %ld", path, code);
   return code >= 500 ? SO_ERR_UNAVAILABLE : SO_ERR_PROTOCOL;
 }
 
@@ -252,7 +238,7 @@ int mgmt_queue_get(struct mgmt *m, const char *queue, struct mgmt_queue *out,
   int n = snprintf(path, sizeof(path), "queues/%s/%s", m->vhost_enc, qenc);
   curl_free(qenc);
   if (n < 0 || (size_t)n >= sizeof(path)) {
-    errf(err, errlen, "mgmt: queue name too long");
+    so_errf(err, errlen, "mgmt: queue name too long");
     return SO_ERR_TOO_LARGE;
   }
   struct body body = {0};
@@ -265,7 +251,7 @@ int mgmt_queue_get(struct mgmt *m, const char *queue, struct mgmt_queue *out,
   free(body.data);
   if (!j || !json_object_is_type(j, json_type_object)) {
     json_object_put(j);
-    errf(err, errlen, "mgmt: GET /api/%s: not a JSON object", path);
+    so_errf(err, errlen, "mgmt: GET /api/%s: not a JSON object", path);
     return SO_ERR_PROTOCOL;
   }
   /* A queue the broker has only just created (or one on a node that is

@@ -1,6 +1,9 @@
 /* status.c - names for the project-wide status codes. */
 #include "status.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *so_strerror(int status)
 {
   switch (status) {
@@ -35,4 +38,14 @@ const char *so_strerror(int status)
     default:
       return "unknown error";
   }
+}
+
+void so_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
 }

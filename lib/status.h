@@ -38,4 +38,11 @@ const char *so_strerror(int status);
 #define SO_PRINTF(fmt, args)
 #endif
 
+#include <stddef.h>
+
+/* so_errf: printf into a caller's `char *err, size_t errlen` detail buffer
+ * (the convention of every fallible function that explains itself).
+ * Does nothing when err is NULL or errlen is 0; always NUL-terminates. */
+void so_errf(char *err, size_t errlen, const char *fmt, ...) SO_PRINTF(3, 4);
+
 #endif /* SENDONCE_STATUS_H */

@@ -3,26 +3,12 @@
  */
 #include "topology.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_impl.h"
 #include "log.h"
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* ---- names ------------------------------------------------------------ */
 
@@ -55,16 +41,17 @@ int topology_init(struct topology *t, const char *prefix, int delivery_limit,
   int delays[TOPOLOGY_MAX_RETRY];
   memset(t, 0, sizeof(*t));
   if (!prefix || !prefix_ok(prefix)) {
-    errf(err, errlen,
-         "topology: prefix must be 1..100 chars of [A-Za-z0-9._:-]");
+    so_errf(err, errlen,
+            "topology: prefix must be 1..100 chars of [A-Za-z0-9._:-]");
     return SO_ERR_INVALID;
   }
   if (delivery_limit < 1) {
-    errf(err, errlen, "topology: delivery_limit must be >= 1");
+    so_errf(err, errlen, "topology: delivery_limit must be >= 1");
     return SO_ERR_INVALID;
   }
   if (n_retry > TOPOLOGY_MAX_RETRY) {
-    errf(err, errlen, "topology: at most %d retry delays", TOPOLOGY_MAX_RETRY);
+    so_errf(err, errlen, "topology: at most %d retry delays",
+            TOPOLOGY_MAX_RETRY);
     return SO_ERR_INVALID;
   }
   if (n_retry)
@@ -74,9 +61,9 @@ int topology_init(struct topology *t, const char *prefix, int delivery_limit,
     /* x-message-ttl is a 32-bit count of milliseconds in practice. */
     if (delays[i] < 1 || delays[i] > 86400 * 24 ||
         (i > 0 && delays[i] == delays[i - 1])) {
-      errf(err, errlen,
-           "topology: retry delays must be distinct, 1..%d seconds",
-           86400 * 24);
+      so_errf(err, errlen,
+              "topology: retry delays must be distinct, 1..%d seconds",
+              86400 * 24);
       return SO_ERR_INVALID;
     }
   }
@@ -180,10 +167,10 @@ static int finish(struct broker *b, const char *what, const char *name,
     return SO_OK;
   if (rc == SO_ERR_CONFLICT) {
     if (topology_explain_mismatch(b->reply_text, err, errlen) != SO_OK)
-      errf(err, errlen, "topology: %s %s: %s", what, name, b->reply_text);
+      so_errf(err, errlen, "topology: %s %s: %s", what, name, b->reply_text);
     log_error("topology: %s", err);
   } else {
-    errf(err, errlen, "topology: %s %s: %s", what, name, why);
+    so_errf(err, errlen, "topology: %s %s: %s", what, name, why);
   }
   if (b->conn && !b->main_open) {
     int rc2 = broker__open_main(b, NULL, 0);
@@ -242,7 +229,7 @@ int topology_declare(struct broker *b, const struct topology *t, char *err,
   amqp_table_entry_t a[6];
   int rc;
   if (!b->conn || !b->main_open) {
-    errf(err, errlen, "topology: broker not connected");
+    so_errf(err, errlen, "topology: broker not connected");
     return SO_ERR_UNAVAILABLE;
   }
   if ((rc = declare_exchange(b, t->exchange, "direct", err, errlen)) ||
