@@ -642,7 +642,13 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
     goto out;
   }
   enum run_end end;
-  const struct config_provider *p = config_provider_find(cfg, m->channel);
+  /* The provider's settings as of now: a SIGHUP changes them for the
+   * campaigns started after it, never under a running sender. */
+  struct config_provider prov;
+  const struct config_provider *p =
+      w->sh->live
+          ? (live_cfg_provider(w->sh->live, m->channel, &prov) ? &prov : NULL)
+          : config_provider_find(cfg, m->channel);
   r.s = p ? sender_new(p, r.id, m->content_json, err, sizeof(err)) : NULL;
   if (!r.s) {
     snprintf(r.reason, sizeof(r.reason), "bad_content: %s",

@@ -11,8 +11,10 @@
 
 #include "broker.h"
 #include "cli.h"
+#include "consumer_metrics.h"
 #include "dispatch.h"
 #include "lease.h"
+#include "live_cfg.h"
 #include "log.h"
 #include "stats.h"
 #include "topology.h"
@@ -29,6 +31,15 @@ static void on_signal(int sig)
     stop_signals++;
 }
 
+/* SIGHUP: set by the handler, acted on by the owner's loop (on_tick). */
+static volatile sig_atomic_t reload_requested;
+
+static void on_hup(int sig)
+{
+  (void)sig;
+  reload_requested = 1;
+}
+
 static void install_signals(void)
 {
   struct sigaction sa;
@@ -37,7 +48,27 @@ static void install_signals(void)
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  /* A reload is no reason to cut a read or write short. */
+  sa.sa_handler = on_hup;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+}
+
+/* on_tick: the owner's loop, between polls: a SIGHUP reloads the safe
+ * settings (live_cfg.h); a bad file keeps the old config whole. */
+static void on_tick(void *arg)
+{
+  struct live_cfg *live = arg;
+  if (!reload_requested)
+    return;
+  reload_requested = 0;
+  char err[1024] = "";
+  log_info("consumer: SIGHUP: reloading the config");
+  int rc = live_cfg_reload(live, err, sizeof(err));
+  if (rc != SO_OK)
+    log_error("consumer: reload refused, kept the old config: %s status=%s",
+              err, so_strerror(rc));
 }
 
 /* check_registry: open the registry once at start to refuse a database we
@@ -82,6 +113,8 @@ int consumer_run_cb(const struct config *cfg, int argc, char **argv)
   struct dispatch *d = NULL;
   struct lease *lease = NULL;
   struct worker *workers = NULL;
+  struct live_cfg *live = NULL;
+  struct consumer_metrics *metrics = NULL;
   struct consumer_stats stats;
   struct worker_shared sh;
   int n_started = 0;
@@ -103,6 +136,7 @@ int consumer_run_cb(const struct config *cfg, int argc, char **argv)
   /* curl's global init is not thread-safe: before any thread. */
   curl_global_init(CURL_GLOBAL_DEFAULT);
   install_signals();
+  metrics = consumer_metrics_start(cfg, &stats);
   if (check_registry(&sh) != SO_OK)
     goto out;
 
@@ -133,6 +167,7 @@ int consumer_run_cb(const struct config *cfg, int argc, char **argv)
   int park_ms = cfg->registry.lease_ttl_s * 2000;
   if (dispatch_new(b, &topo, &stats, nw, park_ms, &d) != SO_OK ||
       lease_start(&sh.ro, cfg->registry.lease_ttl_s, &stats, &lease) != SO_OK ||
+      !(live = live_cfg_new(cfg)) ||
       !(workers = calloc((size_t)nw, sizeof(*workers)))) {
     log_error("consumer: cannot start: out of memory or threads");
     goto out;
@@ -141,7 +176,9 @@ int consumer_run_cb(const struct config *cfg, int argc, char **argv)
   sh.dispatch = d;
   sh.lease = lease;
   sh.stats = &stats;
+  sh.live = live;
   sh.stop = &stop_signals;
+  dispatch_on_tick(d, on_tick, live);
   for (; n_started < nw; n_started++)
     if (worker_start(&workers[n_started], &sh, n_started) != SO_OK)
       break;
@@ -171,6 +208,9 @@ out:
   lease_stop(lease);
   dispatch_free(d);
   broker_close(b);
+  live_cfg_free(live);
+  /* The server reads the stats in place: stop it before they go. */
+  consumer_metrics_stop(metrics);
   stats_log_summary(&stats);
   log_info("consumer: exit status=%d", exit_status);
   curl_global_cleanup();

@@ -52,6 +52,8 @@ struct dispatch {
   atomic_ullong generation;
   struct action *retry_head; /* publishes waiting to be retried (owner) */
   int park_ms;               /* a trigger waits this long for a worker */
+  void (*tick)(void *arg);   /* called once per owner loop, or NULL */
+  void *tick_arg;
 };
 
 static void action_free(struct action *a)
@@ -490,6 +492,12 @@ static void push_job(struct dispatch *d, struct broker_delivery *dl)
   pthread_mutex_unlock(&d->mu);
 }
 
+void dispatch_on_tick(struct dispatch *d, void (*cb)(void *arg), void *arg)
+{
+  d->tick = cb;
+  d->tick_arg = arg;
+}
+
 int dispatch_run(struct dispatch *d, const volatile sig_atomic_t *stop,
                  int drain_ms)
 {
@@ -518,6 +526,8 @@ int dispatch_run(struct dispatch *d, const volatile sig_atomic_t *stop,
       log_error("consumer: broker: %s status=%s", err, so_strerror(rc));
       status = rc;
     }
+    if (d->tick)
+      d->tick(d->tick_arg);
     bool hurry = *stop >= 2;
     run_actions(d, hurry);
     if (!atomic_load(&d->closing))

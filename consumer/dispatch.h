@@ -73,6 +73,11 @@ void dispatch_free(struct dispatch *d);
 int dispatch_run(struct dispatch *d, const volatile sig_atomic_t *stop,
                  int drain_ms);
 
+/* dispatch_on_tick: have dispatch_run() call cb(arg) on its own thread
+ * once per loop (at least every 200 ms), e.g. to act on a SIGHUP the
+ * signal handler only noted. Set it before dispatch_run(). */
+void dispatch_on_tick(struct dispatch *d, void (*cb)(void *arg), void *arg);
+
 /* ---- the workers' side (thread-safe) -------------------------------- */
 
 /* dispatch_take: the next delivery (the caller owns it), waiting up to

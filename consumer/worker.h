@@ -17,6 +17,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "lease.h"
+#include "live_cfg.h"
 #include "registry.h"
 #include "stats.h"
 #include "topology.h"
@@ -28,6 +29,7 @@ struct worker_shared {
   struct dispatch *dispatch;
   struct lease *lease;
   struct consumer_stats *stats;
+  struct live_cfg *live; /* provider settings SIGHUP may change, or NULL */
   const volatile sig_atomic_t *stop; /* signals seen: 2 = hurry */
   struct registry_options ro;        /* points into cfg */
   const char *channels[CONFIG_MAX_PROVIDERS];
