@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "config_reload.h"
 #include "log.h"
 #include "watchdog.h"
 #include "wd_metrics.h"
@@ -23,6 +24,15 @@ static void on_signal(int sig)
 {
   (void)sig;
   stop_flag = 1;
+}
+
+/* SIGHUP: noted by the handler, acted on between passes. */
+static volatile sig_atomic_t reload_flag;
+
+static void on_hup(int sig)
+{
+  (void)sig;
+  reload_flag = 1;
 }
 
 struct verb_opts {
@@ -370,6 +380,22 @@ int verbs_replay(const struct config *cfg, int argc, char **argv)
                                                         : EXIT_ERROR;
 }
 
+/* reload_if_asked: after a SIGHUP, the safe settings of the file into
+ * *live (a bad file keeps it whole); the pass interval is re-read. */
+static void reload_if_asked(struct config *live, int64_t *interval_ms)
+{
+  if (!reload_flag)
+    return;
+  reload_flag = 0;
+  char err[1024] = "";
+  log_info("watchdog: SIGHUP: reloading the config");
+  int rc = config_reload_safe(live, NULL, NULL, 0, err, sizeof(err));
+  if (rc != SO_OK)
+    log_error("watchdog: reload refused, kept the old config: %s status=%s",
+              err, so_strerror(rc));
+  *interval_ms = (int64_t)live->watchdog.interval_s * 1000;
+}
+
 int verbs_run(const struct config *cfg, int argc, char **argv)
 {
   struct verb_opts o;
@@ -381,6 +407,14 @@ int verbs_run(const struct config *cfg, int argc, char **argv)
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_hup;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGHUP, &sa, NULL);
+  /* The running config: a shallow copy of the one loaded at start, whose
+   * int thresholds a SIGHUP may change (config_reload.h); the watchdog
+   * re-reads them at each pass. Single-threaded: no lock needed. */
+  struct config live = *cfg;
+  cfg = &live;
   struct watchdog *w = open_watchdog(cfg, o.dry_run, false);
   if (!w)
     return EXIT_ERROR;
@@ -404,9 +438,15 @@ int verbs_run(const struct config *cfg, int argc, char **argv)
       wd_metrics_update(metrics, &r);
       watchdog_report_free(&r);
     }
-    int64_t left = interval_ms - (clock_monotonic_ms() - t0);
-    if (left > 0)
-      watchdog_idle(w, left, &stop_flag);
+    /* Idle in slices of at most a second so a SIGHUP is applied soon,
+     * and a new interval counts from this pass's start. */
+    for (;;) {
+      reload_if_asked(&live, &interval_ms);
+      int64_t left = interval_ms - (clock_monotonic_ms() - t0);
+      if (left <= 0 || stop_flag)
+        break;
+      watchdog_idle(w, left < 1000 ? left : 1000, &stop_flag);
+    }
   }
   log_info("watchdog: stopping (signal)");
   wd_metrics_stop(metrics);

@@ -33,6 +33,18 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
   va_end(ap);
 }
 
+/* derive_thresholds: the verdict thresholds from the config, at open and
+ * again at each pass, so a SIGHUP reload of the config takes effect from
+ * the next pass. */
+static void derive_thresholds(struct watchdog *w)
+{
+  const struct config_watchdog *wc = &w->cfg->watchdog;
+  w->vc.grace_ms = (int64_t)wc->grace_s * 1000;
+  w->vc.stuck_after_ms = (int64_t)wc->stuck_after_s * 1000;
+  w->vc.backoff_ms = (int64_t)wc->republish_backoff_s * 1000;
+  w->vc.max_republishes = wc->max_republishes;
+}
+
 int watchdog_open(const struct config *cfg, const struct watchdog_options *o,
                   struct watchdog **out, char *err, size_t errlen)
 {
@@ -43,10 +55,7 @@ int watchdog_open(const struct config *cfg, const struct watchdog_options *o,
     return SO_ERR_NOMEM;
   w->cfg = cfg;
   w->opt = *o;
-  w->vc.grace_ms = (int64_t)cfg->watchdog.grace_s * 1000;
-  w->vc.stuck_after_ms = (int64_t)cfg->watchdog.stuck_after_s * 1000;
-  w->vc.backoff_ms = (int64_t)cfg->watchdog.republish_backoff_s * 1000;
-  w->vc.max_republishes = cfg->watchdog.max_republishes;
+  derive_thresholds(w);
   if ((rc = topology_from_config(&w->topo, &cfg->topology, err, errlen)))
     goto fail;
   char host[256] = "localhost";
@@ -458,6 +467,7 @@ int watchdog_pass(struct watchdog *w, struct watchdog_report *r, char *err,
   struct registry_campaign *list = NULL;
   size_t n = 0;
   memset(r, 0, sizeof(*r));
+  derive_thresholds(w);
   int rc = registry_list_overdue(w->reg, w->vc.grace_ms, WATCHDOG_MAX_CAMPAIGNS,
                                  &list, &n);
   if (rc) {

@@ -87,7 +87,7 @@ struct wd_metrics *wd_metrics_start(const struct config *cfg)
   }
   if (metrics_serve(w->m, cfg->metrics.address, cfg->metrics.watchdog_port,
                     &w->srv, err, sizeof(err)) != SO_OK) {
-    log_warn("watchdog: metrics: %s (running without /metrics)", err);
+    log_error("watchdog: metrics: %s (running without /metrics)", err);
     goto fail;
   }
   log_info("watchdog: metrics on http://%s:%d/metrics",
