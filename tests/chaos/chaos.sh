@@ -392,6 +392,9 @@ teardown() {
   for n in pub c1 c2 c3 w1 w2 proxy sink sinkh; do stop_proc "$n"; done
   rmq_stop
   pg_stop
+  # The servers' data is no evidence; their logs stay with a failed run.
+  [ -n "${RMQ_DIR:-}" ] && rm -rf "$RMQ_DIR/mnesia"
+  [ -n "${PG_DIR:-}" ] && rm -rf "$PG_DIR/data"
   RMQ_DIR=
   PG_DIR=
 }
