@@ -11,12 +11,17 @@ struct pub_metrics {
   struct metrics *m;
   struct metrics_server *srv;
   atomic_llong *published, *failures, *pass_failures, *broker_up, *unmarked;
-  struct metrics_histogram *lateness;
+  struct metrics_histogram *lateness, *confirm;
 };
 
 /* Lateness buckets, ms: the promise is "within 1 s of the due time". */
 static const int64_t lateness_bounds[] = {50,   100,  250,   500,   1000,
                                           2000, 5000, 10000, 60000, 300000};
+
+/* Publish-to-confirm buckets, ms: a broker answers in a few ms; seconds
+ * mean a struggling broker (the bound is broker.confirm_timeout_ms). */
+static const int64_t confirm_bounds[] = {5,   10,  25,   50,   100,
+                                         250, 500, 1000, 2500, 5000};
 
 static int register_all(struct pub_metrics *pm)
 {
@@ -42,11 +47,16 @@ static int register_all(struct pub_metrics *pm)
                           "pending (registry unreachable)",
                           &pm->unmarked)))
     return rc;
-  return metrics_histogram(m, "sendonce_publisher_lateness_seconds", NULL,
-                           "Confirm time minus the campaign's scheduled_at",
-                           lateness_bounds,
-                           sizeof(lateness_bounds) / sizeof(lateness_bounds[0]),
-                           1000.0, &pm->lateness);
+  if ((rc = metrics_histogram(
+           m, "sendonce_publisher_lateness_seconds", NULL,
+           "Confirm time minus the campaign's scheduled_at", lateness_bounds,
+           sizeof(lateness_bounds) / sizeof(lateness_bounds[0]), 1000.0,
+           &pm->lateness)))
+    return rc;
+  return metrics_histogram(
+      m, "sendonce_publisher_confirm_latency_seconds", NULL,
+      "Time from publish to the broker's confirm", confirm_bounds,
+      sizeof(confirm_bounds) / sizeof(confirm_bounds[0]), 1000.0, &pm->confirm);
 }
 
 struct pub_metrics *pub_metrics_start(const struct config *cfg)
@@ -61,7 +71,7 @@ struct pub_metrics *pub_metrics_start(const struct config *cfg)
   }
   if (metrics_serve(pm->m, cfg->metrics.address, cfg->metrics.publisher_port,
                     &pm->srv, err, sizeof(err)) != SO_OK) {
-    log_warn("publisher: %s; running without /metrics", err);
+    log_error("publisher: %s; running without /metrics", err);
     goto fail;
   }
   log_info("publisher: metrics on http://%s:%d/metrics",
@@ -88,6 +98,12 @@ void pub_metrics_published(struct pub_metrics *pm, int64_t lateness_ms)
     return;
   metrics_add(pm->published, 1);
   metrics_observe(pm->lateness, lateness_ms > 0 ? lateness_ms : 0);
+}
+
+void pub_metrics_confirm_latency(struct pub_metrics *pm, int64_t ms)
+{
+  if (pm)
+    metrics_observe(pm->confirm, ms > 0 ? ms : 0);
 }
 
 void pub_metrics_publish_failed(struct pub_metrics *pm)

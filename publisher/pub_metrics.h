@@ -8,11 +8,13 @@
  *                                             registry unreachable)
  *   sendonce_publisher_lateness_seconds       histogram: confirm time minus
  *                                             scheduled_at
+ *   sendonce_publisher_confirm_latency_seconds histogram: publish to confirm
  *   sendonce_publisher_broker_up              1 while the session is up
  *   sendonce_publisher_unmarked               confirmed, mark pending
  *
  * Metrics are an aid, not the job: a port that cannot be bound is logged
- * and the daemon publishes without them. Every function accepts NULL.
+ * as an error and the daemon publishes without them. Every function accepts
+ * NULL.
  */
 #ifndef SENDONCE_PUB_METRICS_H
 #define SENDONCE_PUB_METRICS_H
@@ -34,6 +36,7 @@ void pub_metrics_stop(struct pub_metrics *pm);
 /* Accounting, called by the publisher. */
 void pub_metrics_published(struct pub_metrics *pm, int64_t lateness_ms);
 void pub_metrics_publish_failed(struct pub_metrics *pm);
+void pub_metrics_confirm_latency(struct pub_metrics *pm, int64_t ms);
 void pub_metrics_pass_failed(struct pub_metrics *pm);
 void pub_metrics_state(struct pub_metrics *pm, bool broker_up,
                        long long unmarked);

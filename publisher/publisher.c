@@ -31,6 +31,8 @@ struct publisher {
   char *unmarked[PUBLISHER_MAX_UNMARKED];
   size_t n_unmarked;
   struct pub_metrics *metrics; /* the daemon's /metrics, or NULL */
+  void (*tick)(void *arg);     /* called once per loop, or NULL */
+  void *tick_arg;
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -227,6 +229,7 @@ enum publisher_outcome publisher_publish(struct publisher *p,
     return PUBLISHER_FAILED;
   }
   int64_t confirm_ms = clock_monotonic_ms() - t0;
+  pub_metrics_confirm_latency(p->metrics, confirm_ms);
   *rcp = registry_mark_published(p->reg, id, &won);
   if (*rcp != SO_OK && *rcp != SO_ERR_NOTFOUND) {
     errf(err, errlen, "published, but marking it PUBLISHED failed: %s",
@@ -286,6 +289,12 @@ static int publish_due(struct publisher *p, const volatile sig_atomic_t *stop,
   return result;
 }
 
+void publisher_on_tick(struct publisher *p, void (*cb)(void *arg), void *arg)
+{
+  p->tick = cb;
+  p->tick_arg = arg;
+}
+
 int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
                   char *err, size_t errlen)
 {
@@ -307,6 +316,8 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
 
   while (!*stop) {
     int due = 0;
+    if (p->tick)
+      p->tick(p->tick_arg);
     flush_unmarked(p);
     if (broker_is_up(p->broker))
       due = publish_due(p, stop, why, sizeof(why));

@@ -74,6 +74,11 @@ enum publisher_outcome publisher_publish(struct publisher *p,
 int publisher_trigger(struct publisher *p, const struct registry_campaign *c,
                       char *err, size_t errlen) SO_MUST_CHECK;
 
+/* publisher_on_tick: have publisher_run() call cb(arg) on its thread once
+ * per loop (about every tick), e.g. to act on a SIGHUP the handler only
+ * noted. */
+void publisher_on_tick(struct publisher *p, void (*cb)(void *arg), void *arg);
+
 /* publisher_run: the daemon loop: every ~200 ms publish every due
  * campaign; keep the broker session alive while idle; reconnect with
  * backoff. Returns SO_OK once *stop becomes non-zero (after the publish in

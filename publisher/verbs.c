@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "config_reload.h"
 #include "log.h"
 #include "msg.h"
 #include "publisher.h"
@@ -394,6 +395,32 @@ static void on_stop_signal(int sig)
   stop_requested = 1;
 }
 
+/* SIGHUP: noted by the handler, acted on by the loop (reload_tick). */
+static volatile sig_atomic_t reload_requested;
+
+static void on_hup(int sig)
+{
+  (void)sig;
+  reload_requested = 1;
+}
+
+/* reload_tick: the safe settings of the file into *arg, a copy of the
+ * config (the publisher itself uses none of them but the log settings,
+ * applied at once); a bad file keeps the old config whole. */
+static void reload_tick(void *arg)
+{
+  struct config *live = arg;
+  if (!reload_requested)
+    return;
+  reload_requested = 0;
+  char err[ERR_LEN] = "";
+  log_info("publisher: SIGHUP: reloading the config");
+  int rc = config_reload_safe(live, NULL, NULL, 0, err, sizeof(err));
+  if (rc != SO_OK)
+    log_error("publisher: reload refused, kept the old config: %s status=%s",
+              err, so_strerror(rc));
+}
+
 int verbs_run(const struct config *cfg, int argc, char **argv)
 {
   struct publisher *p = NULL;
@@ -417,10 +444,16 @@ int verbs_run(const struct config *cfg, int argc, char **argv)
   sigaction(SIGINT, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
+  sa.sa_handler = on_hup;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGHUP, &sa, NULL);
 
   int status = open_publisher(cfg, "run", &p);
   if (status != CLI_EXIT_OK)
     return status;
+  /* A shallow copy: the reload writes only its int fields. */
+  struct config live = *cfg;
+  publisher_on_tick(p, reload_tick, &live);
   int rc = publisher_run(p, &stop_requested, err, sizeof(err));
   if (rc != SO_OK) {
     fprintf(stderr, PROG " run: %s\n", err);
