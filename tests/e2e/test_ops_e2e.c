@@ -12,9 +12,10 @@
  *    sink's /stats; the publisher's published_total == 3; the watchdog's
  *    alert and verdict gauges. Every event is checked against
  *    docs/events.md.
- *  sighup: the consumer and the watchdog re-read their config: a new log
- *    level (debug lines appear), provider settings, an invalid file (error
- *    with file:line, old config kept, still sending), an unsafe change
+ *  sighup: the consumer, the watchdog and the publisher re-read their
+ *    config: a new log level (the consumer's debug lines appear), provider
+ *    settings, the watchdog's interval, an invalid file (error with
+ *    file:line, old config kept, still sending), an unsafe change
  *    (registry.backend: needs a restart, ignored).
  */
 #include <amqp.h>
@@ -582,6 +583,12 @@ static void test_metrics_events(void **state)
   char *pm = scrape(pport);
   assert_int_equal(imetric(pm, "sendonce_publisher_published_total"),
                    N_CAMPAIGNS);
+  assert_int_equal(imetric(pm, "sendonce_publisher_publish_failures_total"), 0);
+  assert_int_equal(
+      check_histogram(pm, "sendonce_publisher_confirm_latency_seconds"),
+      N_CAMPAIGNS);
+  assert_int_equal(check_histogram(pm, "sendonce_publisher_lateness_seconds"),
+                   N_CAMPAIGNS);
   free(pm);
   assert_int_equal(harness_stop(&pub, SIGTERM, 15000), 0);
 
@@ -732,12 +739,16 @@ static void test_sighup(void **state)
   char conf[420];
   snprintf(conf, sizeof(conf), "%s", ops_config(&h, "hup", &c, extra));
   char *original = slurp(conf);
-  struct harness_proc cons, wd;
+  struct harness_proc cons, wd, pub;
   harness_start(&h, &cons, conf, "consumer");
   char *wargv[] = {(char *)SENDONCE_WATCHDOG_BIN, (char *)"--config", conf,
                    (char *)"run", NULL};
   spawn(&h, &wd, "watchdog", wargv);
+  char *pargv[] = {(char *)SENDONCE_PUBLISHER_BIN, (char *)"--config", conf,
+                   (char *)"run", NULL};
+  spawn(&h, &pub, "publisher", pargv);
   assert_true(harness_wait_log(&wd, "watchdog: running", 15000));
+  assert_true(harness_wait_log(&pub, "publisher: running", 15000));
   run_one(&h, "before", 20);
   assert_int_equal(harness_log_count(&cons, "level=debug"), 0);
 
@@ -748,6 +759,7 @@ static void test_sighup(void **state)
   file_replace(conf, "interval_s = 1", "interval_s = 2");
   kill(cons.pid, SIGHUP);
   kill(wd.pid, SIGHUP);
+  kill(pub.pid, SIGHUP);
   assert_true(
       harness_wait_log(&cons, "reload: log.level: info -> debug", 5000));
   assert_true(harness_wait_log(
@@ -755,6 +767,7 @@ static void test_sighup(void **state)
   assert_true(
       harness_wait_log(&wd, "reload: watchdog.interval_s: 1 -> 2", 5000));
   assert_true(harness_wait_log(&wd, "reload: log.level: info -> debug", 1000));
+  assert_true(harness_wait_log(&pub, "reload: log.level: info -> debug", 5000));
   /* A campaign long enough for lease renewals, logged at debug. */
   run_one(&h, "debug", 300);
   assert_true(harness_log_count(&cons, "level=debug") > 0);
@@ -764,10 +777,12 @@ static void test_sighup(void **state)
   spit(conf, "log = { level = \"loud\"; };\nconsumer = { workers = ; };\n");
   kill(cons.pid, SIGHUP);
   kill(wd.pid, SIGHUP);
+  kill(pub.pid, SIGHUP);
   char where[450];
   snprintf(where, sizeof(where), "%s:", conf);
   assert_true(harness_wait_log(&cons, "consumer: reload refused", 5000));
   assert_true(harness_wait_log(&wd, "watchdog: reload refused", 5000));
+  assert_true(harness_wait_log(&pub, "publisher: reload refused", 5000));
   char *log = slurp(cons.log);
   const char *line = strstr(log, "consumer: reload refused");
   assert_non_null(line);
@@ -777,6 +792,7 @@ static void test_sighup(void **state)
   free(log);
   assert_int_equal(kill(cons.pid, 0), 0);
   assert_int_equal(kill(wd.pid, 0), 0);
+  assert_int_equal(kill(pub.pid, 0), 0);
   int debug_lines = harness_log_count(&cons, "level=debug");
   run_one(&h, "after-invalid", 300);
   /* Still at debug: the old config was kept whole. */
@@ -799,6 +815,7 @@ static void test_sighup(void **state)
   run_one(&h, "after-unsafe", 20);
   assert_int_equal(harness_stop(&cons, SIGTERM, 30000), 0);
   assert_int_equal(harness_stop(&wd, SIGTERM, 15000), 0);
+  assert_int_equal(harness_stop(&pub, SIGTERM, 15000), 0);
   free(original);
   harness_teardown(&h);
 }
