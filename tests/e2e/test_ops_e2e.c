@@ -17,8 +17,12 @@
  *    settings, the watchdog's interval, an invalid file (error with
  *    file:line, old config kept, still sending), an unsafe change
  *    (registry.backend: needs a restart, ignored).
+ *  metrics_port_taken: the consumer logs the error and sends anyway.
  */
 #include <amqp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <amqp_tcp_socket.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -820,6 +824,37 @@ static void test_sighup(void **state)
   harness_teardown(&h);
 }
 
+/* ---- a metrics port that is taken ------------------------------------------
+ */
+
+/* The consumer logs the error and sends anyway (docs/operations.md). */
+static void test_metrics_port_taken(void **state)
+{
+  (void)state;
+  struct harness h;
+  harness_setup(&h, backend, NULL);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(fd, 1), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  char extra[128];
+  snprintf(extra, sizeof(extra), "metrics = { consumer_port = %d; };\n",
+           ntohs(a.sin_port));
+  struct harness_conf c = {0};
+  struct harness_proc cons;
+  harness_start(&h, &cons, ops_config(&h, "taken", &c, extra), "consumer");
+  assert_true(harness_wait_log(&cons, "(running without /metrics)", 5000));
+  assert_true(harness_log_count(&cons, "level=error consumer: metrics:") == 1);
+  run_one(&h, "without-metrics", 20);
+  assert_int_equal(harness_stop(&cons, SIGTERM, 30000), 0);
+  close(fd);
+  harness_teardown(&h);
+}
+
 int main(int argc, char **argv)
 {
   backend = argc > 1 && strcmp(argv[1], "pg") == 0 ? REGISTRY_POSTGRESQL
@@ -829,6 +864,7 @@ int main(int argc, char **argv)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_metrics_events),
       cmocka_unit_test(test_sighup),
+      cmocka_unit_test(test_metrics_port_taken),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   curl_global_cleanup();
