@@ -4,7 +4,8 @@
 # (sendonce_sink_client is defined by sink.cmake, included after this file.)
 if(TARGET sendonce-consumer AND TARGET sendonce-publisher
    AND TARGET sendonce-watchdog)
-  add_executable(test_ops_e2e e2e/test_ops_e2e.c e2e/consumer_harness.c
+  add_executable(test_ops_e2e e2e/test_ops_e2e.c e2e/ops_testutil.c
+                 e2e/consumer_harness.c
                  integration/broker_testutil.c integration/registry_testdb.c)
   target_link_libraries(test_ops_e2e PRIVATE sendonce sendonce_testenv
                         sendonce_sink_client PkgConfig::RABBITMQ
