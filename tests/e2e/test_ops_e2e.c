@@ -273,8 +273,23 @@ static void test_metrics_events(void **state)
   free(pm);
   assert_int_equal(harness_stop(&pub, SIGTERM, 15000), 0);
 
-  /* Without a consumer the watchdog alerts; the DLQ holds the invalid one. */
+  /* Without a consumer the watchdog alerts; the DLQ holds the invalid one;
+   * a PUBLISHED campaign due a minute ago waits in the main queue. */
   assert_int_equal(harness_stop(&cons, SIGTERM, 30000), 0);
+  char *wbody =
+      harness_body("waiting", harness_recipients_file(&h, "waiting", 1));
+  struct registry_new_campaign nc = {
+      .campaign_id = "waiting",
+      .scheduled_at_ms = clock_now_ms() - 60000,
+      .channel = "email",
+      .payload = wbody,
+  };
+  bool created = false;
+  assert_int_equal(registry_register(h.reg, &nc, CAMPAIGN_PUBLISHED, &created),
+                   SO_OK);
+  assert_true(created);
+  harness_publish(&h, "waiting", wbody);
+  free(wbody);
   char *wargv[] = {(char *)SENDONCE_WATCHDOG_BIN, (char *)"--config", conf,
                    (char *)"run", NULL};
   ops_spawn(&h, &wd, "watchdog", wargv);
@@ -290,16 +305,18 @@ static void test_metrics_events(void **state)
       break;
     free(wm);
   }
-  print_message("watchdog /metrics:\n%s", wm);
   assert_int_equal(
       ops_imetric(wm, "sendonce_watchdog_alert{alert=\"no_consumer\"}"), 1);
   assert_int_equal(
       ops_imetric(wm, "sendonce_watchdog_alert{alert=\"dlq_not_empty\"}"), 1);
   assert_int_equal(ops_imetric(wm, "sendonce_watchdog_queue_consumers"), 0);
   assert_int_equal(ops_imetric(wm, "sendonce_watchdog_dlq_messages"), 1);
-  /* Every campaign is DONE: no verdict about any. */
-  const char *verdicts[] = {"in_progress",  "stuck",   "queued",
-                            "trigger_lost", "stalled", "dead"};
+  assert_int_equal(
+      ops_imetric(wm, "sendonce_watchdog_campaigns{verdict=\"queued\"}"), 1);
+  assert_int_equal(ops_imetric(wm, "sendonce_watchdog_queue_ready"), 1);
+  /* The DONE ones are not overdue: no other verdict. */
+  const char *verdicts[] = {"in_progress", "stuck", "trigger_lost", "stalled",
+                            "dead"};
   for (size_t i = 0; i < sizeof(verdicts) / sizeof(verdicts[0]); i++) {
     char s[128];
     snprintf(s, sizeof(s), "sendonce_watchdog_campaigns{verdict=\"%s\"}",
@@ -313,6 +330,7 @@ static void test_metrics_events(void **state)
   static struct event_seen ev[4000];
   size_t n = evq_drain(&q, ev, sizeof(ev) / sizeof(ev[0]), 1000);
   int claimed = 0, done = 0, dup = 0, invalid = 0, alerts = 0, progress = 0;
+  int dlq_alerts = 0;
   long long last_sent = -1;
   bool big_done = false;
   for (size_t i = 0; i < n; i++) {
@@ -326,6 +344,8 @@ static void test_metrics_events(void **state)
       assert_non_null(reason);
       if (!id && strcmp(reason, "no_consumer") == 0)
         alerts++;
+      if (!id && strcmp(reason, "dlq_not_empty") == 0)
+        dlq_alerts++;
       continue;
     }
     check_common(e, "consumer");
@@ -375,14 +395,15 @@ static void test_metrics_events(void **state)
   }
   print_message(
       "events: %zu total; big: claimed=%d progress=%d done=%d duplicate=%d; "
-      "invalid=%d no_consumer alerts=%d\n",
-      n, claimed, progress, done, dup, invalid, alerts);
+      "invalid=%d no_consumer alerts=%d dlq alerts=%d\n",
+      n, claimed, progress, done, dup, invalid, alerts, dlq_alerts);
   assert_int_equal(claimed, 1);
   assert_true(progress >= 1);
   assert_int_equal(done, 1);
   assert_int_equal(dup, 2);
   assert_int_equal(invalid, 1);
   assert_true(alerts >= 1);
+  assert_true(dlq_alerts >= 1);
   for (size_t i = 0; i < n; i++)
     json_object_put(ev[i].body);
   evq_close(&q);
