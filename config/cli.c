@@ -92,6 +92,98 @@ static bool verb_check(const struct cli_program *prog, const char *name)
   return true;
 }
 
+/* common_option: if argv[i] is a common option that takes a value
+ * (--config, -c, --log-level, --log-format, as "--opt VALUE" or
+ * "--opt=VALUE") or --print-config, store it and return how many argv
+ * entries it used (1 or 2); 0 if it is not a common option; -1 if its
+ * value is missing or bad (message printed). */
+static int common_option(const struct cli_program *prog, char **argv, int i,
+                         int argc, struct cli_options *opt)
+{
+  static const struct {
+    const char *name;
+    int id;
+  } valued[] = {{"--config", 'c'},
+                {"-c", 'c'},
+                {"--log-level", OPT_LOG_LEVEL},
+                {"--log-format", OPT_LOG_FORMAT}};
+  const char *arg = argv[i];
+  if (strcmp(arg, "--print-config") == 0) {
+    opt->print_config = true;
+    return 1;
+  }
+  for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+    size_t len = strlen(valued[k].name);
+    const char *value = NULL;
+    int used = 0;
+    if (strcmp(arg, valued[k].name) == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: %s needs a value\n", prog->name, arg);
+        return -1;
+      }
+      value = argv[i + 1];
+      used = 2;
+    } else if (len > 2 && strncmp(arg, valued[k].name, len) == 0 &&
+               arg[len] == '=') {
+      value = arg + len + 1;
+      used = 1;
+    } else {
+      continue;
+    }
+    enum log_level level;
+    enum log_format format;
+    switch (valued[k].id) {
+      case 'c':
+        opt->config_path = value;
+        break;
+      case OPT_LOG_LEVEL:
+        if (log_level_parse(value, &level) < 0) {
+          fprintf(stderr, "%s: --log-level: must be error|warn|info|debug\n",
+                  prog->name);
+          return -1;
+        }
+        opt->log_level = value;
+        break;
+      default:
+        if (log_format_parse(value, &format) < 0) {
+          fprintf(stderr, "%s: --log-format: must be kv|json\n", prog->name);
+          return -1;
+        }
+        opt->log_format = value;
+        break;
+    }
+    return used;
+  }
+  return 0;
+}
+
+/* take_common_after_verb: operators write "sendonce-consumer run --config
+ * FILE" as often as "--config FILE run"; accept the common options after
+ * the verb too, and take them out of argv (shifting the rest, NULL
+ * included) so the verb's own parser never sees them. Stops at "--". */
+static bool take_common_after_verb(const struct cli_program *prog, char **argv,
+                                   struct cli_options *opt, int *exit_status)
+{
+  int argc = opt->argc;
+  int i = opt->verb_index + 1;
+  while (i < argc && strcmp(argv[i], "--") != 0) {
+    int used = common_option(prog, argv, i, argc, opt);
+    if (used < 0) {
+      *exit_status = CLI_EXIT_USAGE;
+      return false;
+    }
+    if (used == 0) {
+      i++;
+      continue;
+    }
+    memmove(&argv[i], &argv[i + used],
+            (size_t)(argc - i - used + 1) * sizeof(argv[0]));
+    argc -= used;
+  }
+  opt->argc = argc;
+  return true;
+}
+
 bool cli_parse(const struct cli_program *prog, int argc, char **argv,
                struct cli_options *opt, int *exit_status)
 {
@@ -144,6 +236,9 @@ bool cli_parse(const struct cli_program *prog, int argc, char **argv,
     }
   }
   opt->verb_index = optind;
+  opt->argc = argc;
+  if (optind < argc && !take_common_after_verb(prog, argv, opt, exit_status))
+    return false;
   if (opt->print_config)
     return true;
   if (optind >= argc) {
@@ -201,6 +296,9 @@ int cli_run_verb(const struct cli_program *prog, const struct cli_options *opt,
     return CLI_EXIT_USAGE;
   /* The verb parses its own options from a fresh getopt state. */
   optind = 1;
+  /* Common options found after the verb were taken out of argv. */
+  if (opt->argc > 0 && opt->argc < argc)
+    argc = opt->argc;
   return verb_find(prog, name)
       ->run_cb(cfg, argc - opt->verb_index, argv + opt->verb_index);
 }

@@ -2,9 +2,11 @@
  *
  *   sendonce-<program> [COMMON OPTIONS] VERB [VERB OPTIONS] [ARGS]
  *
- * Common options come before the verb: --help, --version, --config FILE,
- * --log-level LEVEL, --log-format kv|json, --print-config. Everything from
- * the verb on belongs to the verb. A program's main() is:
+ * Common options: --help, --version, --config FILE, --log-level LEVEL,
+ * --log-format kv|json, --print-config. They may come before the verb, and
+ * (except --help and --version, which the verb answers) after it too:
+ * cli_parse() takes those out of argv, so everything the verb sees is its
+ * own. A program's main() is:
  *
  *   struct cli_options opt;
  *   struct config cfg;
@@ -64,10 +66,13 @@ struct cli_options {
   const char *log_format;  /* --log-format, or NULL for the config's */
   bool print_config;       /* --print-config: print and exit */
   int verb_index;          /* argv index of the verb; argc when none */
+  int argc;                /* argc once the common options given after the
+                              verb were taken out of argv */
 };
 
-/* cli_parse: parse the common options (getopt_long; stops at the first
- * non-option, the verb). Returns true to go on. Returns false when main()
+/* cli_parse: parse the common options (getopt_long up to the verb, then
+ * the common options after it, which it removes from argv). Returns true to
+ * go on. Returns false when main()
  * should return *exit_status at once: after --help or --version (0, text
  * on stdout) or a bad option (CLI_EXIT_USAGE, message on stderr). */
 bool cli_parse(const struct cli_program *prog, int argc, char **argv,

@@ -775,6 +775,47 @@ static void test_cli(void **state)
   config_free(&cfg);
 }
 
+/* Common options after the verb ("run --config FILE", as systemd units and
+ * operators write it) are taken out of argv; the verb sees only its own. */
+static void test_cli_options_after_verb(void **state)
+{
+  struct cli_options opt;
+  struct config cfg;
+  int status = -1;
+  (void)state;
+
+  const char *conf =
+      write_file("after.conf", "log = { level = \"warn\"; };", 0600);
+  char *argv[] = {
+      (char *)"prog", (char *)"run",       (char *)"--config",
+      (char *)conf,   (char *)"--dry-run", (char *)"--log-level=debug",
+      (char *)"--",   (char *)"--config",  NULL};
+  int argc = 8;
+  assert_true(cli_parse(&test_program, argc, argv, &opt, &status));
+  assert_string_equal(opt.config_path, conf);
+  assert_string_equal(opt.log_level, "debug");
+  assert_int_equal(opt.verb_index, 1);
+  assert_int_equal(opt.argc, 5);
+  assert_string_equal(argv[2], "--dry-run");
+  assert_string_equal(argv[3], "--");
+  assert_string_equal(argv[4], "--config"); /* after "--": the verb's */
+  assert_null(argv[5]);
+  assert_true(cli_load_config(&test_program, &opt, &cfg, &status));
+  assert_int_equal(cfg.log.level, LOG_LEVEL_DEBUG);
+  assert_int_equal(cli_run_verb(&test_program, &opt, &cfg, argc, argv), 7);
+  assert_int_equal(fake_verb_argc, 4);
+  config_free(&cfg);
+  log_set_level(LOG_LEVEL_INFO);
+
+  char *missing[] = {(char *)"prog", (char *)"run", (char *)"--config", NULL};
+  assert_false(cli_parse(&test_program, 3, missing, &opt, &status));
+  assert_int_equal(status, CLI_EXIT_USAGE);
+  char *bad_format[] = {(char *)"prog", (char *)"run",
+                        (char *)"--log-format=xml", NULL};
+  assert_false(cli_parse(&test_program, 3, bad_format, &opt, &status));
+  assert_int_equal(status, CLI_EXIT_USAGE);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -788,6 +829,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_bad_configs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_print, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_options_after_verb, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
