@@ -15,15 +15,7 @@
 void worker_shared_init(struct worker_shared *sh, const struct config *cfg)
 {
   sh->cfg = cfg;
-  sh->ro = (struct registry_options){
-      .backend = cfg->registry.backend == CONFIG_REGISTRY_POSTGRESQL
-                     ? REGISTRY_POSTGRESQL
-                     : REGISTRY_SQLITE,
-      .sqlite_path = cfg->registry.sqlite_path,
-      .pg_conninfo = cfg->registry.pg_conninfo,
-      .pg_password = cfg->registry.pg_password,
-      .busy_timeout_ms = cfg->registry.busy_timeout_ms,
-  };
+  registry_options_from_config(&sh->ro, &cfg->registry);
   sh->n_channels = 0;
   for (size_t i = 0; i < cfg->n_providers && i < CONFIG_MAX_PROVIDERS; i++)
     sh->channels[sh->n_channels++] = cfg->providers[i].channel;

@@ -462,3 +462,17 @@ int registry_record_republish(struct registry *r, const char *campaign_id,
                                   expected_fence, grace_ms, backoff_ms,
                                   max_republishes, won);
 }
+
+void registry_options_from_config(struct registry_options *opts,
+                                  const struct config_registry *cfg)
+{
+  *opts = (struct registry_options){
+      .backend = cfg->backend == CONFIG_REGISTRY_POSTGRESQL
+                     ? REGISTRY_POSTGRESQL
+                     : REGISTRY_SQLITE,
+      .sqlite_path = cfg->sqlite_path,
+      .pg_conninfo = cfg->pg_conninfo,
+      .pg_password = cfg->pg_password,
+      .busy_timeout_ms = cfg->busy_timeout_ms,
+  };
+}

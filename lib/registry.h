@@ -53,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "status.h"
 
 struct registry;
@@ -118,6 +119,12 @@ struct registry_campaign {
 };
 
 void registry_campaign_free(struct registry_campaign *c);
+
+/* registry_options_from_config: fill *opts from the registry section,
+ * pointing into *cfg (which must outlive every registry_open() that uses
+ * them). */
+void registry_options_from_config(struct registry_options *opts,
+                                  const struct config_registry *cfg);
 
 /* registry_open: connect (PG) or open (SQLite, creating the file), apply
  * the schema migrations this program knows, and refuse a database whose

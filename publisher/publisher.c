@@ -1,7 +1,6 @@
 /* publisher.c - publish each due campaign's trigger once, with confirms. */
 #include "publisher.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,19 +34,6 @@ struct publisher {
   void *tick_arg;
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 int publisher_open(const struct config *cfg, struct publisher **out, char *err,
                    size_t errlen)
 {
@@ -73,15 +59,8 @@ int publisher_open(const struct config *cfg, struct publisher **out, char *err,
                 (int64_t)bc->connect_timeout_ms * (int64_t)bc->n_uris + 5000;
   if (p->lease_ms < 30000)
     p->lease_ms = 30000;
-  struct registry_options ro = {
-      .backend = cfg->registry.backend == CONFIG_REGISTRY_POSTGRESQL
-                     ? REGISTRY_POSTGRESQL
-                     : REGISTRY_SQLITE,
-      .sqlite_path = cfg->registry.sqlite_path,
-      .pg_conninfo = cfg->registry.pg_conninfo,
-      .pg_password = cfg->registry.pg_password,
-      .busy_timeout_ms = cfg->registry.busy_timeout_ms,
-  };
+  struct registry_options ro;
+  registry_options_from_config(&ro, &cfg->registry);
   if ((rc = registry_open(&ro, &p->reg, err, errlen)))
     goto fail;
   *out = p;
@@ -136,8 +115,8 @@ static int publish_message(struct publisher *p,
   if (rc)
     return rc;
   if (!c->payload || !*c->payload) {
-    errf(err, errlen, "campaign %s has no payload in the registry",
-         c->campaign_id);
+    so_errf(err, errlen, "campaign %s has no payload in the registry",
+            c->campaign_id);
     return SO_ERR_INVALID;
   }
   struct broker_message m = {
@@ -208,20 +187,20 @@ enum publisher_outcome publisher_publish(struct publisher *p,
 
   *rcp = registry_begin_publish(p->reg, id, p->owner, p->lease_ms, &won);
   if (*rcp != SO_OK) {
-    errf(err, errlen, "registry: %s", registry_errmsg(p->reg));
+    so_errf(err, errlen, "registry: %s", registry_errmsg(p->reg));
     return PUBLISHER_FAILED;
   }
   if (!won) {
-    errf(err, errlen,
-         "campaign %s is not SCHEDULED, is paused, or another publisher "
-         "holds its publish lease",
-         id);
+    so_errf(err, errlen,
+            "campaign %s is not SCHEDULED, is paused, or another publisher "
+            "holds its publish lease",
+            id);
     return PUBLISHER_NOT_DUE;
   }
   int64_t t0 = clock_monotonic_ms();
   *rcp = publish_message(p, c, why, sizeof(why));
   if (*rcp != SO_OK) {
-    errf(err, errlen, "%s", why);
+    so_errf(err, errlen, "%s", why);
     log_warn(
         "publisher: not published: %s campaign=%s status=%s state=SCHEDULED",
         why, id, so_strerror(*rcp));
@@ -232,8 +211,8 @@ enum publisher_outcome publisher_publish(struct publisher *p,
   pub_metrics_confirm_latency(p->metrics, confirm_ms);
   *rcp = registry_mark_published(p->reg, id, &won);
   if (*rcp != SO_OK && *rcp != SO_ERR_NOTFOUND) {
-    errf(err, errlen, "published, but marking it PUBLISHED failed: %s",
-         registry_errmsg(p->reg));
+    so_errf(err, errlen, "published, but marking it PUBLISHED failed: %s",
+            registry_errmsg(p->reg));
     log_warn(
         "publisher: published, mark failed: %s campaign=%s (the mark is "
         "retried; the trigger is not published again)",
@@ -265,7 +244,7 @@ static int publish_due(struct publisher *p, const volatile sig_atomic_t *stop,
   size_t n = 0;
   int rc = registry_list_due(p->reg, 0, PUBLISHER_BATCH, &due, &n);
   if (rc != SO_OK) {
-    errf(err, errlen, "registry: %s", registry_errmsg(p->reg));
+    so_errf(err, errlen, "registry: %s", registry_errmsg(p->reg));
     return rc;
   }
   int result = (int)n;
@@ -305,7 +284,7 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
 
   int rc = publisher_connect(p, why, sizeof(why));
   if (rc == SO_ERR_CONFLICT || rc == SO_ERR_INVALID) {
-    errf(err, errlen, "%s", why);
+    so_errf(err, errlen, "%s", why);
     return rc;
   }
   if (rc != SO_OK)
@@ -351,7 +330,7 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
       clock_sleep_ms(PUBLISHER_TICK_MS - spent, stop);
     if (rc == SO_ERR_CONFLICT) {
       /* The topology changed under us: a person must look. */
-      errf(err, errlen, "%s", why);
+      so_errf(err, errlen, "%s", why);
       result = rc;
       break;
     }

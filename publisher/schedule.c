@@ -2,7 +2,6 @@
 #include "schedule.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,19 +9,6 @@
 #include "clock.h"
 #include "msg.h"
 #include "strictjson.h"
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 int schedule_parse_time(const char *text, int64_t *out_ms)
 {
@@ -43,7 +29,7 @@ static int read_capped(const char *path, size_t cap, char **out, size_t *len,
   char *buf = NULL;
   int rc;
   if (!f) {
-    errf(err, errlen, "%s: %s", path, strerror(errno));
+    so_errf(err, errlen, "%s: %s", path, strerror(errno));
     return errno == ENOENT ? SO_ERR_NOTFOUND : SO_ERR_IO;
   }
   if (!(buf = malloc(cap + 2))) {
@@ -52,13 +38,13 @@ static int read_capped(const char *path, size_t cap, char **out, size_t *len,
   }
   size_t n = fread(buf, 1, cap + 1, f);
   if (ferror(f)) {
-    errf(err, errlen, "%s: read error", path);
+    so_errf(err, errlen, "%s: read error", path);
     rc = SO_ERR_IO;
     goto fail;
   }
   if (n > cap) {
-    errf(err, errlen, "%s: larger than max_message_bytes (%zu bytes)", path,
-         cap);
+    so_errf(err, errlen, "%s: larger than max_message_bytes (%zu bytes)", path,
+            cap);
     rc = SO_ERR_TOO_LARGE;
     goto fail;
   }
@@ -93,8 +79,8 @@ static int recipients_from_array(const char *path, const char *text, size_t len,
   struct strictjson_result res;
   char sub[MSG_ERR_LEN];
   if (strictjson_check(text, len, MSG_MAX_DEPTH - 1, &res) != SO_OK) {
-    errf(err, errlen, "%s: not valid JSON at byte %zu: %s", path, res.offset,
-         res.reason);
+    so_errf(err, errlen, "%s: not valid JSON at byte %zu: %s", path, res.offset,
+            res.reason);
     return SO_ERR_INVALID;
   }
   size_t total = sizeof(head) - 1 + len + 1;
@@ -109,7 +95,7 @@ static int recipients_from_array(const char *path, const char *text, size_t len,
   int rc = msg_parse(wrapped, total, &rules, holder, sub, sizeof(sub));
   free(wrapped);
   if (rc != SO_OK)
-    errf(err, errlen, "%s: %s", path, sub);
+    so_errf(err, errlen, "%s: %s", path, sub);
   return rc == SO_ERR_NOMEM ? rc : (rc ? SO_ERR_INVALID : SO_OK);
 }
 
@@ -141,7 +127,7 @@ static int recipients_from_lines(const char *path, const char *text, size_t len,
     int rc =
         msg_parse_recipient_line(p, (size_t)(eol - p), r, sub, sizeof(sub));
     if (rc != SO_OK) {
-      errf(err, errlen, "%s:%zu: %s", path, lineno, sub);
+      so_errf(err, errlen, "%s:%zu: %s", path, lineno, sub);
       return rc == SO_ERR_NOMEM ? rc : SO_ERR_INVALID;
     }
     m->n_recipients++;
@@ -157,11 +143,11 @@ static int read_recipients(const char *path, size_t cap, struct msg *m,
   size_t len = 0;
   int rc = read_capped(path, cap, &text, &len, err, errlen);
   if (rc == SO_ERR_TOO_LARGE) {
-    errf(err, errlen,
-         "%s: an inline recipient list must fit in one message "
-         "(consumer.max_message_bytes = %zu); put big lists behind "
-         "--recipients-url (a JSON-lines file or URL the consumers fetch)",
-         path, cap);
+    so_errf(err, errlen,
+            "%s: an inline recipient list must fit in one message "
+            "(consumer.max_message_bytes = %zu); put big lists behind "
+            "--recipients-url (a JSON-lines file or URL the consumers fetch)",
+            path, cap);
     return rc;
   }
   if (rc != SO_OK)
@@ -178,7 +164,7 @@ static int read_recipients(const char *path, size_t cap, struct msg *m,
   }
   free(text);
   if (rc == SO_OK && m->n_recipients == 0) {
-    errf(err, errlen, "%s: no recipients", path);
+    so_errf(err, errlen, "%s: no recipients", path);
     rc = SO_ERR_INVALID;
   }
   return rc;
@@ -209,13 +195,13 @@ static int check_like_consumer(const struct config *cfg, const char *payload,
   int rc = msg_parse(payload, len, &rules, &back, sub, sizeof(sub));
   msg_free(back);
   if (rc == SO_ERR_TOO_LARGE) {
-    errf(err, errlen,
-         "the campaign-due message would be %zu bytes, over "
-         "consumer.max_message_bytes (%zu)%s",
-         len, cfg->consumer.max_message_bytes,
-         inline_list ? "; put big recipient lists behind --recipients-url "
-                       "(a JSON-lines file or URL the consumers fetch)"
-                     : "");
+    so_errf(err, errlen,
+            "the campaign-due message would be %zu bytes, over "
+            "consumer.max_message_bytes (%zu)%s",
+            len, cfg->consumer.max_message_bytes,
+            inline_list ? "; put big recipient lists behind --recipients-url "
+                          "(a JSON-lines file or URL the consumers fetch)"
+                        : "");
     return rc;
   }
   if (rc != SO_OK) {
@@ -228,7 +214,7 @@ static int check_like_consumer(const struct config *cfg, const char *payload,
         snprintf(err + used, errlen - used, "%s)",
                  cfg->n_providers ? "" : " none");
     } else {
-      errf(err, errlen, "%s", sub);
+      so_errf(err, errlen, "%s", sub);
     }
     return rc == SO_ERR_NOMEM ? rc : SO_ERR_INVALID;
   }
@@ -247,11 +233,12 @@ int schedule_build(const struct schedule_input *in, const struct config *cfg,
 
   memset(out, 0, sizeof(*out));
   if ((rc = msg_validate_campaign_id(in->campaign_id, sub, sizeof(sub)))) {
-    errf(err, errlen, "--id: %s", sub);
+    so_errf(err, errlen, "--id: %s", sub);
     return rc;
   }
   if (!in->recipients_path == !in->recipients_url) {
-    errf(err, errlen, "give exactly one of --recipients and --recipients-url");
+    so_errf(err, errlen,
+            "give exactly one of --recipients and --recipients-url");
     return SO_ERR_INVALID;
   }
   size_t cap = cfg->consumer.max_message_bytes;
@@ -272,10 +259,10 @@ int schedule_build(const struct schedule_input *in, const struct config *cfg,
   m.not_after_ms = in->not_after_ms;
   rc = msg_encode(&m, &out->payload, &out->payload_len, sub, sizeof(sub));
   if (rc != SO_OK) {
-    errf(err, errlen, "%s%s", sub,
-         strncmp(sub, MSG_ERR_BAD_CONTENT, strlen(MSG_ERR_BAD_CONTENT)) == 0
-             ? " (--content must hold one JSON object)"
-             : "");
+    so_errf(err, errlen, "%s%s", sub,
+            strncmp(sub, MSG_ERR_BAD_CONTENT, strlen(MSG_ERR_BAD_CONTENT)) == 0
+                ? " (--content must hold one JSON object)"
+                : "");
     goto fail;
   }
   rc = check_like_consumer(cfg, out->payload, out->payload_len,

@@ -3,7 +3,6 @@
  * inputs and carries out its action. */
 #include "watchdog.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +18,6 @@
 #include "watchdog_internal.h"
 
 #define ALERT_REPEAT_MS (5 * 60 * 1000) /* re-send a standing alert event */
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    SO_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* derive_thresholds: the verdict thresholds from the config, at open and
  * again at each pass, so a SIGHUP reload of the config takes effect from
@@ -72,15 +58,8 @@ int watchdog_open(const struct config *cfg, const struct watchdog_options *o,
   if (w->publish_lease_ms < 30000)
     w->publish_lease_ms = 30000;
 
-  struct registry_options ro = {
-      .backend = cfg->registry.backend == CONFIG_REGISTRY_POSTGRESQL
-                     ? REGISTRY_POSTGRESQL
-                     : REGISTRY_SQLITE,
-      .sqlite_path = cfg->registry.sqlite_path,
-      .pg_conninfo = cfg->registry.pg_conninfo,
-      .pg_password = cfg->registry.pg_password,
-      .busy_timeout_ms = cfg->registry.busy_timeout_ms,
-  };
+  struct registry_options ro;
+  registry_options_from_config(&ro, &cfg->registry);
   if ((rc = registry_open(&ro, &w->reg, err, errlen)))
     goto fail;
 
@@ -93,7 +72,7 @@ int watchdog_open(const struct config *cfg, const struct watchdog_options *o,
   rc = broker_connect(w->broker, why, sizeof(why));
   if (rc == SO_ERR_CONFLICT) {
     /* A topology that differs is a set-up to refuse, not to work around. */
-    errf(err, errlen, "%s", why);
+    so_errf(err, errlen, "%s", why);
     goto fail;
   }
   if (rc)
@@ -102,7 +81,7 @@ int watchdog_open(const struct config *cfg, const struct watchdog_options *o,
   char vhost[256];
   if (cfg->broker.n_uris == 0 ||
       mgmt_vhost_from_uri(cfg->broker.uris[0], vhost, sizeof(vhost))) {
-    errf(err, errlen, "watchdog: cannot tell the vhost from broker.uris");
+    so_errf(err, errlen, "watchdog: cannot tell the vhost from broker.uris");
     rc = SO_ERR_INVALID;
     goto fail;
   }
@@ -471,7 +450,7 @@ int watchdog_pass(struct watchdog *w, struct watchdog_report *r, char *err,
   int rc = registry_list_overdue(w->reg, w->vc.grace_ms, WATCHDOG_MAX_CAMPAIGNS,
                                  &list, &n);
   if (rc) {
-    errf(err, errlen, "registry: %s", registry_errmsg(w->reg));
+    so_errf(err, errlen, "registry: %s", registry_errmsg(w->reg));
     return rc;
   }
   if (n > 0 || registry_now(w->reg, &r->registry_now_ms) != SO_OK)
@@ -561,9 +540,9 @@ int watchdog_status(struct watchdog *w, const char *id,
     return SO_ERR_NOMEM;
   int rc = registry_get(w->reg, id, &r->rows[0].c);
   if (rc) {
-    errf(err, errlen, "%s",
-         rc == SO_ERR_NOTFOUND ? "no such campaign in the registry"
-                               : registry_errmsg(w->reg));
+    so_errf(err, errlen, "%s",
+            rc == SO_ERR_NOTFOUND ? "no such campaign in the registry"
+                                  : registry_errmsg(w->reg));
     free(r->rows);
     r->rows = NULL;
     return rc;
