@@ -130,6 +130,8 @@ static bool new_ready(const struct sender *s, int64_t now)
 /* start_ready: fill free slots with due retries first, then new work. */
 static int start_ready(struct sender *s, int64_t now)
 {
+  if (s->draining)
+    return SO_OK;
   while (s->n_active < (size_t)s->concurrency) {
     struct request *due = next_retry(s);
     if (due && due->not_before_ms > now)
@@ -225,6 +227,8 @@ int sender_submit(struct sender *s, const struct sender_recipient *r)
 {
   if (!r || !r->id || !r->id[0] || !r->address || has_ctl(r->id))
     return SO_ERR_INVALID;
+  if (s->draining)
+    return SO_ERR_CONFLICT;
   struct item *it = calloc(1, sizeof(*it));
   if (!it)
     return SO_ERR_NOMEM;
@@ -276,6 +280,32 @@ size_t sender_cancel_all(struct sender *s)
   return dropped;
 }
 
+size_t sender_drain(struct sender *s)
+{
+  s->draining = true;
+  size_t dropped = 0;
+  /* Requests waiting for a retry: their last attempt was refused (5xx,
+   * 429, ...) or timed out, so dropping one is no worse than the retry
+   * that would have resent it. Requests in transfer are left alone. */
+  for (struct request *rq = s->reqs, *next; rq; rq = next) {
+    next = rq->next;
+    if (rq->active)
+      continue;
+    dropped += rq->n_items;
+    sender__request_free(s, rq);
+  }
+  while (s->q_head) {
+    struct item *it = s->q_head;
+    s->q_head = it->next;
+    sender__item_free(it);
+    dropped++;
+  }
+  s->q_tail = NULL;
+  s->q_len = 0;
+  s->in_flight -= dropped;
+  return dropped;
+}
+
 int sender_rebind(struct sender *s, const char *campaign_id,
                   const char *content_json, char *err, size_t errlen)
 {
@@ -302,6 +332,7 @@ int sender_rebind(struct sender *s, const char *campaign_id,
   }
   free(s->campaign_id);
   s->campaign_id = id;
+  s->draining = false;
   memset(&s->stats, 0, sizeof(s->stats));
   return SO_OK;
 }

@@ -70,7 +70,8 @@
  *     }
  *     sender_poll(s, 100, results, 64, &n);     // returns within 100 ms
  *     for each result: mark SENT / REJECTED; on GAVE_UP release the
- *       campaign (sender_cancel_all(), then drain with sender_poll(s, 0..));
+ *       campaign: sender_drain(), then sender_poll() and mark until
+ *       sender_in_flight() is 0 (requests on the wire may be accepted);
  *     sender_result_cleanup(&results[i]);
  *     check pause / cancel / lease between polls;
  *   }
@@ -146,10 +147,11 @@ struct sender *sender_new(const struct config_provider *p,
 /* sender_rebind: reuse an idle sender (sender_in_flight() == 0) for
  * another campaign through the same provider, keeping its connections
  * alive (no new TCP/TLS handshakes per campaign). Binds the template to
- * the new campaign id and content like sender_new() and restarts the
- * counters. Returns SO_OK; SO_ERR_CONFLICT if recipients are still in
- * flight; SO_ERR_INVALID (bad content, content.NAME missing - the sender
- * keeps its old campaign) or SO_ERR_NOMEM, with the reason in err. */
+ * the new campaign id and content like sender_new(), restarts the
+ * counters and ends a sender_drain(). Returns SO_OK; SO_ERR_CONFLICT if
+ * recipients are still in flight; SO_ERR_INVALID (bad content,
+ * content.NAME missing - the sender keeps its old campaign) or
+ * SO_ERR_NOMEM, with the reason in err. */
 int sender_rebind(struct sender *s, const char *campaign_id,
                   const char *content_json, char *err,
                   size_t errlen) SO_MUST_CHECK;
@@ -164,7 +166,8 @@ void sender_free(struct sender *s);
  * has waited SENDER_BATCH_LINGER_MS (so the end of a campaign, or a slow
  * recipient stream, costs at most that). Never blocks and never refuses
  * for being busy - use sender_capacity() to keep the queue short. Returns
- * SO_OK, SO_ERR_INVALID (id or address missing) or SO_ERR_NOMEM. */
+ * SO_OK, SO_ERR_INVALID (id or address missing), SO_ERR_CONFLICT (after
+ * sender_drain()) or SO_ERR_NOMEM. */
 int sender_submit(struct sender *s,
                   const struct sender_recipient *r) SO_MUST_CHECK;
 
@@ -197,6 +200,20 @@ size_t sender_capacity(const struct sender *s);
  * Outcomes already finished are kept: drain them with sender_poll(s, 0,
  * ...) and record them. */
 size_t sender_cancel_all(struct sender *s);
+
+/* sender_drain: stop starting requests, for a caller about to end the
+ * campaign (a give-up, a pause, a shutdown). Queued recipients and
+ * requests waiting for a retry's backoff are dropped now and counted in
+ * the return value: none of them was accepted (a waiting request's last
+ * attempt was refused, or timed out - which its retry would have resent
+ * anyway), so the consumer leaves them INFLIGHT and a resume sends them
+ * with the same key. Requests in transfer go on: keep calling
+ * sender_poll() until sender_in_flight() is 0 - each ends within
+ * timeout_ms - and record their outcomes, since the provider may have
+ * accepted them. One that ends in a retryable failure is not retried: it
+ * comes back GAVE_UP. From now on sender_submit() refuses
+ * (SO_ERR_CONFLICT) until sender_rebind(). */
+size_t sender_drain(struct sender *s);
 
 /* sender_stats: a copy of the counters. */
 void sender_stats(const struct sender *s, struct sender_stats *out);

@@ -71,6 +71,7 @@ struct sender {
   struct sender_result *done; /* finished, not yet handed out */
   size_t done_head, done_len, done_cap;
   struct sender_stats stats;
+  bool draining; /* sender_drain(): nothing new starts, nothing retried */
 };
 
 /* sender__item_free: release a queued recipient; NULL is a no-op. */

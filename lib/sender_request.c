@@ -474,6 +474,14 @@ static void handle_done(struct sender *s, struct request *rq, CURLcode res)
     request_finish(s, rq, SENDER_REJECTED, why);
     return;
   }
+  if (v == VERDICT_RETRY && s->draining) {
+    /* Not accepted (or, after a timeout, unknown - as it would be for a
+     * retry): the caller stops, and a resume sends it with the same key. */
+    char reason[SENDER_REASON_MAX];
+    join(reason, sizeof(reason), "not retried (draining): ", why);
+    request_finish(s, rq, SENDER_GAVE_UP, reason);
+    return;
+  }
   if (v == VERDICT_RETRY && rq->attempts <= s->max_retries) {
     int64_t delay = backoff_ms(s, rq->attempts);
     if ((status == 429 || status == 503) && retry_after > 0) {

@@ -550,6 +550,103 @@ static void test_cancel_all(void **state)
   srv_stop(sv);
 }
 
+/* id_index: N of "r-N", -1 if it is not one. */
+static int id_index(const char *id)
+{
+  char *end = NULL;
+  if (!id || strncmp(id, "r-", 2) != 0)
+    return -1;
+  long n = strtol(id + 2, &end, 10);
+  return *end || n < 0 || n > 1000 ? -1 : (int)n;
+}
+
+/* sender_drain: requests waiting for a retry and queued recipients are
+ * dropped at once; requests in transfer are awaited and their outcomes
+ * returned (SENT, or GAVE_UP without a retry); nothing new starts. */
+static void test_drain_awaits_transfers(void **state)
+{
+  (void)state;
+  struct srv *sv = srv_start(MODE_FAIL_UNTIL);
+  sv->fail_first = 5; /* r-0..r-3, then one of the second wave */
+  sv->latency_ms = 300;
+  struct config_provider p = test_provider(sv->port, test_tpl_single);
+  p.concurrency = 4;
+  p.max_retries = 5;
+  p.retry_base_ms = 4000; /* the first wave waits 2-4 s to retry */
+  struct sender *s = test_new_sender(&p, "camp-drain");
+  for (int i = 0; i < 10; i++) {
+    char id[16];
+    snprintf(id, sizeof(id), "r-%d", i);
+    struct sender_recipient r = {id, "x@y", "{\"name\":\"n\"}"};
+    assert_int_equal(sender_submit(s, &r), SO_OK);
+  }
+  /* Until the second wave (r-4..r-7) is on the wire. */
+  struct sender_result res[16];
+  size_t k;
+  int64_t until = clock_monotonic_ms() + 3000;
+  for (;;) {
+    assert_int_equal(sender_poll(s, 10, res, 16, &k), SO_OK);
+    assert_int_equal(k, 0);
+    pthread_mutex_lock(&sv->mu);
+    size_t seen = sv->n;
+    pthread_mutex_unlock(&sv->mu);
+    if (seen >= 8)
+      break;
+    assert_true(clock_monotonic_ms() < until);
+  }
+  /* The fifth arrival (one of r-4..r-7) got the last 500. */
+  pthread_mutex_lock(&sv->mu);
+  int failed = id_index(strrchr(sv->recs[4].key, ':') + 1);
+  pthread_mutex_unlock(&sv->mu);
+  assert_true(failed >= 4 && failed <= 7);
+  /* r-0..r-3 wait for a retry, r-8 and r-9 are queued: dropped. */
+  assert_int_equal(sender_drain(s), 6);
+  assert_int_equal(sender_in_flight(s), 4);
+  struct sender_recipient late = {"r-10", "x@y", NULL};
+  assert_int_equal(sender_submit(s, &late), SO_ERR_CONFLICT);
+  bool got[10] = {false};
+  int64_t t0 = clock_monotonic_ms();
+  while (sender_in_flight(s) > 0) {
+    assert_true(clock_monotonic_ms() - t0 < 2000);
+    assert_int_equal(sender_poll(s, 100, res, 16, &k), SO_OK);
+    for (size_t i = 0; i < k; i++) {
+      int n = id_index(res[i].recipient_id);
+      assert_true(n >= 4 && n <= 7);
+      assert_false(got[n]);
+      got[n] = true;
+      assert_int_equal(res[i].attempts, 1);
+      if (n == failed) {
+        assert_int_equal(res[i].outcome, SENDER_GAVE_UP);
+        assert_int_equal(res[i].http_status, 500);
+        assert_non_null(strstr(res[i].reason, "not retried"));
+      } else {
+        assert_int_equal(res[i].outcome, SENDER_SENT);
+      }
+      sender_result_cleanup(&res[i]);
+    }
+  }
+  for (int n = 4; n <= 7; n++)
+    assert_true(got[n]);
+  /* Nothing more reaches the provider: no retry, no queued recipient. */
+  assert_int_equal(sender_poll(s, 300, res, 16, &k), SO_OK);
+  assert_int_equal(k, 0);
+  pthread_mutex_lock(&sv->mu);
+  assert_int_equal(sv->n, 8);
+  pthread_mutex_unlock(&sv->mu);
+  struct sender_stats st;
+  sender_stats(s, &st);
+  assert_int_equal(st.requests, 8);
+  assert_int_equal(st.retries, 0);
+  /* A rebind ends the drain. */
+  char err[256];
+  assert_int_equal(
+      sender_rebind(s, "camp-drain-2", test_content, err, sizeof(err)), SO_OK);
+  assert_int_equal(sender_submit(s, &late), SO_OK);
+  sender_free(s);
+  test_provider_free(&p);
+  srv_stop(sv);
+}
+
 /* One sender, two campaigns: the second uses the new campaign id in keys
  * and bodies, and the warm connections (no new ones). */
 static void test_rebind_keeps_connections(void **state)
@@ -664,6 +761,7 @@ int main(void)
       cmocka_unit_test(test_render_failure_rejects_one),
       cmocka_unit_test(test_connection_refused),
       cmocka_unit_test(test_cancel_all),
+      cmocka_unit_test(test_drain_awaits_transfers),
       cmocka_unit_test(test_rebind_keeps_connections),
       cmocka_unit_test(test_new_refuses_bad_settings),
   };
