@@ -61,6 +61,7 @@ struct run {
   int64_t sent, rejected; /* this run */
   char reason[512];       /* why it ended, for GAVE_UP / LIST_FAIL */
   int list_status;        /* recipients_next_batch's failure */
+  long timeout_ms;        /* the provider's: bounds a request on the wire */
   bool settled;           /* a final write (complete, release, fail)
                              succeeded: a lease refusal after it is
                              expected, not a loss */
@@ -251,8 +252,9 @@ static bool collect(struct run *r, int timeout_ms)
     if (x->recipient_id && timing_take(r->timing, x->recipient_id, now, &took))
       stats_latency(st, took);
     if (x->outcome == SENDER_GAVE_UP) {
-      /* Left INFLIGHT: a resume resends it with the same key. */
-      if (!gave_up)
+      /* Left INFLIGHT: a resume resends it with the same key. The first
+       * give-up is the reason; those a drain stops from retrying are not. */
+      if (!r->reason[0])
         snprintf(r->reason, sizeof(r->reason), "provider_down: %s", x->reason);
       gave_up = true;
     } else {
@@ -335,11 +337,21 @@ static enum run_end send_loop(struct run *r)
   }
 }
 
-/* drain: let requests already started finish (bounded), then cancel the
- * rest (they stay INFLIGHT: a resume resends them with the same key) and
- * write what came back. */
-static void drain(struct run *r, int64_t budget_ms)
+/* drain: every early end (give-up, list failure, pause, shutdown) comes
+ * here before it releases. Nothing new starts and nothing is retried:
+ * queued recipients and requests waiting for a retry were not accepted
+ * and stay INFLIGHT (a resume sends them with the same key). Requests on
+ * the wire may be accepted, so they are awaited - each ends within the
+ * provider's timeout_ms - and their outcomes written; releasing without
+ * them would have the resume send them a second time. The wait ends early
+ * only if the lease is lost (nothing can be written) or a second signal
+ * asks to hurry; what is still on the wire then is cancelled and left
+ * INFLIGHT. */
+static void drain(struct run *r)
 {
+  size_t dropped = sender_drain(r->s);
+  stats_add(&r->w->sh->stats->in_flight, -(long long)dropped);
+  int64_t budget_ms = (int64_t)r->timeout_ms + 1000;
   int64_t until = clock_monotonic_ms() + budget_ms;
   while (sender_in_flight(r->s) > 0 && clock_monotonic_ms() < until &&
          !lost(r) && !worker_hurry(r->w)) {
@@ -347,7 +359,7 @@ static void drain(struct run *r, int64_t budget_ms)
     if (r->n_marks >= r->batch)
       (void)flush(r);
   }
-  size_t dropped = sender_cancel_all(r->s);
+  dropped = sender_cancel_all(r->s);
   stats_add(&r->w->sh->stats->in_flight, -(long long)dropped);
   /* Outcomes that finished before the cancel: record them all, or a
    * resume would resend them. */
@@ -565,9 +577,6 @@ static bool cancelled(struct run *r)
 static void finish(struct run *r, enum run_end end)
 {
   struct consumer_stats *st = r->w->sh->stats;
-  int64_t budget = (int64_t)r->w->sh->cfg->registry.lease_ttl_s * 1000 / 2;
-  if (budget > 5000)
-    budget = 5000;
   if ((end == END_LOST || lost(r)) && cancelled(r))
     end = END_CANCEL;
   switch (end) {
@@ -576,14 +585,14 @@ static void finish(struct run *r, enum run_end end)
       break;
     case END_STOP:
     case END_PAUSE:
-      drain(r, budget);
+      drain(r);
       if (!lost(r))
         release_now(r, end == END_PAUSE);
       break;
     case END_GAVE_UP:
     case END_LIST_FAIL:
     case END_FATAL:
-      drain(r, 0);
+      drain(r);
       if (!lost(r))
         give_up_or_retry(
             r, end == END_FATAL || (end == END_LIST_FAIL &&
@@ -650,6 +659,7 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
           ? (live_cfg_provider(w->sh->live, m->channel, &prov) ? &prov : NULL)
           : config_provider_find(cfg, m->channel);
   r.s = p ? sender_new(p, r.id, m->content_json, err, sizeof(err)) : NULL;
+  r.timeout_ms = p ? p->timeout_ms : 0;
   if (!r.s) {
     snprintf(r.reason, sizeof(r.reason), "bad_content: %s",
              p ? err : "no provider for the channel");

@@ -459,6 +459,47 @@ static void test_provider_down_released_then_dead(void **state)
   harness_teardown(&h);
 }
 
+/* ---- a give-up waits for the requests on the wire ------------------- */
+
+/* One recipient exhausts its retries while others are in transfer (300 ms
+ * each, 8 at a time). The provider accepts some of those: their SENT marks
+ * must be written before the release, or the resume sends them again - a
+ * recipient getting it twice with no worker dying (promise 2). The
+ * provider recovers once the campaign is released. */
+static void test_give_up_records_requests_in_flight(void **state)
+{
+  (void)state;
+  const char *args[] = {"--latency-ms", "300", "--error-rate", "0.5", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  /* Two attempts at 50% 500s: a quarter of the recipients give up. */
+  struct harness_conf c = {
+      .workers = 1, .max_retries = 1, .retry_base_ms = 100};
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  char *body = harness_body("gu", harness_recipients_file(&h, "gu", 300));
+  harness_publish(&h, "gu", body);
+  /* The resume waits 1 s in the retry queue: the provider heals first. */
+  assert_true(
+      harness_wait_log(&a, "released campaign=gu fence=1 attempts=1", 20000));
+  assert_int_equal(sink_client_mode(h.sink, "{\"error_rate\":0}"), 200);
+  struct registry_campaign rc =
+      harness_wait_state(&h, "gu", CAMPAIGN_DONE, 60000);
+  assert_int_equal(rc.sent, 300);
+  assert_int_equal(rc.fence, 2);
+  registry_campaign_free(&rc);
+  /* Nobody got it twice: what the provider accepted before the release
+   * was marked SENT and the resume skipped it. */
+  assert_int_equal(harness_sink_stat(&h, "accepted_duplicates"), 0);
+  assert_int_equal(harness_sink_stat(&h, "unique_keys"), 300);
+  assert_int_equal(harness_sink_stat(&h, "accepted"), 300);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_int_equal(harness_summary(&a, "campaigns_released"), 1);
+  assert_int_equal(harness_summary(&a, "campaigns_done"), 1);
+  free(body);
+  harness_teardown(&h);
+}
+
 /* ---- connection loss: reconnect while the workers keep sending -------- */
 
 static pid_t proxy_start(int port)
@@ -744,6 +785,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_provider_500_for_10s_then_recovers),
       cmocka_unit_test(test_pause_resume_cancel),
       cmocka_unit_test(test_provider_down_released_then_dead),
+      cmocka_unit_test(test_give_up_records_requests_in_flight),
       cmocka_unit_test(test_connection_loss_keeps_sending),
       cmocka_unit_test(test_inline_recipients_with_reject),
       cmocka_unit_test(test_busy_workers_park_waiting_trigger),
