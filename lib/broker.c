@@ -546,12 +546,17 @@ static int login(struct broker *b, const char *vhost, const char *user,
   if (rc == SO_ERR_UNAVAILABLE &&
       r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
       r.library_error == AMQP_STATUS_CONNECTION_CLOSED) {
-    /* Without authentication_failure_close the broker just hangs up. */
+    /* rabbitmq-c advertises authentication_failure_close, so RabbitMQ
+     * answers a bad user, password or vhost with connection.close
+     * (ACCESS_REFUSED / NOT_ALLOWED), which broker__reply maps to
+     * SO_ERR_REFUSED. A bare hang-up is something else: a broker stopping
+     * or restarting, or a proxy in front of it losing its upstream. That
+     * is transient, and the caller retries with backoff. */
     so_errf(err, errlen,
-            "login: broker closed the connection (bad user, "
-            "password or vhost '%s'?)",
+            "login: the connection closed during the handshake (broker "
+            "restarting, or a proxy lost its upstream); vhost '%s'",
             vhost);
-    return SO_ERR_REFUSED;
+    return SO_ERR_UNAVAILABLE;
   }
   return rc;
 }

@@ -186,6 +186,48 @@ static void test_failover_on_loss(void **state)
   bt_kill(b_proxy);
 }
 
+/* A proxy whose upstream is gone (a load balancer in front of a broker
+ * that is restarting) accepts and then hangs up during the handshake. That
+ * is transient: SO_ERR_UNAVAILABLE, so daemons retry with backoff, never
+ * SO_ERR_REFUSED, which they treat as a bad login and give up on. Once the
+ * upstream is back, the same session connects. */
+static void test_hangup_during_login_is_transient(void **state)
+{
+  (void)state;
+  int upstream = bt_free_port(); /* nothing listens here yet */
+  int port = bt_free_port();
+  char listen[128], target[64];
+  snprintf(listen, sizeof(listen),
+           "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", port);
+  snprintf(target, sizeof(target), "TCP:127.0.0.1:%d", upstream);
+  char prog[] = "socat";
+  char *argv[] = {prog, listen, target, NULL};
+  pid_t front = bt_spawn(argv, port);
+
+  struct broker_options o;
+  struct broker *b = NULL;
+  char err[256] = "";
+  bt_options(&o, bt_uri_port("amqp", "127.0.0.1", port), NULL);
+  o.reconnect_min_ms = 50;
+  o.reconnect_max_ms = 100;
+  assert_int_equal(broker_open(&o, &b, err, sizeof(err)), SO_OK);
+  assert_int_equal(broker_connect(b, err, sizeof(err)), SO_ERR_UNAVAILABLE);
+  assert_false(broker_is_up(b));
+
+  /* The upstream comes back: a relay to the real broker on that port. */
+  char listen2[128];
+  snprintf(listen2, sizeof(listen2),
+           "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", upstream);
+  char target2[] = "TCP:127.0.0.1:5672";
+  char *argv2[] = {prog, listen2, target2, NULL};
+  pid_t relay = bt_spawn(argv2, upstream);
+  assert_int_equal(broker_connect(b, err, sizeof(err)), SO_OK);
+  assert_true(broker_is_up(b));
+  broker_close(b);
+  bt_kill(relay);
+  bt_kill(front);
+}
+
 /* Write a CA and a server certificate for localhost / 127.0.0.1. */
 static void make_certs(const char *dir, const char *name)
 {
@@ -290,6 +332,7 @@ int main(void)
       cmocka_unit_test(test_paused_proxy_publish_returns),
       cmocka_unit_test(test_paused_proxy_idle_pump_notices),
       cmocka_unit_test(test_failover_on_loss),
+      cmocka_unit_test(test_hangup_during_login_is_transient),
       cmocka_unit_test(test_tls_front),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
