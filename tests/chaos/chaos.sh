@@ -317,7 +317,14 @@ for line in sys.stdin:
         q.append({"name": f[0], "messages": int(f[1])})
 json.dump(q, open(sys.argv[1], "w"))
 busy = [x for x in q if not x["name"].endswith(".dead") and x["messages"] > 0]
-sys.exit(1 if busy or not q else 0)' "$WORK/queues.json" && break
+# A quorum queue that has just been restarted reports 0 messages until its
+# counters catch up (seen after stop_app/start_app): wait for the DLQ to
+# show what it holds too; the checker judges the last snapshot.
+want = int(open(sys.argv[2]).read())
+dead = [x for x in q if x["name"].endswith(".dead")]
+settling = any(x["messages"] != want for x in dead)
+sys.exit(1 if busy or settling or not q else 0)' "$WORK/queues.json" \
+      "$WORK/expected-dead.txt" && break
     sleep 2
   done
   states_json >"$WORK/final-states.json"
