@@ -302,3 +302,20 @@ int cli_run_verb(const struct cli_program *prog, const struct cli_options *opt,
   return verb_find(prog, name)
       ->run_cb(cfg, argc - opt->verb_index, argv + opt->verb_index);
 }
+
+int cli_main(const struct cli_program *prog, int argc, char **argv)
+{
+  struct cli_options opt;
+  struct config cfg;
+  int status;
+
+  if (!cli_parse(prog, argc, argv, &opt, &status))
+    return status;
+  if (!cli_load_config(prog, &opt, &cfg, &status)) {
+    config_free(&cfg);
+    return status;
+  }
+  status = cli_run_verb(prog, &opt, &cfg, argc, argv);
+  config_free(&cfg);
+  return status;
+}

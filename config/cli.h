@@ -6,20 +6,9 @@
  * --log-format kv|json, --print-config. They may come before the verb, and
  * (except --help and --version, which the verb answers) after it too:
  * cli_parse() takes those out of argv, so everything the verb sees is its
- * own. A program's main() is:
- *
- *   struct cli_options opt;
- *   struct config cfg;
- *   int status;
- *   if (!cli_parse(&program, argc, argv, &opt, &status))
- *     return status;
- *   if (!cli_load_config(&program, &opt, &cfg, &status)) {
- *     config_free(&cfg);
- *     return status;
- *   }
- *   status = cli_run_verb(&program, &opt, &cfg, argc, argv);
- *   config_free(&cfg);
- *   return status;
+ * own. A program's main() is
+ * `return cli_main(&program, argc, argv);`: cli_parse(), cli_load_config(),
+ * cli_run_verb() and config_free() in turn.
  *
  * Nothing here exits: each function says what main() should return.
  */
@@ -94,6 +83,11 @@ bool cli_load_config(const struct cli_program *prog,
  * the exit status for main(). */
 int cli_run_verb(const struct cli_program *prog, const struct cli_options *opt,
                  const struct config *cfg, int argc, char **argv);
+
+/* cli_main: the whole of a program's main(): parse the common options,
+ * load the config, run the verb, release the config. Returns the exit
+ * status. */
+int cli_main(const struct cli_program *prog, int argc, char **argv);
 
 /* cli_usage: print --help text to `out`. */
 void cli_usage(const struct cli_program *prog, FILE *out);

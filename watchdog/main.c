@@ -34,17 +34,5 @@ static const struct cli_program program = {
 
 int main(int argc, char **argv)
 {
-  struct cli_options opt;
-  struct config cfg;
-  int status;
-
-  if (!cli_parse(&program, argc, argv, &opt, &status))
-    return status;
-  if (!cli_load_config(&program, &opt, &cfg, &status)) {
-    config_free(&cfg);
-    return status;
-  }
-  status = cli_run_verb(&program, &opt, &cfg, argc, argv);
-  config_free(&cfg);
-  return status;
+  return cli_main(&program, argc, argv);
 }
