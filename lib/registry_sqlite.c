@@ -213,17 +213,25 @@ static int sqlite_mark_published(struct registry *r, const char *id, bool *won)
                     "marking published");
 }
 
-static int sqlite_list_due(struct registry *r, int64_t ahead_ms, size_t limit,
-                           struct registry_campaign **out, size_t *n)
+/* list_by_ms: the campaign lists whose statement takes a duration in ms
+ * (?1: how far ahead, or the grace) and a row limit (?2). */
+static int list_by_ms(struct registry *r, enum stmt_id which, int64_t ms,
+                      size_t limit, struct registry_campaign **out, size_t *n)
 {
   struct registry_sqlite *s = to_sqlite(r);
   int rc;
-  sqlite3_stmt *st = rsdb_stmt(s, ST_LIST_DUE, &rc);
+  sqlite3_stmt *st = rsdb_stmt(s, which, &rc);
   if (!st)
     return rc;
-  sqlite3_bind_int64(st, 1, ahead_ms);
+  sqlite3_bind_int64(st, 1, ms);
   sqlite3_bind_int64(st, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
   return rsdb_read_list(s, st, out, n);
+}
+
+static int sqlite_list_due(struct registry *r, int64_t ahead_ms, size_t limit,
+                           struct registry_campaign **out, size_t *n)
+{
+  return list_by_ms(r, ST_LIST_DUE, ahead_ms, limit, out, n);
 }
 
 /* claim_read: the row as it stands and the registry's now, and what a
@@ -543,14 +551,7 @@ static int sqlite_list_overdue(struct registry *r, int64_t grace_ms,
                                size_t limit, struct registry_campaign **out,
                                size_t *n)
 {
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc;
-  sqlite3_stmt *st = rsdb_stmt(s, ST_LIST_OVERDUE, &rc);
-  if (!st)
-    return rc;
-  sqlite3_bind_int64(st, 1, grace_ms);
-  sqlite3_bind_int64(st, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-  return rsdb_read_list(s, st, out, n);
+  return list_by_ms(r, ST_LIST_OVERDUE, grace_ms, limit, out, n);
 }
 
 static int sqlite_record_republish(struct registry *r, const char *id,
