@@ -138,7 +138,7 @@ static int start_ready(struct sender *s, int64_t now)
       due = NULL;
     if ((!due && !new_ready(s, now)) || !have_token(s, now))
       return SO_OK;
-    int rc = due ? sender__request_attach(s, due) : sender__start_new(s);
+    int rc = due ? sender__start_retry(s, due) : sender__start_new(s);
     if (rc != SO_OK)
       return rc;
   }
@@ -342,6 +342,14 @@ void sender_stats(const struct sender *s, struct sender_stats *out)
   *out = s->stats;
 }
 
+/* wipe: zero a secret before it is freed, so it does not linger in the
+ * heap. volatile keeps the compiler from dropping the stores as dead. */
+static void wipe(char *p)
+{
+  for (volatile char *c = p; *c; c++)
+    *c = '\0';
+}
+
 void sender_free(struct sender *s)
 {
   if (!s)
@@ -350,19 +358,21 @@ void sender_free(struct sender *s)
   for (size_t i = 0; i < s->done_len; i++)
     sender_result_cleanup(&s->done[s->done_head + i]);
   free(s->done);
+  /* The easy handles go before the multi handle that shared their
+   * connections; none is attached any more (sender_cancel_all). */
+  sender__slots_free(s);
   if (s->multi)
     curl_multi_cleanup(s->multi);
+  for (struct curl_slist *l = s->headers; l; l = l->next)
+    wipe(l->data); /* one line is the auth header */
+  curl_slist_free_all(s->headers);
   template_free(s->tpl);
   free(s->campaign_id);
   free(s->url);
   free(s->method);
-  if (s->auth_header) {
-    /* A secret: do not leave it in freed memory. volatile keeps the
-     * compiler from dropping the stores as dead. */
-    for (volatile char *c = s->auth_header; *c; c++)
-      *c = '\0';
-    free(s->auth_header);
-  }
+  if (s->auth_header)
+    wipe(s->auth_header);
+  free(s->auth_header);
   free(s);
 }
 
@@ -408,6 +418,27 @@ static int check_provider(const struct config_provider *p, char *err,
   /* The auth header is a secret: only its shape is described, never it. */
   snprintf(err, errlen, "provider %s: %s", p->channel ? p->channel : "?", bad);
   return SO_ERR_INVALID;
+}
+
+/* fixed_headers: the header lines every request carries after its own
+ * Idempotency-Key line. "Expect:" is off: a 100-continue round trip per
+ * large body costs a second on servers that never answer it. The
+ * User-Agent is a line here rather than CURLOPT_USERAGENT, which curl
+ * would format anew for every request. */
+static int fixed_headers(struct sender *s)
+{
+  const char *lines[] = {"Content-Type: application/json",
+                         "Expect:", "User-Agent: sendonce/" SENDONCE_VERSION,
+                         s->auth_header};
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    if (!lines[i])
+      continue;
+    struct curl_slist *l = curl_slist_append(s->headers, lines[i]);
+    if (!l)
+      return SO_ERR_NOMEM;
+    s->headers = l;
+  }
+  return SO_OK;
 }
 
 static char *dup_or_null(const char *v, bool *oom)
@@ -473,7 +504,9 @@ struct sender *sender_new(const struct config_provider *p,
     snprintf(err, errlen, "campaign %s: body_template: %s", campaign_id, terr);
     goto fail;
   }
-  if (!(s->multi = curl_multi_init()))
+  if (!(s->multi = curl_multi_init()) ||
+      !(s->slots = calloc((size_t)p->concurrency, sizeof(*s->slots))) ||
+      fixed_headers(s) != SO_OK)
     goto nomem;
   /* Keep-alive and HTTP/2 streams: one pool per sender, bounded by the
    * concurrency so a provider sees at most that many connections. */

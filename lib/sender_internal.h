@@ -25,24 +25,41 @@ struct item {
   struct item *next;
 };
 
-/* One HTTP request for one recipient or one batch, across its attempts. */
-struct request {
-  struct sender *s;
+struct request;
+
+/* A transfer slot: one curl easy handle with the provider's fixed options
+ * (URL, timeouts, method, callbacks, error buffer) set once, reused for
+ * request after request - a new easy handle per request costs a large
+ * zeroed allocation and ~20 options each time. A request borrows a slot
+ * for one attempt; per attempt only its header list and body change. The
+ * response and error text live here because they belong to the attempt.
+ * curl resets its per-transfer state (status, Retry-After, error) when a
+ * transfer starts, so a handle that ended in a timeout or a connection
+ * error is as good as new. */
+struct slot {
   CURL *easy;
-  struct item **items; /* the recipients it carries */
-  size_t n_items;
-  char *body; /* rendered once, sent on every attempt */
-  size_t body_len;
-  char *key; /* Idempotency-Key value */
-  struct curl_slist *headers;
-  int attempts;          /* requests made so far */
-  bool active;           /* attached to the multi handle */
-  int64_t not_before_ms; /* while waiting: monotonic time of the retry */
-  int last_status;       /* HTTP status of the last attempt, 0 if none */
-  char last_error[SENDER_REASON_MAX];
+  struct request *rq;     /* the request in transfer; NULL while idle */
+  struct slot *next_free; /* sender->free_slots */
+  size_t resp_len;
   char errbuf[CURL_ERROR_SIZE];
   char resp[SENDER_RESPONSE_CAP];
-  size_t resp_len;
+};
+
+/* One HTTP request for one recipient or one batch, across its attempts. */
+struct request {
+  struct slot *slot;   /* while in transfer (active), else NULL */
+  struct item **items; /* the recipients it carries */
+  size_t n_items;
+  struct item *one; /* items points here when it carries one recipient */
+  char *body;       /* rendered once, sent on every attempt */
+  size_t body_len;
+  char *key_line;  /* "Idempotency-Key: <key>", the only header of its own */
+  const char *key; /* the key: points into key_line */
+  struct curl_slist key_node;  /* key_line, then sender->headers */
+  int attempts;                /* requests made so far */
+  bool active;                 /* attached to the multi handle */
+  int64_t not_before_ms;       /* while waiting: monotonic time of the retry */
+  int last_status;             /* HTTP status of the last attempt, 0 if none */
   struct request *prev, *next; /* sender->reqs, all live requests */
 };
 
@@ -59,6 +76,11 @@ struct sender {
   int max_retries;
   int retry_base_ms;
   CURLM *multi;
+  struct curl_slist *headers; /* the fixed header lines, shared by all
+                                 requests (after each one's key line) */
+  struct slot **slots;        /* concurrency entries, made on first use */
+  size_t n_slots;
+  struct slot *free_slots;      /* idle slots */
   struct item *q_head, *q_tail; /* submitted, no request yet */
   size_t q_len;
   struct request *reqs; /* active and waiting requests */
@@ -82,8 +104,19 @@ void sender__item_free(struct item *it);
 void sender__request_free(struct sender *s, struct request *rq);
 
 /* sender__request_attach: start (or restart, for a retry) a request's
- * transfer; takes a rate token. Returns SO_OK or SO_ERR_INTERNAL. */
+ * transfer in an idle slot; takes a rate token. The caller keeps
+ * n_active below the concurrency, so a slot is always free or can be
+ * made. Returns SO_OK, SO_ERR_NOMEM (no slot could be made) or
+ * SO_ERR_INTERNAL. */
 int sender__request_attach(struct sender *s, struct request *rq);
+
+/* sender__start_retry: attach a waiting request whose backoff is over. If
+ * no slot can be made, the request gives up (as a new one would). Returns
+ * SO_OK or SO_ERR_INTERNAL. */
+int sender__start_retry(struct sender *s, struct request *rq);
+
+/* sender__slots_free: release every slot (none may be in transfer). */
+void sender__slots_free(struct sender *s);
 
 /* sender__start_new: build and attach a request for the next batch_size
  * queued recipients (recipients that cannot be rendered are REJECTED on

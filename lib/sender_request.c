@@ -101,7 +101,7 @@ static void push_result(struct sender *s, struct item *it,
   r->outcome = o;
   r->http_status = status;
   r->attempts = attempts;
-  snprintf(r->reason, sizeof(r->reason), "%s", reason ? reason : "");
+  join(r->reason, sizeof(r->reason), reason ? reason : "", "");
   if (o == SENDER_SENT)
     s->stats.sent++;
   else if (o == SENDER_REJECTED)
@@ -109,6 +109,116 @@ static void push_result(struct sender *s, struct item *it,
   else
     s->stats.gave_up++;
   sender__item_free(it);
+}
+
+/* ---- slots ------------------------------------------------------------- */
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *user)
+{
+  struct slot *sl = user;
+  size_t n = size * nmemb;
+  size_t room = sizeof(sl->resp) - sl->resp_len;
+  /* Keep the head, discard the rest: a huge answer costs no memory. */
+  memcpy(sl->resp + sl->resp_len, data, n < room ? n : room);
+  sl->resp_len += n < room ? n : room;
+  return n;
+}
+
+/* slot_new: an easy handle with every option that is the same for all of
+ * the sender's requests. */
+static int slot_new(struct sender *s, struct slot **out)
+{
+  /* Not zeroed: the buffers are reset per attempt. */
+  struct slot *sl = malloc(sizeof(*sl));
+  if (!sl)
+    return SO_ERR_NOMEM;
+  sl->rq = NULL;
+  sl->next_free = NULL;
+  sl->resp_len = 0;
+  sl->errbuf[0] = '\0';
+  CURL *e = sl->easy = curl_easy_init();
+  if (!e) {
+    free(sl);
+    return SO_ERR_NOMEM;
+  }
+  CURLcode c = CURLE_OK;
+#define SET(opt, val) \
+  if (c == CURLE_OK)  \
+  c = curl_easy_setopt(e, opt, val)
+  SET(CURLOPT_URL, s->url);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_NOSIGNAL, 1L);
+  /* Never verbose: the debug output would print the auth header. */
+  SET(CURLOPT_VERBOSE, 0L);
+  SET(CURLOPT_TIMEOUT_MS, s->timeout_ms);
+  SET(CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
+  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  /* Over https, wait for the first connection to say whether it speaks
+   * HTTP/2 rather than open `concurrency` connections at once: the
+   * requests then share one multiplexed connection. */
+  if (strncasecmp(s->url, "https:", 6) == 0)
+    SET(CURLOPT_PIPEWAIT, 1L);
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  if (s->method)
+    SET(CURLOPT_CUSTOMREQUEST, s->method);
+  SET(CURLOPT_WRITEFUNCTION, write_cb);
+  SET(CURLOPT_WRITEDATA, sl);
+  SET(CURLOPT_ERRORBUFFER, sl->errbuf);
+  SET(CURLOPT_PRIVATE, sl);
+#undef SET
+  if (c != CURLE_OK) {
+    log_error("sender: curl option failed: %s", curl_easy_strerror(c));
+    curl_easy_cleanup(e);
+    free(sl);
+    return SO_ERR_INTERNAL;
+  }
+  *out = sl;
+  return SO_OK;
+}
+
+/* slot_take: an idle slot, made if none is idle. The most recently used
+ * comes first: its memory is still warm. */
+static int slot_take(struct sender *s, struct slot **out)
+{
+  struct slot *sl = s->free_slots;
+  if (sl) {
+    s->free_slots = sl->next_free;
+    *out = sl;
+    return SO_OK;
+  }
+  if (s->n_slots >= (size_t)s->concurrency) {
+    log_error("sender: no idle slot with %zu active", s->n_active);
+    return SO_ERR_INTERNAL; /* a bug: the caller checks n_active */
+  }
+  int rc = slot_new(s, &sl);
+  if (rc != SO_OK)
+    return rc;
+  s->slots[s->n_slots++] = sl;
+  *out = sl;
+  return SO_OK;
+}
+
+/* slot_put: back to the idle list. The handle keeps pointing at the last
+ * request's header node and body; curl reads them only during a transfer,
+ * and the next attach replaces both before the next one starts. */
+static void slot_put(struct sender *s, struct slot *sl)
+{
+  sl->rq = NULL;
+  sl->next_free = s->free_slots;
+  s->free_slots = sl;
+}
+
+void sender__slots_free(struct sender *s)
+{
+  for (size_t i = 0; i < s->n_slots; i++) {
+    curl_easy_cleanup(s->slots[i]->easy);
+    free(s->slots[i]);
+  }
+  free(s->slots);
+  s->slots = NULL;
+  s->n_slots = 0;
+  s->free_slots = NULL;
 }
 
 /* ---- requests --------------------------------------------------------- */
@@ -124,25 +234,32 @@ static void request_unlink(struct sender *s, struct request *rq)
   rq->prev = rq->next = NULL;
 }
 
+/* request_detach: end the request's transfer (finished or aborted) and
+ * give its slot back. */
+static void request_detach(struct sender *s, struct request *rq)
+{
+  curl_multi_remove_handle(s->multi, rq->slot->easy);
+  slot_put(s, rq->slot);
+  rq->slot = NULL;
+  rq->active = false;
+  s->n_active--;
+}
+
 /* request_free: detach and release a request; its items are freed unless
  * they were handed on (NULL entries). */
 void sender__request_free(struct sender *s, struct request *rq)
 {
   if (!rq)
     return;
-  if (rq->active) {
-    curl_multi_remove_handle(s->multi, rq->easy);
-    rq->active = false;
-    s->n_active--;
-  }
+  if (rq->active)
+    request_detach(s, rq);
   request_unlink(s, rq);
-  curl_easy_cleanup(rq->easy);
-  curl_slist_free_all(rq->headers);
   for (size_t i = 0; i < rq->n_items; i++)
     sender__item_free(rq->items[i]);
-  free(rq->items);
+  if (rq->items != &rq->one)
+    free(rq->items);
   free(rq->body);
-  free(rq->key);
+  free(rq->key_line);
   free(rq);
 }
 
@@ -166,98 +283,35 @@ static void request_finish(struct sender *s, struct request *rq,
   sender__request_free(s, rq);
 }
 
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *user)
-{
-  struct request *rq = user;
-  size_t n = size * nmemb;
-  size_t room = sizeof(rq->resp) - rq->resp_len;
-  /* Keep the head, discard the rest: a huge answer costs no memory. */
-  memcpy(rq->resp + rq->resp_len, data, n < room ? n : room);
-  rq->resp_len += n < room ? n : room;
-  return n;
-}
-
-/* request_easy: the easy handle with every option of this request. */
-static int request_easy(struct sender *s, struct request *rq)
-{
-  static const char ua[] = "sendonce/" SENDONCE_VERSION;
-  CURL *e = curl_easy_init();
-  if (!e)
-    return SO_ERR_NOMEM;
-  rq->easy = e;
-  CURLcode c = CURLE_OK;
-#define SET(opt, val) \
-  if (c == CURLE_OK)  \
-  c = curl_easy_setopt(e, opt, val)
-  SET(CURLOPT_URL, s->url);
-  SET(CURLOPT_PROTOCOLS_STR, "http,https");
-  SET(CURLOPT_NOSIGNAL, 1L);
-  /* Never verbose: the debug output would print the auth header. */
-  SET(CURLOPT_VERBOSE, 0L);
-  SET(CURLOPT_TIMEOUT_MS, s->timeout_ms);
-  SET(CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
-  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  /* Over https, wait for the first connection to say whether it speaks
-   * HTTP/2 rather than open `concurrency` connections at once: the
-   * requests then share one multiplexed connection. */
-  if (strncasecmp(s->url, "https:", 6) == 0)
-    SET(CURLOPT_PIPEWAIT, 1L);
-  SET(CURLOPT_TCP_KEEPALIVE, 1L);
-  SET(CURLOPT_FOLLOWLOCATION, 0L);
-  SET(CURLOPT_USERAGENT, ua);
-  SET(CURLOPT_HTTPHEADER, rq->headers);
-  SET(CURLOPT_POSTFIELDS, rq->body);
-  SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
-  if (s->method)
-    SET(CURLOPT_CUSTOMREQUEST, s->method);
-  SET(CURLOPT_WRITEFUNCTION, write_cb);
-  SET(CURLOPT_WRITEDATA, rq);
-  SET(CURLOPT_ERRORBUFFER, rq->errbuf);
-  SET(CURLOPT_PRIVATE, rq);
-#undef SET
-  if (c != CURLE_OK) {
-    log_error("sender: curl option failed: %s", curl_easy_strerror(c));
-    return SO_ERR_INTERNAL;
-  }
-  return SO_OK;
-}
-
-static int request_headers(struct sender *s, struct request *rq)
-{
-  size_t klen = strlen("Idempotency-Key: ") + strlen(rq->key) + 1;
-  char *kh = malloc(klen);
-  if (!kh)
-    return SO_ERR_NOMEM;
-  snprintf(kh, klen, "Idempotency-Key: %s", rq->key);
-  /* "Expect:" off: a 100-continue round trip per large body costs a
-   * second of latency on servers that never answer it. */
-  const char *lines[] = {"Content-Type: application/json", kh,
-                         "Expect:", s->auth_header};
-  int rc = SO_OK;
-  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-    if (!lines[i])
-      continue;
-    struct curl_slist *l = curl_slist_append(rq->headers, lines[i]);
-    if (!l) {
-      rc = SO_ERR_NOMEM;
-      break;
-    }
-    rq->headers = l;
-  }
-  free(kh);
-  return rc;
-}
-
-/* request_attach: start (or restart) the transfer. */
+/* request_attach: start (or restart) the transfer in an idle slot. Only
+ * what differs between requests is set here. */
 int sender__request_attach(struct sender *s, struct request *rq)
 {
-  rq->resp_len = 0;
-  rq->errbuf[0] = '\0';
-  CURLMcode mc = curl_multi_add_handle(s->multi, rq->easy);
-  if (mc != CURLM_OK) {
-    log_error("sender: curl_multi_add_handle: %s", curl_multi_strerror(mc));
+  struct slot *sl;
+  int rc = slot_take(s, &sl);
+  if (rc != SO_OK)
+    return rc;
+  sl->resp_len = 0;
+  sl->errbuf[0] = '\0';
+  CURLcode c = curl_easy_setopt(sl->easy, CURLOPT_HTTPHEADER, &rq->key_node);
+  if (c == CURLE_OK)
+    c = curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)rq->body_len);
+  if (c == CURLE_OK)
+    c = curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDS, rq->body);
+  if (c != CURLE_OK) {
+    log_error("sender: curl option failed: %s", curl_easy_strerror(c));
+    slot_put(s, sl);
     return SO_ERR_INTERNAL;
   }
+  CURLMcode mc = curl_multi_add_handle(s->multi, sl->easy);
+  if (mc != CURLM_OK) {
+    log_error("sender: curl_multi_add_handle: %s", curl_multi_strerror(mc));
+    slot_put(s, sl);
+    return SO_ERR_INTERNAL;
+  }
+  sl->rq = rq;
+  rq->slot = sl;
   rq->active = true;
   rq->attempts++;
   if (s->rate_per_s > 0)
@@ -269,28 +323,38 @@ int sender__request_attach(struct sender *s, struct request *rq)
   return SO_OK;
 }
 
+int sender__start_retry(struct sender *s, struct request *rq)
+{
+  int rc = sender__request_attach(s, rq);
+  if (rc != SO_ERR_NOMEM)
+    return rc;
+  request_finish(s, rq, SENDER_GAVE_UP, "cannot build request: out of memory");
+  return SO_OK;
+}
+
 /* render: body for rq's items. A recipient that cannot be rendered is
  * REJECTED on its own and dropped from the request. Returns SO_OK with
  * rq->n_items possibly 0, or the error that fails the whole request. */
 static int render(struct sender *s, struct request *rq, char *err,
                   size_t errlen)
 {
-  struct template_recipient *tr = malloc(rq->n_items * sizeof(*tr));
+  /* One recipient per request is the common case: no allocation. */
+  struct template_recipient few[8];
+  struct template_recipient *tr = rq->n_items <= sizeof(few) / sizeof(few[0])
+                                      ? few
+                                      : malloc(rq->n_items * sizeof(*tr));
   if (!tr)
     return SO_ERR_NOMEM;
-  for (;;) {
-    if (rq->n_items == 0)
-      break;
+  int rc = SO_OK;
+  while (rq->n_items > 0) {
     for (size_t i = 0; i < rq->n_items; i++)
       tr[i] = (struct template_recipient){
           rq->items[i]->id, rq->items[i]->address, rq->items[i]->vars_json};
     size_t bad;
-    int rc = template_render(s->tpl, tr, rq->n_items, &rq->body, &rq->body_len,
-                             &bad, err, errlen);
-    if (rc != SO_ERR_INVALID || bad >= rq->n_items) {
-      free(tr);
-      return rc;
-    }
+    rc = template_render(s->tpl, tr, rq->n_items, &rq->body, &rq->body_len,
+                         &bad, err, errlen);
+    if (rc != SO_ERR_INVALID || bad >= rq->n_items)
+      break;
     char reason[SENDER_REASON_MAX];
     join(reason, sizeof(reason), "template: ", err);
     log_info("sender: rejected campaign=%s recipient=%s reason=\"%s\"",
@@ -299,31 +363,52 @@ static int render(struct sender *s, struct request *rq, char *err,
     memmove(&rq->items[bad], &rq->items[bad + 1],
             (rq->n_items - bad - 1) * sizeof(rq->items[0]));
     rq->n_items--;
+    rc = SO_OK;
   }
-  free(tr);
-  return SO_OK;
+  if (tr != few)
+    free(tr);
+  return rc;
 }
 
+/* request_key: the request's "Idempotency-Key: <key>" line, which heads
+ * its header list; the fixed lines follow (sender->headers). */
 static int request_key(struct sender *s, struct request *rq)
 {
+  static const char name[] = "Idempotency-Key: ";
+  const size_t nl = sizeof(name) - 1;
+  size_t cl = strlen(s->campaign_id);
+  char *line;
   if (s->batch_size == 1) {
-    size_t len = strlen(s->campaign_id) + strlen(rq->items[0]->id) + 2;
-    if (!(rq->key = malloc(len)))
+    size_t il = strlen(rq->items[0]->id);
+    if (!(line = malloc(nl + cl + 1 + il + 1)))
       return SO_ERR_NOMEM;
-    snprintf(rq->key, len, "%s:%s", s->campaign_id, rq->items[0]->id);
-    return SO_OK;
-  }
-  size_t len = strlen(s->campaign_id) + 32;
-  const char **ids = malloc(rq->n_items * sizeof(*ids));
-  if (!ids || !(rq->key = malloc(len))) {
+    memcpy(line, name, nl);
+    memcpy(line + nl, s->campaign_id, cl);
+    line[nl + cl] = ':';
+    memcpy(line + nl + cl + 1, rq->items[0]->id, il + 1);
+  } else {
+    size_t len = nl + cl + 32;
+    const char **ids = malloc(rq->n_items * sizeof(*ids));
+    if (!ids || !(line = malloc(len))) {
+      free(ids);
+      return SO_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < rq->n_items; i++)
+      ids[i] = rq->items[i]->id;
+    memcpy(line, name, nl);
+    int rc =
+        sender_batch_key(s->campaign_id, ids, rq->n_items, line + nl, len - nl);
     free(ids);
-    return SO_ERR_NOMEM;
+    if (rc != SO_OK) {
+      free(line);
+      return rc;
+    }
   }
-  for (size_t i = 0; i < rq->n_items; i++)
-    ids[i] = rq->items[i]->id;
-  int rc = sender_batch_key(s->campaign_id, ids, rq->n_items, rq->key, len);
-  free(ids);
-  return rc;
+  rq->key_line = line;
+  rq->key = line + nl;
+  rq->key_node.data = line;
+  rq->key_node.next = s->headers;
+  return SO_OK;
 }
 
 /* start_new: a request for the next batch_size queued recipients. Returns
@@ -331,17 +416,17 @@ static int request_key(struct sender *s, struct request *rq)
  * SO_ERR_INTERNAL. */
 int sender__start_new(struct sender *s)
 {
-  char err[SENDER_REASON_MAX];
+  char err[SENDER_REASON_MAX] = "";
   size_t k =
       s->q_len < (size_t)s->batch_size ? s->q_len : (size_t)s->batch_size;
   struct request *rq = calloc(1, sizeof(*rq));
-  struct item **items = calloc(k, sizeof(*items));
+  struct item **items =
+      rq && k == 1 ? &rq->one : calloc(k ? k : 1, sizeof(*items));
   if (!rq || !items) {
     free(rq);
     free(items);
     return SO_OK; /* try again on the next poll */
   }
-  rq->s = s;
   rq->items = items;
   for (size_t i = 0; i < k; i++) {
     struct item *it = s->q_head;
@@ -364,10 +449,6 @@ int sender__start_new(struct sender *s)
   }
   if (rc == SO_OK)
     rc = request_key(s, rq);
-  if (rc == SO_OK)
-    rc = request_headers(s, rq);
-  if (rc == SO_OK)
-    rc = request_easy(s, rq);
   if (rc == SO_OK)
     rc = sender__request_attach(s, rq);
   if (rc == SO_OK)
@@ -402,23 +483,20 @@ static bool curl_fatal(CURLcode c)
          c == CURLE_UNKNOWN_OPTION;
 }
 
-/* judge: map a finished attempt to a verdict and a reason. */
-static enum verdict judge(struct sender *s, struct request *rq, CURLcode res,
+/* judge: map a finished attempt (its response and error text are in the
+ * slot) to a verdict and a reason. */
+static enum verdict judge(struct sender *s, const struct slot *sl, CURLcode res,
                           long status, char *why, size_t whylen)
 {
   if (res != CURLE_OK) {
-    const char *detail = rq->errbuf[0] ? rq->errbuf : curl_easy_strerror(res);
+    const char *detail = sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(res);
     char pre[64] = "curl: ";
     if (res == CURLE_OPERATION_TIMEDOUT)
       snprintf(pre, sizeof(pre), "timeout after %ld ms: ", s->timeout_ms);
     join(why, whylen, pre, detail);
     return curl_fatal(res) ? VERDICT_GIVE_UP : VERDICT_RETRY;
   }
-  char body[SENDER_REASON_MAX];
-  snippet(rq->resp, rq->resp_len, body, sizeof(body));
-  char pre[32];
-  snprintf(pre, sizeof(pre), body[0] ? "HTTP %ld: " : "HTTP %ld", status);
-  join(why, whylen, pre, body);
+  /* The common answer first: an accepted request has no reason. */
   if (status >= 200 && status < 300) {
     why[0] = '\0';
     return VERDICT_SENT;
@@ -427,6 +505,11 @@ static enum verdict judge(struct sender *s, struct request *rq, CURLcode res,
     snprintf(why, whylen, "HTTP 409: already accepted under this key");
     return VERDICT_SENT;
   }
+  char body[SENDER_REASON_MAX];
+  snippet(sl->resp, sl->resp_len, body, sizeof(body));
+  char pre[32];
+  snprintf(pre, sizeof(pre), body[0] ? "HTTP %ld: " : "HTTP %ld", status);
+  join(why, whylen, pre, body);
   if (status == 408 || status == 425 || status == 429 || status >= 500)
     return VERDICT_RETRY;
   /* Not the recipient's fault, and no retry helps: wrong URL, method or
@@ -451,21 +534,21 @@ static int64_t backoff_ms(struct sender *s, int attempts)
   return d / 2 + (int64_t)(rng_next(s) % (uint64_t)(d / 2 + 1));
 }
 
-static void handle_done(struct sender *s, struct request *rq, CURLcode res)
+static void handle_done(struct sender *s, struct slot *sl, CURLcode res)
 {
+  struct request *rq = sl->rq;
   long status = 0;
   curl_off_t retry_after = 0;
   char why[SENDER_REASON_MAX];
-  curl_easy_getinfo(rq->easy, CURLINFO_RESPONSE_CODE, &status);
-  if (curl_easy_getinfo(rq->easy, CURLINFO_RETRY_AFTER, &retry_after) !=
+  curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (curl_easy_getinfo(sl->easy, CURLINFO_RETRY_AFTER, &retry_after) !=
       CURLE_OK)
     retry_after = 0;
-  curl_multi_remove_handle(s->multi, rq->easy);
-  rq->active = false;
-  s->n_active--;
   rq->last_status = res == CURLE_OK ? (int)status : 0;
+  /* Judge before the slot goes back: the answer is in its buffers. */
+  enum verdict v = judge(s, sl, res, status, why, sizeof(why));
+  request_detach(s, rq);
 
-  enum verdict v = judge(s, rq, res, status, why, sizeof(why));
   if (v == VERDICT_SENT) {
     request_finish(s, rq, SENDER_SENT, why);
     return;
@@ -492,7 +575,6 @@ static void handle_done(struct sender *s, struct request *rq, CURLcode res)
         delay = ra;
     }
     rq->not_before_ms = clock_monotonic_ms() + delay;
-    snprintf(rq->last_error, sizeof(rq->last_error), "%s", why);
     log_debug(
         "sender: retry campaign=%s key=%s attempt=%d delay_ms=%lld "
         "cause=\"%s\"",
@@ -514,10 +596,10 @@ void sender__collect(struct sender *s)
   while ((m = curl_multi_info_read(s->multi, &left))) {
     if (m->msg != CURLMSG_DONE)
       continue;
-    struct request *rq = NULL;
+    struct slot *sl = NULL;
     CURLcode res = m->data.result; /* m dies with remove_handle */
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&rq);
-    if (rq)
-      handle_done(s, rq, res);
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+    if (sl && sl->rq)
+      handle_done(s, sl, res);
   }
 }
