@@ -15,6 +15,13 @@
  *  - A fenced op first checks (state PROCESSING, fence, lease live) inside
  *    its transaction, then writes; the write lock means nothing can change
  *    between the check and the write.
+ *  - Every write step is a job of the process's group commit
+ *    (registry_sqlite_group.c): the steps of all threads that arrive
+ *    together run in one BEGIN IMMEDIATE transaction, each in its own
+ *    savepoint, with one COMMIT (one fsync) for all. A step returns only
+ *    after that COMMIT, so "returned" still means "committed durably", and
+ *    each job reads the clock itself, so each step still has its own
+ *    instant. Reads run on the caller's own connection, outside the group.
  *  - Statements, their cache and the row readers: registry_sqlite_db.c.
  */
 #include <stdio.h>
@@ -25,6 +32,7 @@
 
 #include "registry_backend.h"
 #include "registry_sqlite_db.h"
+#include "registry_sqlite_group.h"
 #include "registry_sqlite_schema.h"
 
 static const char *const delivery_state_names[] = {"INFLIGHT", "SENT",
@@ -95,31 +103,53 @@ static int fence_check(struct registry_sqlite *s, const char *id, int64_t fence,
   return SO_OK;
 }
 
+/* ---- write steps -------------------------------------------------------- */
+
+/* write_step: run fn(exec, arg) as a job of this process's group commit
+ * on the file. The job's statements run on whichever handle leads the
+ * group (`exec`, inside its transaction); the step's arguments and results
+ * travel in `arg`, which lives on the caller's stack: the caller waits
+ * until its job's transaction has committed or failed. */
+static int write_step(struct registry_sqlite *s, rsg_job_fn fn, void *arg)
+{
+  return rsg_run(s->group, s, fn, arg);
+}
+
 /* fenced_update: the common shape of renew, set_total, complete and fail:
- * check the fence, then run `id_stmt` bound to the campaign id (and the
+ * check the fence, then run `which` bound to the campaign id (and the
  * optional int64 / text second parameter). */
+struct fenced_step {
+  enum stmt_id which;
+  const char *id;
+  int64_t fence;
+  const int64_t *arg_i;
+  const char *arg_s;
+  const char *what;
+};
+
+static int fenced_job(struct registry_sqlite *x, void *arg)
+{
+  const struct fenced_step *a = arg;
+  int64_t now = 0;
+  int rc = fence_check(x, a->id, a->fence, &now);
+  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, a->which, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->id);
+  sqlite3_bind_int64(st, 9, now);
+  if (a->arg_i)
+    sqlite3_bind_int64(st, 2, *a->arg_i);
+  else if (a->arg_s)
+    rsdb_bind_text(st, 2, a->arg_s);
+  return rsdb_exec(x, st, NULL, a->what);
+}
+
 static int fenced_update(struct registry_sqlite *s, enum stmt_id which,
                          const char *id, int64_t fence, const int64_t *arg_i,
                          const char *arg_s, const char *what)
 {
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  int64_t now = 0;
-  rc = fence_check(s, id, fence, &now);
-  if (!rc) {
-    sqlite3_stmt *st = rsdb_stmt(s, which, &rc);
-    if (st) {
-      rsdb_bind_text(st, 1, id);
-      sqlite3_bind_int64(st, 9, now);
-      if (arg_i)
-        sqlite3_bind_int64(st, 2, *arg_i);
-      else if (arg_s)
-        rsdb_bind_text(st, 2, arg_s);
-      rc = rsdb_exec(s, st, NULL, what);
-    }
-  }
-  return rsdb_end(s, rc);
+  struct fenced_step a = {which, id, fence, arg_i, arg_s, what};
+  return write_step(s, fenced_job, &a);
 }
 
 /* ---- the ops ------------------------------------------------------------ */
@@ -130,6 +160,7 @@ static void sqlite_close(struct registry *r)
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->stmts[i]);
   sqlite3_close_v2(s->db);
+  rsg_release(s->group);
   free(s);
 }
 
@@ -148,55 +179,76 @@ static int sqlite_now(struct registry *r, int64_t *now_ms)
   return rc;
 }
 
+struct register_step {
+  const struct registry_new_campaign *c;
+  enum campaign_state initial;
+  int changes;
+};
+
+static int register_job(struct registry_sqlite *x, void *arg)
+{
+  struct register_step *a = arg;
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(x, ST_REGISTER, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->c->campaign_id);
+  rsdb_bind_text(st, 2, campaign_state_name(a->initial));
+  sqlite3_bind_int64(st, 3, a->c->scheduled_at_ms);
+  rsdb_bind_text(st, 4, a->c->channel);
+  rsdb_bind_text(st, 5, a->c->payload);
+  return rsdb_exec(x, st, &a->changes, "registering");
+}
+
 static int sqlite_register(struct registry *r,
                            const struct registry_new_campaign *c,
                            enum campaign_state initial, bool *created)
 {
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  sqlite3_stmt *st = rsdb_stmt(s, ST_REGISTER, &rc);
-  int changes = 0;
-  if (st) {
-    rsdb_bind_text(st, 1, c->campaign_id);
-    rsdb_bind_text(st, 2, campaign_state_name(initial));
-    sqlite3_bind_int64(st, 3, c->scheduled_at_ms);
-    rsdb_bind_text(st, 4, c->channel);
-    rsdb_bind_text(st, 5, c->payload);
-    rc = rsdb_exec(s, st, &changes, "registering");
-  }
-  rc = rsdb_end(s, rc);
+  struct register_step a = {c, initial, 0};
+  int rc = write_step(to_sqlite(r), register_job, &a);
   if (!rc)
-    *created = changes == 1;
+    *created = a.changes == 1;
   return rc;
 }
 
 /* won_update: an unfenced single UPDATE whose success is "a row changed";
  * when none did, tell absent (NOTFOUND) from "not in that state" (false). */
+struct won_step {
+  enum stmt_id which;
+  const char *id;
+  const char *owner;
+  int64_t ttl_ms;
+  const char *what;
+  int changes;
+};
+
+static int won_job(struct registry_sqlite *x, void *arg)
+{
+  struct won_step *a = arg;
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(x, a->which, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->id);
+  if (a->owner) {
+    rsdb_bind_text(st, 2, a->owner);
+    sqlite3_bind_int64(st, 3, a->ttl_ms);
+  }
+  rc = rsdb_exec(x, st, &a->changes, a->what);
+  enum campaign_state state;
+  if (!rc && a->changes == 0)
+    rc = rsdb_state_of(x, a->id, &state);
+  return rc;
+}
+
 static int won_update(struct registry_sqlite *s, enum stmt_id which,
                       const char *id, const char *owner, int64_t ttl_ms,
                       bool *won, const char *what)
 {
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  sqlite3_stmt *st = rsdb_stmt(s, which, &rc);
-  int changes = 0;
-  if (st) {
-    rsdb_bind_text(st, 1, id);
-    if (owner) {
-      rsdb_bind_text(st, 2, owner);
-      sqlite3_bind_int64(st, 3, ttl_ms);
-    }
-    rc = rsdb_exec(s, st, &changes, what);
-  }
-  enum campaign_state state;
-  if (!rc && changes == 0)
-    rc = rsdb_state_of(s, id, &state);
-  rc = rsdb_end(s, rc);
+  struct won_step a = {which, id, owner, ttl_ms, what, 0};
+  int rc = write_step(s, won_job, &a);
   if (!rc)
-    *won = changes == 1;
+    *won = a.changes == 1;
   return rc;
 }
 
@@ -273,35 +325,46 @@ static int claim_read(struct registry_sqlite *s, const char *id,
   return rc;
 }
 
+struct claim_step {
+  const char *id;
+  const char *owner;
+  int64_t ttl_ms;
+  struct registry_claim *out;
+};
+
+static int claim_job(struct registry_sqlite *x, void *arg)
+{
+  const struct claim_step *a = arg;
+  struct registry_claim *out = a->out;
+  bool claimable = false;
+  int rc = claim_read(x, a->id, out, &claimable);
+  sqlite3_stmt *st = rc || !claimable ? NULL : rsdb_stmt(x, ST_CLAIM, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->id);
+  rsdb_bind_text(st, 2, a->owner);
+  sqlite3_bind_int64(st, 3, a->ttl_ms);
+  sqlite3_bind_int64(st, 9, out->registry_now_ms);
+  bool row = false;
+  rc = rsdb_step(x, st, &row, "claiming");
+  if (!rc && !row)
+    rc = registry_set_error(&x->base, SO_ERR_INTERNAL,
+                            "registry: claim of '%s' updated no row", a->id);
+  if (!rc) {
+    out->kind = REGISTRY_CLAIM_CLAIMED;
+    out->state = CAMPAIGN_PROCESSING;
+    out->fence = sqlite3_column_int64(st, 0);
+    out->lease_until_ms = sqlite3_column_int64(st, 1);
+    rc = rsdb_exec(x, st, NULL, "claiming"); /* finish RETURNING */
+  }
+  return rc;
+}
+
 static int sqlite_claim(struct registry *r, const char *id, const char *owner,
                         int64_t ttl_ms, struct registry_claim *out)
 {
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  bool claimable = false;
-  rc = claim_read(s, id, out, &claimable);
-  sqlite3_stmt *st = rc || !claimable ? NULL : rsdb_stmt(s, ST_CLAIM, &rc);
-  if (st) {
-    rsdb_bind_text(st, 1, id);
-    rsdb_bind_text(st, 2, owner);
-    sqlite3_bind_int64(st, 3, ttl_ms);
-    sqlite3_bind_int64(st, 9, out->registry_now_ms);
-    bool row = false;
-    rc = rsdb_step(s, st, &row, "claiming");
-    if (!rc && !row)
-      rc = registry_set_error(&s->base, SO_ERR_INTERNAL,
-                              "registry: claim of '%s' updated no row", id);
-    if (!rc) {
-      out->kind = REGISTRY_CLAIM_CLAIMED;
-      out->state = CAMPAIGN_PROCESSING;
-      out->fence = sqlite3_column_int64(st, 0);
-      out->lease_until_ms = sqlite3_column_int64(st, 1);
-      rc = rsdb_exec(s, st, NULL, "claiming"); /* finish RETURNING */
-    }
-  }
-  return rsdb_end(s, rc);
+  struct claim_step a = {id, owner, ttl_ms, out};
+  return write_step(to_sqlite(r), claim_job, &a);
 }
 
 static int sqlite_renew(struct registry *r, const char *id, int64_t fence,
@@ -369,29 +432,38 @@ static int mark_one(struct registry_sqlite *s, const char *id, int64_t now,
   return rc;
 }
 
+struct mark_step {
+  const char *id;
+  int64_t fence;
+  const struct registry_mark *marks;
+  size_t n;
+};
+
+static int mark_job(struct registry_sqlite *x, void *arg)
+{
+  const struct mark_step *a = arg;
+  int64_t now = 0;
+  int rc = fence_check(x, a->id, a->fence, &now);
+  int64_t sent = 0, rejected = 0;
+  for (size_t i = 0; !rc && i < a->n; i++)
+    rc = mark_one(x, a->id, now, &a->marks[i], &sent, &rejected);
+  if (rc || sent + rejected == 0)
+    return rc;
+  sqlite3_stmt *st = rsdb_stmt(x, ST_BUMP, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->id);
+  sqlite3_bind_int64(st, 2, sent);
+  sqlite3_bind_int64(st, 3, rejected);
+  sqlite3_bind_int64(st, 9, now);
+  return rsdb_exec(x, st, NULL, "counting marks");
+}
+
 static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
                        const struct registry_mark *marks, size_t n)
 {
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  int64_t now = 0;
-  rc = fence_check(s, id, fence, &now);
-  int64_t sent = 0, rejected = 0;
-  for (size_t i = 0; !rc && i < n; i++)
-    rc = mark_one(s, id, now, &marks[i], &sent, &rejected);
-  if (!rc && sent + rejected > 0) {
-    sqlite3_stmt *st = rsdb_stmt(s, ST_BUMP, &rc);
-    if (st) {
-      rsdb_bind_text(st, 1, id);
-      sqlite3_bind_int64(st, 2, sent);
-      sqlite3_bind_int64(st, 3, rejected);
-      sqlite3_bind_int64(st, 9, now);
-      rc = rsdb_exec(s, st, NULL, "counting marks");
-    }
-  }
-  return rsdb_end(s, rc);
+  struct mark_step a = {id, fence, marks, n};
+  return write_step(to_sqlite(r), mark_job, &a);
 }
 
 static int sqlite_set_total(struct registry *r, const char *id, int64_t fence,
@@ -407,29 +479,40 @@ static int sqlite_complete(struct registry *r, const char *id, int64_t fence)
                        "completing");
 }
 
+struct release_step {
+  const char *id;
+  int64_t fence;
+  bool count_attempt;
+  const char *reason;
+  int *attempts;
+};
+
+static int release_job(struct registry_sqlite *x, void *arg)
+{
+  const struct release_step *a = arg;
+  int64_t now = 0;
+  int rc = fence_check(x, a->id, a->fence, &now);
+  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_RELEASE, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->id);
+  sqlite3_bind_int(st, 2, a->count_attempt ? 1 : 0);
+  sqlite3_bind_int64(st, 9, now);
+  rsdb_bind_text(st, 3, a->reason);
+  bool row = false;
+  rc = rsdb_step(x, st, &row, "releasing");
+  if (!rc && row && a->attempts)
+    *a->attempts = sqlite3_column_int(st, 0);
+  if (!rc)
+    rc = rsdb_exec(x, st, NULL, "releasing");
+  return rc;
+}
+
 static int sqlite_release(struct registry *r, const char *id, int64_t fence,
                           bool count_attempt, const char *reason, int *attempts)
 {
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  int64_t now = 0;
-  rc = fence_check(s, id, fence, &now);
-  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(s, ST_RELEASE, &rc);
-  if (st) {
-    rsdb_bind_text(st, 1, id);
-    sqlite3_bind_int(st, 2, count_attempt ? 1 : 0);
-    sqlite3_bind_int64(st, 9, now);
-    rsdb_bind_text(st, 3, reason);
-    bool row = false;
-    rc = rsdb_step(s, st, &row, "releasing");
-    if (!rc && row && attempts)
-      *attempts = sqlite3_column_int(st, 0);
-    if (!rc)
-      rc = rsdb_exec(s, st, NULL, "releasing");
-  }
-  return rsdb_end(s, rc);
+  struct release_step a = {id, fence, count_attempt, reason, attempts};
+  return write_step(to_sqlite(r), release_job, &a);
 }
 
 static int sqlite_fail(struct registry *r, const char *id, int64_t fence,
@@ -441,31 +524,45 @@ static int sqlite_fail(struct registry *r, const char *id, int64_t fence,
 
 /* operator_update: mark_dead, pause, resume, cancel, replay: one UPDATE
  * guarded by the allowed states; when it changes nothing, say why. */
+struct operator_step {
+  enum stmt_id which;
+  const char *id;
+  const char *arg_s;
+  int arg_i;
+  const char *what;
+};
+
+static int operator_job(struct registry_sqlite *x, void *arg)
+{
+  const struct operator_step *a = arg;
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(x, a->which, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->id);
+  if (a->arg_s)
+    rsdb_bind_text(st, 2, a->arg_s);
+  else if (a->which == ST_PAUSE)
+    sqlite3_bind_int(st, 2, a->arg_i);
+  int changes = 0;
+  rc = rsdb_exec(x, st, &changes, a->what);
+  enum campaign_state state = CAMPAIGN_SCHEDULED;
+  if (!rc && changes == 0)
+    rc = rsdb_state_of(x, a->id, &state);
+  if (!rc && changes == 0 &&
+      !(a->which == ST_MARK_DEAD && state == CAMPAIGN_DEAD))
+    rc = registry_set_error(&x->base, SO_ERR_CONFLICT,
+                            "registry: %s: campaign '%s' is %s", a->what, a->id,
+                            campaign_state_name(state));
+  return rc;
+}
+
 static int operator_update(struct registry_sqlite *s, enum stmt_id which,
                            const char *id, const char *arg_s, int arg_i,
                            const char *what)
 {
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  sqlite3_stmt *st = rsdb_stmt(s, which, &rc);
-  int changes = 0;
-  if (st) {
-    rsdb_bind_text(st, 1, id);
-    if (arg_s)
-      rsdb_bind_text(st, 2, arg_s);
-    else if (which == ST_PAUSE)
-      sqlite3_bind_int(st, 2, arg_i);
-    rc = rsdb_exec(s, st, &changes, what);
-  }
-  enum campaign_state state = CAMPAIGN_SCHEDULED;
-  if (!rc && changes == 0)
-    rc = rsdb_state_of(s, id, &state);
-  if (!rc && changes == 0 && !(which == ST_MARK_DEAD && state == CAMPAIGN_DEAD))
-    rc = registry_set_error(&s->base, SO_ERR_CONFLICT,
-                            "registry: %s: campaign '%s' is %s", what, id,
-                            campaign_state_name(state));
-  return rsdb_end(s, rc);
+  struct operator_step a = {which, id, arg_s, arg_i, what};
+  return write_step(s, operator_job, &a);
 }
 
 static int sqlite_mark_dead(struct registry *r, const char *id,
@@ -554,33 +651,48 @@ static int sqlite_list_overdue(struct registry *r, int64_t grace_ms,
   return list_by_ms(r, ST_LIST_OVERDUE, grace_ms, limit, out, n);
 }
 
+struct republish_step {
+  const char *id;
+  enum campaign_state expected_state;
+  int64_t expected_fence;
+  int64_t grace_ms;
+  int64_t backoff_ms;
+  int max_republishes;
+  int changes;
+};
+
+static int republish_job(struct registry_sqlite *x, void *arg)
+{
+  struct republish_step *a = arg;
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(x, ST_REPUBLISH, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->id);
+  rsdb_bind_text(st, 2, campaign_state_name(a->expected_state));
+  sqlite3_bind_int64(st, 3, a->expected_fence);
+  sqlite3_bind_int64(st, 4, a->grace_ms);
+  sqlite3_bind_int64(st, 5, a->backoff_ms);
+  sqlite3_bind_int(st, 6, a->max_republishes);
+  rc = rsdb_exec(x, st, &a->changes, "recording a republish");
+  enum campaign_state state;
+  if (!rc && a->changes == 0)
+    rc = rsdb_state_of(x, a->id, &state);
+  return rc;
+}
+
 static int sqlite_record_republish(struct registry *r, const char *id,
                                    enum campaign_state expected_state,
                                    int64_t expected_fence, int64_t grace_ms,
                                    int64_t backoff_ms, int max_republishes,
                                    bool *won)
 {
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc = rsdb_begin(s, true);
-  if (rc)
-    return rc;
-  sqlite3_stmt *st = rsdb_stmt(s, ST_REPUBLISH, &rc);
-  int changes = 0;
-  if (st) {
-    rsdb_bind_text(st, 1, id);
-    rsdb_bind_text(st, 2, campaign_state_name(expected_state));
-    sqlite3_bind_int64(st, 3, expected_fence);
-    sqlite3_bind_int64(st, 4, grace_ms);
-    sqlite3_bind_int64(st, 5, backoff_ms);
-    sqlite3_bind_int(st, 6, max_republishes);
-    rc = rsdb_exec(s, st, &changes, "recording a republish");
-  }
-  enum campaign_state state;
-  if (!rc && changes == 0)
-    rc = rsdb_state_of(s, id, &state);
-  rc = rsdb_end(s, rc);
+  struct republish_step a = {id,       expected_state, expected_fence,
+                             grace_ms, backoff_ms,     max_republishes,
+                             0};
+  int rc = write_step(to_sqlite(r), republish_job, &a);
   if (!rc)
-    *won = changes == 1;
+    *won = a.changes == 1;
   return rc;
 }
 
@@ -624,6 +736,12 @@ int registry_sqlite_open(const struct registry_options *opt,
   int rc = registry_sqlite_setup(opt->sqlite_path, opt->busy_timeout_ms,
                                  &s->busy, &s->db, err, errlen);
   if (rc) {
+    free(s);
+    return rc;
+  }
+  rc = rsg_acquire(opt->sqlite_path, &s->group, err, errlen);
+  if (rc) {
+    sqlite3_close_v2(s->db);
     free(s);
     return rc;
   }

@@ -19,6 +19,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT job",
+    [ST_SAVEPOINT_RELEASE] = "RELEASE job",
+    [ST_SAVEPOINT_ROLLBACK] = "ROLLBACK TO job",
     [ST_NOW] = "SELECT " NOW,
     [ST_STATE] = "SELECT state FROM campaigns WHERE campaign_id = ?1",
     [ST_REGISTER] =
@@ -223,6 +226,21 @@ int rsdb_end(struct registry_sqlite *s, int rc)
     memcpy(s->base.errmsg, saved, sizeof(saved));
   }
   return rc;
+}
+
+int rsdb_savepoint(struct registry_sqlite *s)
+{
+  return rsdb_simple(s, ST_SAVEPOINT, "opening a savepoint");
+}
+
+int rsdb_savepoint_end(struct registry_sqlite *s, int rc)
+{
+  if (rc != SO_OK) {
+    rc = rsdb_simple(s, ST_SAVEPOINT_ROLLBACK, "undoing a failed step");
+    if (rc)
+      return rc;
+  }
+  return rsdb_simple(s, ST_SAVEPOINT_RELEASE, "releasing a savepoint");
 }
 
 void rsdb_bind_text(sqlite3_stmt *st, int i, const char *text)

@@ -22,6 +22,9 @@ enum stmt_id {
   ST_BEGIN_IMMEDIATE,
   ST_COMMIT,
   ST_ROLLBACK,
+  ST_SAVEPOINT,
+  ST_SAVEPOINT_RELEASE,
+  ST_SAVEPOINT_ROLLBACK,
   ST_NOW,
   ST_STATE,
   ST_REGISTER,
@@ -52,11 +55,14 @@ enum stmt_id {
   ST_COUNT
 };
 
+struct rsg_group;
+
 struct registry_sqlite {
   struct registry base;
   sqlite3 *db;
   struct registry_sqlite_busy busy;
   sqlite3_stmt *stmts[ST_COUNT];
+  struct rsg_group *group; /* write steps of this process on this file */
 };
 
 /* rsdb_error: record an SQLite failure with what we were doing; returns
@@ -81,6 +87,14 @@ int rsdb_exec(struct registry_sqlite *s, sqlite3_stmt *st, int *changes,
  * returns the first failure. */
 int rsdb_begin(struct registry_sqlite *s, bool write);
 int rsdb_end(struct registry_sqlite *s, int rc);
+
+/* rsdb_savepoint: inside a write transaction, open the savepoint of one
+ * group-commit job. rsdb_savepoint_end: release it when the job's rc is
+ * SO_OK, else roll back to it (undoing only that job's writes) and
+ * release it. Returns SO_OK when the transaction can go on, else the
+ * failure that ends it (not the job's own rc). */
+int rsdb_savepoint(struct registry_sqlite *s);
+int rsdb_savepoint_end(struct registry_sqlite *s, int rc);
 
 /* rsdb_bind_text: bind text (SQLITE_STATIC: it must outlive the step) or
  * NULL. */

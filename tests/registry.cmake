@@ -17,3 +17,10 @@ foreach(backend sqlite pg)
   set_tests_properties(registry_${backend} PROPERTIES
                        LABELS integration TIMEOUT 240)
 endforeach()
+
+# Group commit of the SQLite backend: many threads of one process (each
+# with its own handle) on one real database file, plus another process.
+sendonce_add_test(NAME test_registry_group LABEL integration TIMEOUT 240
+                  SOURCES integration/test_registry_group.c
+                          integration/registry_testdb.c
+                  LIBS Threads::Threads)

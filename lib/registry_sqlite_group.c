@@ -1,0 +1,255 @@
+/* registry_sqlite_group.c - group commit for the SQLite registry backend
+ * (see registry_sqlite_group.h): the process-wide table of groups, the
+ * job queue with its leader hand-off, and the one transaction a leader
+ * runs for a batch of jobs. */
+#include "registry_sqlite_group.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* At most this many jobs per transaction: a leader that has waited for
+ * the lock must not then hold it, and its followers, for an unbounded
+ * batch. Eight workers plus a lease thread never come close. */
+#define RSG_MAX_BATCH 64
+
+struct rsg_job {
+  rsg_job_fn fn;
+  void *arg;
+  int status;
+  bool done; /* set by the leader that ran it, under the group's mutex */
+  struct rsg_job *next;
+  char errmsg[REGISTRY_ERRMSG_LEN]; /* the job's detail when it failed */
+};
+
+struct rsg_group {
+  pid_t pid;
+  dev_t dev; /* the database file: two spellings of a path are one group */
+  ino_t ino;
+  int refs; /* guarded by groups_mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* a batch finished: its jobs are done */
+  bool leading;      /* some thread is running a batch */
+  struct rsg_job *head, **tail;
+  struct rsg_group *next; /* in `groups` */
+};
+
+/* ---- the table of groups ------------------------------------------------ */
+
+static pthread_mutex_t groups_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rsg_group *groups;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void groups_lock(void)
+{
+  pthread_mutex_lock(&groups_mu);
+}
+
+static void groups_unlock(void)
+{
+  pthread_mutex_unlock(&groups_mu);
+}
+
+/* A child forked while another thread held groups_mu would inherit it
+ * locked forever; holding it across fork() makes it free on both sides.
+ * The child then never uses the parent's groups: they are keyed by pid. */
+static void atfork_install(void)
+{
+  pthread_atfork(groups_lock, groups_unlock, groups_unlock);
+}
+
+int rsg_acquire(const char *path, struct rsg_group **out, char *err,
+                size_t errlen)
+{
+  *out = NULL;
+  pthread_once(&atfork_once, atfork_install);
+  /* Keyed by the file, not its name: two spellings of one path share a
+   * group, and a file deleted and created anew under the same name while
+   * a handle on the old one is open (its inode stays allocated) never
+   * does, so a leader always runs a job on the job's own database. The
+   * caller opened the file just before, so it exists. */
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    snprintf(err, errlen, "registry sqlite: stat %s: %s", path,
+             strerror(errno));
+    return SO_ERR_IO;
+  }
+  pid_t pid = getpid();
+  groups_lock();
+  struct rsg_group *g = groups;
+  while (g && !(g->pid == pid && g->dev == sb.st_dev && g->ino == sb.st_ino))
+    g = g->next;
+  if (g) {
+    g->refs++;
+  } else {
+    g = calloc(1, sizeof(*g));
+    if (!g) {
+      groups_unlock();
+      snprintf(err, errlen, "registry sqlite: out of memory");
+      return SO_ERR_NOMEM;
+    }
+    g->pid = pid;
+    g->dev = sb.st_dev;
+    g->ino = sb.st_ino;
+    g->refs = 1;
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->tail = &g->head;
+    g->next = groups;
+    groups = g;
+  }
+  groups_unlock();
+  *out = g;
+  return SO_OK;
+}
+
+void rsg_release(struct rsg_group *g)
+{
+  if (!g)
+    return;
+  groups_lock();
+  bool last = --g->refs == 0;
+  if (last) {
+    struct rsg_group **pp = &groups;
+    while (*pp && *pp != g)
+      pp = &(*pp)->next;
+    if (*pp)
+      *pp = g->next;
+  }
+  groups_unlock();
+  if (!last)
+    return;
+  /* No job can be queued: every handle of the group is closed, and a
+   * handle is only closed by its own thread, never while inside rsg_run. */
+  pthread_cond_destroy(&g->cv);
+  pthread_mutex_destroy(&g->mu);
+  free(g);
+}
+
+/* ---- one batch: one transaction ----------------------------------------- */
+
+static void job_fail(struct rsg_job *job, int status, const char *detail)
+{
+  job->status = status;
+  snprintf(job->errmsg, sizeof(job->errmsg), "%s", detail);
+}
+
+/* The whole transaction is lost (COMMIT failed, or SQLite rolled it back
+ * under a job): every job that had not already failed on its own gets
+ * that failure, so no caller believes a step committed that did not. */
+static void batch_fail(struct registry_sqlite *exec, struct rsg_job **jobs,
+                       size_t n, int status)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (jobs[i]->status == SO_OK)
+      job_fail(jobs[i], status, exec->base.errmsg);
+  }
+}
+
+/* run_job: one job in its own savepoint, so its failure (a stale fence, a
+ * conflict) undoes only its own writes. Returns SO_OK while the
+ * transaction can go on; else the status that ends the whole batch. */
+static int run_job(struct registry_sqlite *exec, struct rsg_job *job)
+{
+  int rc = rsdb_savepoint(exec);
+  if (rc)
+    return rc;
+  int st = job->fn(exec, job->arg);
+  if (st)
+    job_fail(job, st, exec->base.errmsg);
+  /* Some errors (I/O, full disk, out of memory) make SQLite roll back the
+   * whole transaction, not just the statement: nothing of this batch is
+   * left to commit. */
+  if (sqlite3_get_autocommit(exec->db))
+    return st ? st : rsdb_error(exec, SQLITE_ABORT, "transaction lost");
+  return rsdb_savepoint_end(exec, st);
+}
+
+/* run_batch: BEGIN IMMEDIATE on the leader's own connection, each job in
+ * turn, one COMMIT. The leader waits for the write lock (other processes)
+ * with its own busy handler; a timeout there fails the batch as
+ * SO_ERR_UNAVAILABLE, which every caller already treats as "try later". */
+static void run_batch(struct registry_sqlite *exec, struct rsg_job **jobs,
+                      size_t n)
+{
+  int rc = rsdb_begin(exec, true);
+  for (size_t i = 0; !rc && i < n; i++)
+    rc = run_job(exec, jobs[i]);
+  if (rc) {
+    rc = rsdb_end(exec, rc); /* rolls back what is left, keeps the detail */
+    batch_fail(exec, jobs, n, rc);
+    return;
+  }
+  rc = rsdb_end(exec, SO_OK);
+  if (rc)
+    batch_fail(exec, jobs, n, rc);
+}
+
+/* ---- the queue and the leader ------------------------------------------- */
+
+static void queue_remove(struct rsg_group *g, struct rsg_job *job)
+{
+  struct rsg_job **pp = &g->head;
+  while (*pp != job)
+    pp = &(*pp)->next;
+  *pp = job->next;
+  if (g->tail == &job->next)
+    g->tail = pp;
+  job->next = NULL;
+}
+
+/* take_batch: the leader's own job first (so leading always finishes the
+ * leader's step), then the oldest queued jobs up to the cap. */
+static size_t take_batch(struct rsg_group *g, struct rsg_job *own,
+                         struct rsg_job **batch)
+{
+  size_t n = 0;
+  queue_remove(g, own);
+  batch[n++] = own;
+  while (g->head && n < RSG_MAX_BATCH) {
+    struct rsg_job *job = g->head;
+    queue_remove(g, job);
+    batch[n++] = job;
+  }
+  return n;
+}
+
+int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
+            void *arg)
+{
+  struct rsg_job job = {.fn = fn, .arg = arg, .status = SO_OK};
+  pthread_mutex_lock(&g->mu);
+  *g->tail = &job;
+  g->tail = &job.next;
+  while (!job.done) {
+    if (g->leading) {
+      pthread_cond_wait(&g->cv, &g->mu);
+      continue;
+    }
+    /* Nobody leads and our job is still queued: we lead one batch, then
+     * hand over. Whoever queued while we committed wakes up below and
+     * leads the next batch, so no thread runs others' work for long. */
+    g->leading = true;
+    struct rsg_job *batch[RSG_MAX_BATCH];
+    size_t n = take_batch(g, &job, batch);
+    pthread_mutex_unlock(&g->mu);
+    run_batch(self, batch, n);
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < n; i++)
+      batch[i]->done = true;
+    g->leading = false;
+    pthread_cond_broadcast(&g->cv);
+  }
+  pthread_mutex_unlock(&g->mu);
+  /* The leader's handle saw the other jobs' failures go by; the caller
+   * sees only its own step's detail. */
+  if (job.status)
+    memcpy(self->base.errmsg, job.errmsg, sizeof(job.errmsg));
+  else
+    self->base.errmsg[0] = '\0';
+  return job.status;
+}
