@@ -421,14 +421,14 @@ static int check_provider(const struct config_provider *p, char *err,
 }
 
 /* fixed_headers: the header lines every request carries after its own
- * Idempotency-Key line. "Expect:" is off: a 100-continue round trip per
- * large body costs a second on servers that never answer it. The
- * User-Agent is a line here rather than CURLOPT_USERAGENT, which curl
- * would format anew for every request. */
+ * Idempotency-Key line. "Expect:" (first, so a request can skip it: see
+ * request_key) turns off the 100-continue round trip that costs a second
+ * on servers that never answer it. The User-Agent is a line here rather
+ * than CURLOPT_USERAGENT, which curl would format anew per request. */
 static int fixed_headers(struct sender *s)
 {
-  const char *lines[] = {"Content-Type: application/json",
-                         "Expect:", "User-Agent: sendonce/" SENDONCE_VERSION,
+  const char *lines[] = {"Expect:", "Content-Type: application/json",
+                         "User-Agent: sendonce/" SENDONCE_VERSION,
                          s->auth_header};
   for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
     if (!lines[i])

@@ -16,3 +16,8 @@ sendonce_add_test(NAME test_sender LABEL unit TIMEOUT 120
 sendonce_add_test(NAME test_sender_sink LABEL unit TIMEOUT 120
                   SOURCES integration/test_sender_sink.c
                   LIBS sendonce_sender_testutil sendonce_sink_client)
+# Reuse of the sender's curl handles: every request keeps its own key and
+# body across retries, timeouts and refused connections (sink's log).
+sendonce_add_test(NAME test_sender_reuse LABEL unit TIMEOUT 120
+                  SOURCES integration/test_sender_reuse.c
+                  LIBS sendonce_sender_testutil sendonce_sink_client)
