@@ -1,4 +1,12 @@
-/* campaign.c - send one claimed campaign (see campaign.h). */
+/* campaign.c - send one claimed campaign (see campaign.h).
+ *
+ * Two threads share a campaign: this one (the worker's) only drives the
+ * sender, and the worker's mark writer (mark_writer.h) does the registry
+ * work of the batches: reading the list, the pending check, the INFLIGHT
+ * marks of the next batches and the outcome marks. This thread waits on
+ * the registry only at the end (every outcome durable before DONE, the
+ * release after a drain) and when the writer's window is full.
+ */
 #include "campaign.h"
 
 #include <stdbool.h>
@@ -8,6 +16,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "mark_writer.h"
 #include "recipients.h"
 #include "registry.h"
 #include "sender.h"
@@ -27,12 +36,18 @@ enum run_end {
 
 /* Registry calls that get "unavailable" are retried for this long before
  * the run gives up on them (the lease then lapses and the watchdog
- * recreates the trigger). */
-#define REGISTRY_RETRY_MS 300
+ * recreates the trigger). The mark writer uses the same pause. */
+#define REGISTRY_RETRY_MS MARK_WRITER_RETRY_MS
+
+/* How long the DONE path waits for the last outcomes per try before it
+ * looks at shutdown and the lease again. */
+#define SYNC_SLICE_MS 1000
 
 struct run {
   struct worker *w;
-  struct registry *reg;
+  struct registry *reg; /* this thread's: the end-of-campaign writes */
+  struct mark_writer *mw;
+  bool bound; /* the campaign is bound to the mark writer */
   const struct msg *m;
   const char *id;
   const char *body;
@@ -42,23 +57,9 @@ struct run {
   struct sender *s;
   struct timing *timing; /* submit times of recipients in flight */
   struct recipients_reader *rd;
-  size_t batch; /* mark_batch_size */
-  /* the batch read but not yet handed to the sender */
-  struct recipients_item *items;
-  size_t n_items;
-  bool *needs;
-  struct registry_mark *tmp_marks;
-  const char **ids;
-  /* outcome marks waiting to be written */
-  struct registry_mark *marks;
-  size_t n_marks;
-  int64_t last_flush_ms;
-  int64_t last_progress_ms;
-  int64_t next_control_ms;
-  int64_t retry_at_ms; /* a registry write failed: not before this */
-  bool eof;
+  size_t batch;           /* mark_batch_size */
   int64_t total;          /* unique recipients seen (the list's size) */
-  int64_t sent, rejected; /* this run */
+  int64_t sent, rejected; /* this run, committed */
   char reason[512];       /* why it ended, for GAVE_UP / LIST_FAIL */
   int list_status;        /* recipients_next_batch's failure */
   long timeout_ms;        /* the provider's: bounds a request on the wire */
@@ -92,122 +93,29 @@ static int regcheck(struct run *r, int rc, const char *what)
   return rc;
 }
 
-static void free_marks(struct run *r)
+/* unbind: take the writer's counters and let it go (it drops outcomes not
+ * written yet: they stay INFLIGHT). Before any end-of-campaign write, so
+ * the writer never writes after a release or completion. */
+static void unbind(struct run *r)
 {
-  for (size_t i = 0; i < r->n_marks; i++) {
-    free((char *)r->marks[i].recipient_id);
-    free((char *)r->marks[i].error);
-  }
-  r->n_marks = 0;
+  if (!r->bound)
+    return;
+  struct mark_writer_status st;
+  mark_writer_status(r->mw, &st);
+  r->total = st.total;
+  r->sent = st.sent;
+  r->rejected = st.rejected;
+  mark_writer_end(r->mw);
+  r->bound = false;
 }
 
-/* flush: write the outcome marks in one transaction. */
-static int flush(struct run *r)
+/* submit: hand a prepared batch (INFLIGHT committed) to the sender. */
+static void submit(struct run *r, struct mark_writer_batch *b)
 {
-  if (!r->n_marks)
-    return SO_OK;
-  if (lost(r))
-    return SO_ERR_STALE_FENCE;
-  int rc = regcheck(
-      r, registry_mark(r->reg, r->id, r->fence, r->marks, r->n_marks), "mark");
-  if (rc != SO_OK) {
-    r->retry_at_ms = clock_monotonic_ms() + REGISTRY_RETRY_MS;
-    return rc;
-  }
-  for (size_t i = 0; i < r->n_marks; i++) {
-    if (r->marks[i].state == DELIVERY_SENT)
-      r->sent++;
-    else
-      r->rejected++;
-  }
-  free_marks(r);
-  int64_t now = clock_monotonic_ms();
-  r->last_flush_ms = now;
-  if (now - r->last_progress_ms >= 1000) {
-    r->last_progress_ms = now;
-    struct event e;
-    event_init(&e, EVENT_CAMPAIGN_PROGRESS, "consumer", r->id);
-    e.fence = r->fence;
-    e.owner = r->w->owner;
-    e.sent = r->sent;
-    e.rejected = r->rejected;
-    dispatch_event(r->w->sh->dispatch, &e);
-  }
-  return SO_OK;
-}
-
-/* add_mark: take ownership of id (and a copy of error). */
-static void add_mark(struct run *r, char *id, enum delivery_state st,
-                     const char *error)
-{
-  r->marks[r->n_marks++] = (struct registry_mark){
-      .recipient_id = id,
-      .state = st,
-      .error = error ? strdup(error) : NULL,
-  };
-}
-
-/* feed: read the next batch (if none is waiting), ask the ledger which are
- * pending, mark those INFLIGHT (and bad lines REJECTED) in one step, then
- * hand them to the sender. Returns SO_OK or a registry status (the batch
- * stays for a retry). Sets r->eof at the end and END_LIST_FAIL causes. */
-static int feed(struct run *r)
-{
-  if (!r->n_items) {
-    char err[512] = "";
-    size_t n = 0;
-    int rc =
-        recipients_next_batch(r->rd, r->items, r->batch, &n, err, sizeof(err));
-    if (rc != SO_OK) {
-      r->list_status = rc;
-      snprintf(r->reason, sizeof(r->reason), "recipients_unreachable: %s", err);
-      return rc;
-    }
-    if (n == 0) {
-      r->eof = true;
-      return SO_OK;
-    }
-    r->n_items = n;
-    r->total += (int64_t)n;
-  }
-  const char **ids = r->ids;
-  for (size_t i = 0; i < r->n_items; i++)
-    ids[i] = r->items[i].r.id;
-  if (lost(r))
-    return SO_ERR_STALE_FENCE;
-  int rc = regcheck(
-      r, registry_pending(r->reg, r->id, r->fence, ids, r->n_items, r->needs),
-      "pending");
-  if (rc != SO_OK)
-    return rc;
-  size_t nm = 0;
-  for (size_t i = 0; i < r->n_items; i++) {
-    if (!r->needs[i])
-      continue;
-    const struct recipients_item *it = &r->items[i];
-    r->tmp_marks[nm++] = (struct registry_mark){
-        .recipient_id = it->r.id,
-        .state = it->rejected ? DELIVERY_REJECTED : DELIVERY_INFLIGHT,
-        .error = it->rejected ? it->reason : NULL,
-    };
-  }
-  if (nm) {
-    if (lost(r))
-      return SO_ERR_STALE_FENCE;
-    rc = regcheck(r, registry_mark(r->reg, r->id, r->fence, r->tmp_marks, nm),
-                  "mark");
-    if (rc != SO_OK)
-      return rc;
-  }
   size_t submitted = 0;
-  for (size_t i = 0; i < r->n_items; i++) {
-    const struct recipients_item *it = &r->items[i];
-    if (!r->needs[i])
-      continue;
-    if (it->rejected) {
-      r->rejected++;
-      continue;
-    }
+  int64_t now = clock_monotonic_ms();
+  for (size_t i = 0; i < b->n; i++) {
+    const struct recipients_item *it = &b->items[i];
     struct sender_recipient sr = {it->r.id, it->r.address, it->r.vars_json};
     if (sender_submit(r->s, &sr) != SO_OK) {
       /* Out of memory: it stays INFLIGHT and a resume sends it. */
@@ -217,29 +125,21 @@ static int feed(struct run *r)
           r->id, (long long)r->fence, it->r.id);
       continue;
     }
-    timing_put(r->timing, it->r.id, clock_monotonic_ms());
+    timing_put(r->timing, it->r.id, now);
     submitted++;
   }
   stats_add(&r->w->sh->stats->in_flight, (long long)submitted);
-  recipients_items_cleanup(r->items, r->n_items);
-  r->n_items = 0;
-  return SO_OK;
+  mark_writer_batch_free(b);
 }
 
-/* collect: poll the sender once and turn outcomes into marks. Returns
- * true when a recipient GAVE_UP (the provider is down). */
+/* collect: poll the sender once and queue the outcomes for the writer.
+ * Returns true when a recipient GAVE_UP (the provider is down). */
 static bool collect(struct run *r, int timeout_ms)
 {
   struct sender_result res[64];
-  size_t n = 0;
-  size_t room = r->batch * 2 - r->n_marks;
-  if (room > 64)
-    room = 64;
-  if (room == 0) {
-    clock_sleep_ms(50, NULL); /* marks wait for a registry retry */
-    return false;
-  }
-  if (sender_poll(r->s, timeout_ms, res, room, &n) != SO_OK)
+  struct registry_mark marks[64];
+  size_t n = 0, nm = 0;
+  if (sender_poll(r->s, timeout_ms, res, 64, &n) != SO_OK)
     log_error("consumer: sender poll failed campaign=%s fence=%lld", r->id,
               (long long)r->fence);
   bool gave_up = false;
@@ -258,40 +158,25 @@ static bool collect(struct run *r, int timeout_ms)
         snprintf(r->reason, sizeof(r->reason), "provider_down: %s", x->reason);
       gave_up = true;
     } else {
-      enum delivery_state ds =
-          x->outcome == SENDER_SENT ? DELIVERY_SENT : DELIVERY_REJECTED;
-      stats_add(x->outcome == SENDER_SENT ? &st->sent : &st->rejected, 1);
-      add_mark(r, x->recipient_id, ds,
-               ds == DELIVERY_REJECTED ? x->reason : NULL);
+      bool ok = x->outcome == SENDER_SENT;
+      stats_add(ok ? &st->sent : &st->rejected, 1);
+      marks[nm++] = (struct registry_mark){
+          .recipient_id = x->recipient_id,
+          .state = ok ? DELIVERY_SENT : DELIVERY_REJECTED,
+          .error = ok ? NULL : strdup(x->reason),
+      };
       x->recipient_id = NULL;
     }
     sender_result_cleanup(x);
   }
+  /* A refusal means the lease is lost: the caller sees it next. */
+  if (mark_writer_put(r->mw, marks, nm) != SO_OK)
+    log_debug("consumer: outcomes dropped, lease lost campaign=%s", r->id);
   return gave_up;
 }
 
-/* control: the operator's wishes, checked about once a second. */
-static enum run_end control(struct run *r, bool *stop)
-{
-  *stop = false;
-  int64_t now = clock_monotonic_ms();
-  if (now < r->next_control_ms)
-    return END_DONE;
-  r->next_control_ms = now + 1000;
-  enum registry_control c = REGISTRY_CONTROL_RUN;
-  int rc =
-      regcheck(r, registry_control(r->reg, r->id, r->fence, &c), "control");
-  if (rc == SO_ERR_STALE_FENCE) {
-    *stop = true;
-    return END_LOST;
-  }
-  if (rc != SO_OK || c == REGISTRY_CONTROL_RUN)
-    return END_DONE;
-  *stop = true;
-  return c == REGISTRY_CONTROL_PAUSE ? END_PAUSE : END_CANCEL;
-}
-
-/* send_loop: feed, poll and flush until the campaign ends for us. */
+/* send_loop: take prepared batches, poll, queue outcomes, until the
+ * campaign ends for us. */
 static enum run_end send_loop(struct run *r)
 {
   for (;;) {
@@ -299,84 +184,85 @@ static enum run_end send_loop(struct run *r)
       return END_LOST;
     if (dispatch_closing(r->w->sh->dispatch))
       return END_STOP;
-    bool stop;
-    enum run_end c = control(r, &stop);
-    if (stop)
-      return c;
-    int64_t now = clock_monotonic_ms();
-    bool can_write = now >= r->retry_at_ms;
+    struct mark_writer_status st;
+    mark_writer_status(r->mw, &st);
+    if (st.control == REGISTRY_CONTROL_PAUSE)
+      return END_PAUSE;
+    if (st.control == REGISTRY_CONTROL_CANCEL)
+      return END_CANCEL;
+    if (st.list_status) {
+      r->list_status = st.list_status;
+      snprintf(r->reason, sizeof(r->reason), "%s", st.reason);
+      return END_LIST_FAIL;
+    }
     /* Keep about one batch queued behind the one in transfer: enough to
-     * keep the connections busy, small enough to bound the in-flight
-     * window a crash can resend. */
-    if (!r->eof && can_write && sender_in_flight(r->s) < r->batch &&
-        r->n_marks < r->batch) {
-      int rc = feed(r);
-      if (r->list_status)
-        return END_LIST_FAIL;
+     * keep the connections busy; the writer's window bounds the rest. */
+    struct mark_writer_batch b;
+    while (sender_in_flight(r->s) < r->batch &&
+           mark_writer_take(r->mw, sender_in_flight(r->s), &b))
+      submit(r, &b);
+    size_t in_flight = sender_in_flight(r->s);
+    if (in_flight == 0) {
+      if (!st.eof) {
+        mark_writer_wait(r->mw, 100); /* the next batch is on its way */
+        continue;
+      }
+      /* DONE needs every outcome durable before set_total/complete. */
+      int rc = mark_writer_sync(r->mw, clock_monotonic_ms() + SYNC_SLICE_MS,
+                                r->w->sh->stop);
+      if (rc == SO_OK)
+        return END_DONE;
       if (rc == SO_ERR_STALE_FENCE)
         return END_LOST;
-      if (rc != SO_OK)
-        r->retry_at_ms = now + REGISTRY_RETRY_MS;
+      continue;
     }
-    bool wait = r->eof || !can_write || sender_in_flight(r->s) >= r->batch;
-    if (wait && sender_in_flight(r->s) == 0 && !r->eof)
-      clock_sleep_ms(50, NULL); /* nothing to poll: a registry retry */
-    if (collect(r, wait ? 100 : 0))
+    /* Poll briefly while a batch may be coming, else until an outcome. */
+    bool hungry = in_flight < r->batch && !st.eof;
+    if (collect(r, hungry ? 5 : 100))
       return END_GAVE_UP;
-    now = clock_monotonic_ms();
-    bool idle = r->eof && sender_in_flight(r->s) == 0;
-    if (r->n_marks && now >= r->retry_at_ms &&
-        (r->n_marks >= r->batch || idle || now - r->last_flush_ms >= 500)) {
-      if (flush(r) == SO_ERR_STALE_FENCE)
-        return END_LOST;
-    }
-    if (idle && r->n_marks == 0)
-      return END_DONE;
-    if (idle)
-      clock_sleep_ms(50, NULL); /* waiting for a registry retry */
   }
 }
 
 /* drain: every early end (give-up, list failure, pause, shutdown) comes
  * here before it releases. Nothing new starts and nothing is retried:
  * queued recipients and requests waiting for a retry were not accepted
- * and stay INFLIGHT (a resume sends them with the same key). Requests on
- * the wire may be accepted, so they are awaited - each ends within the
- * provider's timeout_ms - and their outcomes written; releasing without
- * them would have the resume send them a second time. The wait ends early
- * only if the lease is lost (nothing can be written) or a second signal
- * asks to hurry; what is still on the wire then is cancelled and left
- * INFLIGHT. */
+ * and stay INFLIGHT (a resume sends them with the same key); so do the
+ * prepared batches never handed to the sender. Requests on the wire may
+ * be accepted, so they are awaited - each ends within the provider's
+ * timeout_ms - and their outcomes written; releasing without them would
+ * have the resume send them a second time. The wait ends early only if
+ * the lease is lost (nothing can be written) or a second signal asks to
+ * hurry; what is still on the wire then is cancelled and left INFLIGHT. */
 static void drain(struct run *r)
 {
+  if (!r->bound)
+    return;
+  mark_writer_hold(r->mw);
   size_t dropped = sender_drain(r->s);
   stats_add(&r->w->sh->stats->in_flight, -(long long)dropped);
   int64_t budget_ms = (int64_t)r->timeout_ms + 1000;
   int64_t until = clock_monotonic_ms() + budget_ms;
   while (sender_in_flight(r->s) > 0 && clock_monotonic_ms() < until &&
-         !lost(r) && !worker_hurry(r->w)) {
+         !lost(r) && !worker_hurry(r->w))
     (void)collect(r, 100);
-    if (r->n_marks >= r->batch)
-      (void)flush(r);
-  }
   dropped = sender_cancel_all(r->s);
   stats_add(&r->w->sh->stats->in_flight, -(long long)dropped);
   /* Outcomes that finished before the cancel: record them all, or a
    * resume would resend them. */
-  while (sender_in_flight(r->s) > 0 && !lost(r)) {
+  while (sender_in_flight(r->s) > 0 && !lost(r))
     (void)collect(r, 0);
-    if (r->n_marks >= r->batch && flush(r) != SO_OK)
-      break;
-  }
-  int64_t give_up = clock_monotonic_ms() + budget_ms;
-  while (r->n_marks && !lost(r) && flush(r) != SO_ERR_STALE_FENCE &&
-         r->n_marks && clock_monotonic_ms() < give_up && !worker_hurry(r->w))
-    clock_sleep_ms(REGISTRY_RETRY_MS, NULL);
+  if (mark_writer_sync(r->mw, clock_monotonic_ms() + budget_ms,
+                       r->w->sh->stop) != SO_OK)
+    log_warn("consumer: drain left outcomes unwritten campaign=%s fence=%lld",
+             r->id, (long long)r->fence);
 }
 
 /* abandon: stop at once without writing (lost lease, cancelled). */
 static void abandon(struct run *r)
 {
+  unbind(r);
+  if (!r->s)
+    return;
   size_t dropped = sender_cancel_all(r->s);
   stats_add(&r->w->sh->stats->in_flight, -(long long)dropped);
   struct sender_result res[64];
@@ -389,7 +275,6 @@ static void abandon(struct run *r)
     for (size_t i = 0; i < n; i++)
       sender_result_cleanup(&res[i]);
   } while (n);
-  free_marks(r);
 }
 
 /* again: after a registry step returned rc, whether to try it once more:
@@ -581,11 +466,13 @@ static void finish(struct run *r, enum run_end end)
     end = END_CANCEL;
   switch (end) {
     case END_DONE:
+      unbind(r);
       finish_done(r);
       break;
     case END_STOP:
     case END_PAUSE:
       drain(r);
+      unbind(r);
       if (!lost(r))
         release_now(r, end == END_PAUSE);
       break;
@@ -593,6 +480,7 @@ static void finish(struct run *r, enum run_end end)
     case END_LIST_FAIL:
     case END_FATAL:
       drain(r);
+      unbind(r);
       if (!lost(r))
         give_up_or_retry(
             r, end == END_FATAL || (end == END_LIST_FAIL &&
@@ -627,6 +515,7 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
   struct run r = {
       .w = w,
       .reg = w->reg,
+      .mw = w->mw,
       .m = m,
       .id = m->campaign_id,
       .body = body,
@@ -637,13 +526,8 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
   char err[512] = "";
   stats_add(&w->sh->stats->active_campaigns, 1);
   r.le = lease_add(w->sh->lease, r.id, fence, claimed_at_ms);
-  r.items = calloc(r.batch, sizeof(*r.items));
-  r.needs = calloc(r.batch, sizeof(*r.needs));
-  r.tmp_marks = calloc(r.batch, sizeof(*r.tmp_marks));
-  r.marks = calloc(r.batch * 2, sizeof(*r.marks));
-  r.ids = calloc(r.batch, sizeof(*r.ids));
-  r.timing = timing_new(r.batch * 2);
-  if (!r.le || !r.items || !r.needs || !r.tmp_marks || !r.marks || !r.ids) {
+  r.timing = timing_new(r.batch * 2); /* the sender holds < 2 batches */
+  if (!r.le || !r.timing) {
     /* No memory to run it: leave the lease to lapse; the watchdog
      * recreates the trigger. */
     log_error("consumer: out of memory campaign=%s fence=%lld", r.id,
@@ -668,7 +552,20 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
     snprintf(r.reason, sizeof(r.reason), "bad_recipients_url: %s", err);
     end = END_FATAL;
   } else {
-    r.last_progress_ms = clock_monotonic_ms();
+    struct mark_writer_job job = {
+        .campaign_id = r.id,
+        .owner = w->owner,
+        .fence = fence,
+        .le = r.le,
+        .rd = r.rd,
+        .batch = r.batch,
+    };
+    if (mark_writer_begin(r.mw, &job) != SO_OK) {
+      log_error("consumer: out of memory campaign=%s fence=%lld", r.id,
+                (long long)fence);
+      goto out;
+    }
+    r.bound = true;
     end = send_loop(&r);
   }
   if (end == END_FATAL && !r.s) {
@@ -681,18 +578,12 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
     finish(&r, end);
   }
 out:
+  unbind(&r);
   stats_add(&w->sh->stats->in_flight,
             -(long long)(r.s ? sender_in_flight(r.s) : 0));
-  recipients_items_cleanup(r.items, r.n_items);
-  free_marks(&r);
   recipients_close(r.rd);
   sender_free(r.s);
   lease_remove(w->sh->lease, r.le);
-  free(r.items);
-  free(r.needs);
-  free(r.tmp_marks);
-  free(r.marks);
-  free(r.ids);
   timing_free(r.timing);
   stats_add(&w->sh->stats->active_campaigns, -1);
 }

@@ -245,8 +245,14 @@ int worker_start(struct worker *w, const struct worker_shared *sh, int index)
   w->index = index;
   snprintf(w->owner, sizeof(w->owner), "%s:w%d", sh->cfg->consumer.owner,
            index);
-  if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+  int rc = mark_writer_start(&sh->ro, sh->dispatch, index, &w->mw);
+  if (rc != SO_OK)
+    return rc;
+  if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+    mark_writer_stop(w->mw);
+    w->mw = NULL;
     return SO_ERR_INTERNAL;
+  }
   w->started = true;
   return SO_OK;
 }
@@ -256,6 +262,8 @@ void worker_join(struct worker *w)
   if (w->started)
     pthread_join(w->thread, NULL);
   w->started = false;
+  mark_writer_stop(w->mw);
+  w->mw = NULL;
   registry_close(w->reg);
   w->reg = NULL;
 }

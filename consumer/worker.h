@@ -3,7 +3,10 @@
  *
  * Each worker has its own registry handle (a handle is not thread-safe),
  * opened lazily so a registry that is down at start only defers triggers
- * to a retry queue instead of stopping the consumer.
+ * to a retry queue instead of stopping the consumer. Each worker also has
+ * a mark writer (mark_writer.h): a thread, started and joined with the
+ * worker, with a registry handle of its own, that does the running
+ * campaign's batch reads and marks while the worker's thread sends.
  */
 #ifndef SENDONCE_CONSUMER_WORKER_H
 #define SENDONCE_CONSUMER_WORKER_H
@@ -18,6 +21,7 @@
 #include "dispatch.h"
 #include "lease.h"
 #include "live_cfg.h"
+#include "mark_writer.h"
 #include "registry.h"
 #include "stats.h"
 #include "topology.h"
@@ -43,6 +47,7 @@ struct worker {
   int index;
   char owner[WORKER_OWNER_MAX]; /* "<consumer.owner>:w<index>" */
   struct registry *reg;         /* lazily opened; NULL when down */
+  struct mark_writer *mw;       /* the campaign's registry writer */
   pthread_t thread;
   bool started;
 };
@@ -50,11 +55,13 @@ struct worker {
 /* worker_shared_init: registry options and channel names from cfg. */
 void worker_shared_init(struct worker_shared *sh, const struct config *cfg);
 
-/* worker_start: start worker `index`. Returns SO_OK or SO_ERR_INTERNAL. */
+/* worker_start: start worker `index` and its mark writer. Returns SO_OK,
+ * SO_ERR_NOMEM or SO_ERR_INTERNAL. */
 int worker_start(struct worker *w, const struct worker_shared *sh,
                  int index) SO_MUST_CHECK;
 
-/* worker_join: wait for the thread and release its registry handle. */
+/* worker_join: wait for the thread, stop its mark writer and release its
+ * registry handle. */
 void worker_join(struct worker *w);
 
 /* worker_registry: the worker's registry handle, opening it if needed;

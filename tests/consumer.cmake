@@ -41,6 +41,29 @@ if(TARGET sendonce-consumer)
     set_tests_properties(consumer_e2e_${backend} PROPERTIES
                          LABELS e2e TIMEOUT 600)
   endforeach()
+  # The registry writes beside the sending (consumer/mark_writer.h): the
+  # window holds while another connection holds the registry's write lock,
+  # and after a kill -9 with the window full.
+  add_executable(test_consumer_pipeline e2e/test_consumer_pipeline.c
+                 e2e/consumer_harness.c integration/broker_testutil.c
+                 integration/registry_testdb.c)
+  target_link_libraries(test_consumer_pipeline PRIVATE sendonce
+                        sendonce_testenv sendonce_sink_client
+                        PkgConfig::CMOCKA)
+  target_include_directories(test_consumer_pipeline PRIVATE
+                             ${PROJECT_SOURCE_DIR}/tests
+                             ${PROJECT_SOURCE_DIR}/consumer)
+  target_compile_definitions(test_consumer_pipeline PRIVATE
+    CONSUMER_BIN="$<TARGET_FILE:sendonce-consumer>"
+    SENDONCE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  add_dependencies(test_consumer_pipeline sendonce-consumer)
+  sendonce_target_warnings(test_consumer_pipeline)
+  foreach(backend sqlite pg)
+    add_test(NAME consumer_pipeline_${backend}
+             COMMAND test_consumer_pipeline ${backend})
+    set_tests_properties(consumer_pipeline_${backend} PROPERTIES
+                         LABELS e2e TIMEOUT 400)
+  endforeach()
   add_test(NAME consumer_e2e_million COMMAND test_consumer_e2e sqlite long)
   set_tests_properties(consumer_e2e_million PROPERTIES
                        LABELS long TIMEOUT 3600
