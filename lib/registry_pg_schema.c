@@ -116,24 +116,32 @@ const char *const registry_pg_sql[S_COUNT] = {
         "UPDATE campaigns SET lease_until = t.n + $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
     /* One row with the fence verdict, plus one per recipient already
-     * final (its 1-based position in $3). */
+     * final (its 1-based position in $3). Each id's state is a scalar
+     * subquery on the full primary key: PostgreSQL runs it per id as an
+     * index lookup whatever its statistics say (a join could be planned
+     * as a scan of all of the campaign's deliveries, whose cost grows with
+     * the campaign). */
     [S_PENDING] =
         "WITH ok AS (SELECT EXISTS (SELECT 1 FROM campaigns, " NOW_T
         " WHERE " FENCED
         ") AS ok) "
         "SELECT ok.ok, r.i FROM ok LEFT JOIN "
-        "(unnest($3::text[]) WITH ORDINALITY AS r(id, i) "
-        " JOIN deliveries d ON d.campaign_id = $1 "
-        " AND d.recipient_id = r.id AND d.state <> 'INFLIGHT') ON ok.ok",
+        "(SELECT r.i FROM unnest($3::text[]) WITH ORDINALITY AS r(id, i) "
+        " WHERE (SELECT d.state FROM deliveries d WHERE d.campaign_id = $1 "
+        " AND d.recipient_id = r.id) <> 'INFLIGHT') r ON ok.ok",
     /* Fence check and row lock first (lock): with a stale fence it is
      * empty and nothing is written. Then one row per recipient (m) with the
      * effect of applying its marks in order, as SQLite does one by one: the
      * first SENT/REJECTED wins (a final state is never left) and the
      * INFLIGHT marks before it count attempts (tries); a new row starts at
-     * 1 attempt. New rows are inserted (ins); rows still INFLIGHT are
-     * updated (upd; rows inserted here are invisible to it, and the lock
-     * keeps any other writer of this campaign out). Only real changes come
-     * back, and only those bump the counters. */
+     * 1 attempt. Each row is then one INSERT ... ON CONFLICT on the
+     * primary key (an index lookup per id, whatever the planner's
+     * statistics, so a batch costs the same in a campaign of any size),
+     * updating only a row still INFLIGHT. The upsert's update cannot tell
+     * tries 0 (first mark final) from 1 by the proposed row, so those ids
+     * go through a second upsert (wr0) that counts no attempt. Only real
+     * changes come back, and only those bump the counters; the lock keeps
+     * any other writer of this campaign out. */
     [S_MARK] =
         "WITH t AS (SELECT " PG_NOW_MS
         " AS n), "
@@ -151,21 +159,27 @@ const char *const registry_pg_sql[S_COUNT] = {
         " count(*) FILTER (WHERE u.st = 'INFLIGHT' AND "
         " (u.ff IS NULL OR u.ord < u.ff)) OVER (PARTITION BY u.id) AS tries "
         " FROM u ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "
-        "ins AS (INSERT INTO deliveries (campaign_id, recipient_id, state, "
-        " attempts, error, updated_at) "
-        " SELECT $1, m.id, m.st, greatest(m.tries, 1), m.err, t.n "
-        " FROM m CROSS JOIN t "
-        " ON CONFLICT (campaign_id, recipient_id) DO NOTHING "
-        " RETURNING state), "
-        "upd AS (UPDATE deliveries d SET state = m.st, "
-        " attempts = d.attempts + m.tries, "
-        " error = CASE WHEN m.st = 'INFLIGHT' THEN d.error ELSE m.err END, "
-        " updated_at = t.n FROM m, t WHERE d.campaign_id = $1 "
-        " AND d.recipient_id = m.id AND d.state = 'INFLIGHT' "
-        " RETURNING d.state), "
+        "wr AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "
+        " state, attempts, error, updated_at) "
+        " SELECT $1, m.id, m.st, m.tries, m.err, t.n "
+        " FROM m CROSS JOIN t WHERE m.tries > 0 "
+        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "
+        " SET state = excluded.state, "
+        " attempts = d.attempts + excluded.attempts, "
+        " error = CASE WHEN excluded.state = 'INFLIGHT' THEN d.error "
+        " ELSE excluded.error END, updated_at = excluded.updated_at "
+        " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
+        "wr0 AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "
+        " state, attempts, error, updated_at) "
+        " SELECT $1, m.id, m.st, 1, m.err, t.n "
+        " FROM m CROSS JOIN t WHERE m.tries = 0 "
+        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "
+        " SET state = excluded.state, error = excluded.error, "
+        " updated_at = excluded.updated_at "
+        " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
         "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "
         " count(*) FILTER (WHERE state = 'REJECTED') AS j "
-        " FROM (SELECT state FROM ins UNION ALL SELECT state FROM upd) ch) "
+        " FROM (SELECT state FROM wr UNION ALL SELECT state FROM wr0) ch) "
         "UPDATE campaigns c SET sent = c.sent + cnt.s, "
         "rejected = c.rejected + cnt.j, progress_at = CASE "
         "WHEN cnt.s + cnt.j > 0 THEN t.n ELSE c.progress_at END, "

@@ -5,3 +5,10 @@
 # server is never restarted (a TCP relay in the test stands in for it).
 sendonce_add_test(NAME test_registry_pg_only LABEL integration TIMEOUT 120
                   SOURCES integration/test_registry_pg_only.c)
+
+# Delivery marks on a campaign that already holds many rows: a batch's work
+# does not grow with the campaign, and one mixed batch keeps registry.h's
+# semantics.
+sendonce_add_test(NAME test_registry_pg_marks LABEL integration TIMEOUT 120
+                  SOURCES integration/test_registry_pg_marks.c
+                          integration/registry_testdb.c)

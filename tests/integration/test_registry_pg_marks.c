@@ -1,0 +1,373 @@
+/* test_registry_pg_marks.c - the PostgreSQL registry's delivery marks on a
+ * campaign that already holds many deliveries:
+ *  - a batch's work does not grow with the campaign: the buffers the mark
+ *    and pending statements touch (EXPLAIN ANALYZE BUFFERS, with the
+ *    table's statistics as stale as they are during a big campaign's run)
+ *    are the same for a campaign of 0 and of 100,000 rows;
+ *  - one batch mixing INFLIGHT, SENT and REJECTED marks, repeated ids and
+ *    rows already in every state keeps the semantics of registry.h
+ *    (a final state is never left, attempts counted as SQLite counts them,
+ *    counters bumped only by real changes), and a repeated batch counts
+ *    nothing.
+ *
+ * Real PostgreSQL (scripts/setup), a schema of its own, dropped at the end.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "integration/registry_testdb.h"
+#include "registry.h"
+#include "registry_pg_conn.h"
+#include "testenv.h"
+
+#define REG_OK(r, expr)                                                      \
+  do {                                                                       \
+    int rc_ = (expr);                                                        \
+    if (rc_ != SO_OK)                                                        \
+      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
+  } while (0)
+
+/* Rows the big campaign holds before the batches; ids per batch. */
+#define BIG_ROWS 100000
+#define BATCH 200
+
+static struct testdb db;
+
+static int group_setup(void **state)
+{
+  (void)state;
+  testdb_create(&db, REGISTRY_POSTGRESQL);
+  registry_close(testdb_open(&db)); /* applies the migrations */
+  /* No statistics while the table grows, as during a big campaign's run
+   * (autovacuum analyzes at most once a minute): a plan that trusts them
+   * is the plan that grows. */
+  testdb_exec(&db, "ALTER TABLE deliveries SET (autovacuum_enabled = false)");
+  return 0;
+}
+
+static int group_teardown(void **state)
+{
+  (void)state;
+  testdb_destroy(&db);
+  return 0;
+}
+
+static int64_t claim(struct registry *r, const char *id)
+{
+  int64_t now = 0;
+  REG_OK(r, registry_now(r, &now));
+  struct registry_new_campaign c = {id, now - 1000, "email", "{}"};
+  bool created = false;
+  REG_OK(r, registry_register(r, &c, CAMPAIGN_PUBLISHED, &created));
+  struct registry_claim cl;
+  REG_OK(r, registry_claim(r, id, "w1", 600000, &cl));
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  return cl.fence;
+}
+
+/* ---- a batch costs the same in a campaign of any size ------------------ */
+
+static PGconn *raw_connect(void)
+{
+  const char *keys[] = {"dbname", "password", NULL};
+  const char *vals[] = {db.pg_conninfo, db.pg_password, NULL};
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
+  if (!c || PQstatus(c) != CONNECTION_OK)
+    fail_msg("connect: %s", c ? PQerrorMessage(c) : "out of memory");
+  return c;
+}
+
+static void raw_exec(PGconn *c, const char *sql)
+{
+  PGresult *res = PQexec(c, sql);
+  ExecStatusType st = PQresultStatus(res);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+    fail_msg("%s: %s", sql, PQerrorMessage(c));
+  PQclear(res);
+}
+
+/* A text[] literal: "new-0" ... "new-<n-1>", or n copies of `word`. */
+static char *array_of(const char *word, int n)
+{
+  size_t cap = (size_t)n * 24 + 8;
+  char *s = malloc(cap);
+  assert_non_null(s);
+  size_t len = 0;
+  s[len++] = '{';
+  for (int i = 0; i < n; i++) {
+    int w = word ? snprintf(s + len, cap - len, "%s%s", i ? "," : "", word)
+                 : snprintf(s + len, cap - len, "%snew-%d", i ? "," : "", i);
+    assert_true(w > 0 && (size_t)w < cap - len);
+    len += (size_t)w;
+  }
+  s[len++] = '}';
+  s[len] = '\0';
+  return s;
+}
+
+/* buffers: EXPLAIN (ANALYZE, BUFFERS) of a prepared registry statement;
+ * the shared buffers (hit + read) its top node accounts for, which
+ * include every node and CTE under it. The statement runs for real. */
+static long buffers(PGconn *c, const char *stmt, int nparams,
+                    const char *const *params)
+{
+  size_t cap = 256;
+  for (int i = 0; i < nparams; i++)
+    cap += 2 * strlen(params[i]) + 8;
+  char *sql = malloc(cap);
+  assert_non_null(sql);
+  size_t len = (size_t)snprintf(sql, cap,
+                                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, "
+                                "TIMING OFF) EXECUTE %s(",
+                                stmt);
+  for (int i = 0; i < nparams; i++) {
+    char *lit = PQescapeLiteral(c, params[i], strlen(params[i]));
+    assert_non_null(lit);
+    len += (size_t)snprintf(sql + len, cap - len, "%s%s", i ? ", " : "", lit);
+    PQfreemem(lit);
+  }
+  snprintf(sql + len, cap - len, ")");
+  PGresult *res = PQexec(c, sql);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    fail_msg("%s: %s", stmt, PQerrorMessage(c));
+  free(sql);
+  long total = -1;
+  for (int row = 0; row < PQntuples(res) && total < 0; row++) {
+    const char *line = PQgetvalue(res, row, 0);
+    const char *b = strstr(line, "Buffers: shared");
+    if (!b)
+      continue;
+    const char *hit = strstr(b, "hit=");
+    const char *read = strstr(b, "read=");
+    total = (hit ? strtol(hit + 4, NULL, 10) : 0) +
+            (read ? strtol(read + 5, NULL, 10) : 0);
+  }
+  PQclear(res);
+  assert_true(total >= 0);
+  return total;
+}
+
+struct cost {
+  long pending, inflight, sent;
+};
+
+/* One batch of BATCH new ids on campaign id: pending, INFLIGHT, SENT, as
+ * the consumer runs them, in a transaction that is rolled back. */
+static struct cost batch_cost(PGconn *c, const char *id, int64_t fence)
+{
+  char f[24];
+  snprintf(f, sizeof(f), "%lld", (long long)fence);
+  char *ids = array_of(NULL, BATCH);
+  char *inflight = array_of("INFLIGHT", BATCH);
+  char *sent = array_of("SENT", BATCH);
+  char *errors = array_of("NULL", BATCH);
+  struct cost k;
+  raw_exec(c, "BEGIN");
+  const char *pp[] = {id, f, ids};
+  k.pending = buffers(c, "pend", 3, pp);
+  const char *pi[] = {id, f, ids, inflight, errors};
+  k.inflight = buffers(c, "mark", 5, pi);
+  const char *ps[] = {id, f, ids, sent, errors};
+  k.sent = buffers(c, "mark", 5, ps);
+  raw_exec(c, "ROLLBACK");
+  free(ids);
+  free(inflight);
+  free(sent);
+  free(errors);
+  return k;
+}
+
+static void prepare(PGconn *c, const char *name, const char *sql, int nparams)
+{
+  PGresult *res = PQprepare(c, name, sql, nparams, NULL);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK)
+    fail_msg("prepare %s: %s", name, PQerrorMessage(c));
+  PQclear(res);
+}
+
+static void test_batch_cost_flat_in_campaign_size(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&db);
+  int64_t small_fence = claim(r, "small");
+  int64_t big_fence = claim(r, "big");
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+           "attempts, updated_at) SELECT 'big', 'old-' || i, 'SENT', 1, 0 "
+           "FROM generate_series(1, %d) i",
+           BIG_ROWS);
+  testdb_exec(&db, sql);
+
+  /* The registry's own statements, planned as the registry plans them
+   * (a custom plan with the actual values, see registry_pg_conn.c). */
+  PGconn *c = raw_connect();
+  raw_exec(c, "SET plan_cache_mode = force_custom_plan");
+  prepare(c, "pend", registry_pg_sql[S_PENDING], 0);
+  prepare(c, "mark", registry_pg_sql[S_MARK], 0);
+  struct cost small = batch_cost(c, "small", small_fence);
+  struct cost big = batch_cost(c, "big", big_fence);
+  print_message(
+      "buffers per batch of %d: pending %ld/%ld, INFLIGHT "
+      "%ld/%ld, SENT %ld/%ld (empty/%d-row campaign)\n",
+      BATCH, small.pending, big.pending, small.inflight, big.inflight,
+      small.sent, big.sent, BIG_ROWS);
+  /* A lookup per id touches a few buffers per id; a scan of the big
+   * campaign's rows would add thousands. */
+  assert_true(big.pending <= small.pending + small.pending / 2 + 50);
+  assert_true(big.inflight <= small.inflight + small.inflight / 2 + 50);
+  assert_true(big.sent <= small.sent + small.sent / 2 + 50);
+  assert_true(big.pending < 10 * BATCH);
+  assert_true(big.sent < 20 * BATCH);
+  PQfinish(c);
+
+  /* And the batch writes what it should through the registry itself. */
+  struct registry_mark m[BATCH];
+  char names[BATCH][16];
+  for (int i = 0; i < BATCH; i++) {
+    snprintf(names[i], sizeof(names[i]), "new-%d", i);
+    m[i] = (struct registry_mark){names[i], DELIVERY_INFLIGHT, NULL};
+  }
+  REG_OK(r, registry_mark(r, "big", big_fence, m, BATCH));
+  for (int i = 0; i < BATCH; i++)
+    m[i].state = DELIVERY_SENT;
+  REG_OK(r, registry_mark(r, "big", big_fence, m, BATCH));
+  struct registry_campaign got;
+  REG_OK(r, registry_get(r, "big", &got));
+  assert_int_equal(got.sent, BATCH); /* the raw old rows counted nothing */
+  registry_campaign_free(&got);
+  assert_int_equal(testdb_query_int(&db,
+                                    "SELECT count(*) FROM deliveries WHERE "
+                                    "campaign_id = 'big' AND recipient_id "
+                                    "LIKE 'new-%' AND state = 'SENT' AND "
+                                    "attempts = 1"),
+                   BATCH);
+  registry_close(r);
+}
+
+/* ---- one mixed batch: the semantics of registry.h --------------------- */
+
+static char *rows_of(const char *id)
+{
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "SELECT recipient_id, state, attempts, error, updated_at = 5 "
+           "FROM deliveries WHERE campaign_id = '%s' AND recipient_id NOT "
+           "LIKE 'bulk-%%' ORDER BY recipient_id COLLATE \"C\"",
+           id);
+  return testdb_query(&db, sql);
+}
+
+static void test_mixed_batch_on_existing_rows(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&db);
+  int64_t fence = claim(r, "mix");
+  /* Many rows, and one in each state (updated_at 5 = untouched). */
+  testdb_exec(&db,
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) SELECT 'mix', 'bulk-' || i, 'SENT', 1, "
+              "5 FROM generate_series(1, 20000) i;"
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, error, updated_at) VALUES "
+              "('mix', 'j-old', 'REJECTED', 1, 'old', 5),"
+              "('mix', 'i-old', 'INFLIGHT', 2, NULL, 5),"
+              "('mix', 'i-old2', 'INFLIGHT', 1, 'prev', 5),"
+              "('mix', 'i-old3', 'INFLIGHT', 1, NULL, 5),"
+              "('mix', 's-old', 'SENT', 1, NULL, 5)");
+  struct registry_campaign before;
+  REG_OK(r, registry_get(r, "mix", &before));
+
+  const struct registry_mark batch[] = {
+      {"s-old", DELIVERY_INFLIGHT, NULL},  /* final: never left */
+      {"s-old", DELIVERY_REJECTED, "x"},   /* ... nor replaced */
+      {"j-old", DELIVERY_SENT, NULL},      /* final */
+      {"i-old", DELIVERY_INFLIGHT, NULL},  /* +1 */
+      {"n-2", DELIVERY_INFLIGHT, NULL},    /* new, 1 */
+      {"i-old", DELIVERY_INFLIGHT, NULL},  /* +1 */
+      {"i-old", DELIVERY_SENT, NULL},      /* SENT, 4 attempts */
+      {"i-old", DELIVERY_INFLIGHT, NULL},  /* after SENT: nothing */
+      {"i-old2", DELIVERY_INFLIGHT, NULL}, /* still INFLIGHT, 2, error kept */
+      {"i-old3", DELIVERY_REJECTED, "no"}, /* REJECTED, attempts kept */
+      {"i-old3", DELIVERY_SENT, NULL},     /* after REJECTED: nothing */
+      {"n-1", DELIVERY_REJECTED, "bad"},   /* new, final first: 1 */
+      {"n-2", DELIVERY_INFLIGHT, NULL},    /* 2 */
+      {"n-2", DELIVERY_SENT, NULL},        /* SENT, 2 */
+      {"n-3", DELIVERY_SENT, NULL},        /* new SENT, 1 */
+      {"n-3", DELIVERY_INFLIGHT, NULL},    /* nothing */
+      {"n-4", DELIVERY_INFLIGHT, NULL},    /* new INFLIGHT, 1 */
+  };
+  const size_t n = sizeof(batch) / sizeof(batch[0]);
+  REG_OK(r, registry_mark(r, "mix", fence, batch, n));
+  struct registry_campaign after;
+  REG_OK(r, registry_get(r, "mix", &after));
+  assert_int_equal(after.sent - before.sent, 3);         /* i-old n-2 n-3 */
+  assert_int_equal(after.rejected - before.rejected, 2); /* i-old3 n-1 */
+  assert_true(after.progress_at_ms >= before.progress_at_ms);
+  char *rows = rows_of("mix");
+  assert_string_equal(rows,
+                      "i-old|SENT|4|~|f\n"
+                      "i-old2|INFLIGHT|2|prev|f\n"
+                      "i-old3|REJECTED|1|no|f\n"
+                      "j-old|REJECTED|1|old|t\n"
+                      "n-1|REJECTED|1|bad|f\n"
+                      "n-2|SENT|2|~|f\n"
+                      "n-3|SENT|1|~|f\n"
+                      "n-4|INFLIGHT|1|~|f\n"
+                      "s-old|SENT|1|~|t\n");
+  free(rows);
+
+  /* The same batch again: only the INFLIGHT rows count attempts. */
+  REG_OK(r, registry_mark(r, "mix", fence, batch, n));
+  struct registry_campaign again;
+  REG_OK(r, registry_get(r, "mix", &again));
+  assert_int_equal(again.sent, after.sent);
+  assert_int_equal(again.rejected, after.rejected);
+  assert_int_equal(again.progress_at_ms, after.progress_at_ms);
+  rows = rows_of("mix");
+  assert_non_null(strstr(rows, "i-old2|INFLIGHT|3|prev|f\n"));
+  assert_non_null(strstr(rows, "n-4|INFLIGHT|2|~|f\n"));
+  assert_non_null(strstr(rows, "i-old|SENT|4|~|f\n"));
+  assert_non_null(strstr(rows, "n-1|REJECTED|1|bad|f\n"));
+  free(rows);
+  assert_int_equal(testdb_query_int(&db,
+                                    "SELECT count(*) FROM deliveries WHERE "
+                                    "campaign_id = 'mix' AND updated_at = 5 "
+                                    "AND recipient_id LIKE 'bulk-%'"),
+                   20000);
+
+  const char *ask[] = {"s-old", "j-old", "i-old", "i-old2", "i-old3",
+                       "n-1",   "n-2",   "n-3",   "n-4",    "never"};
+  const bool want[] = {false, false, false, true, false,
+                       false, false, false, true, true};
+  bool need[10];
+  REG_OK(r, registry_pending(r, "mix", fence, ask, 10, need));
+  for (int i = 0; i < 10; i++) {
+    if (need[i] != want[i])
+      fail_msg("pending(%s) = %d, want %d", ask[i], need[i], want[i]);
+  }
+  registry_campaign_free(&before);
+  registry_campaign_free(&after);
+  registry_campaign_free(&again);
+  registry_close(r);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_batch_cost_flat_in_campaign_size),
+      cmocka_unit_test(test_mixed_batch_on_existing_rows),
+  };
+  return cmocka_run_group_tests_name("registry_pg_marks", tests, group_setup,
+                                     group_teardown);
+}
