@@ -2,7 +2,7 @@
  * backends, at mark batch sizes 1, 100 and 1,000.
  *
  *   registry_bench [--backend sqlite|postgresql|both] [--seconds S]
- *                  [--count N]
+ *                  [--count N] [--threads T]
  *
  * SQLite runs on a fresh file in $TMPDIR (or /tmp); PostgreSQL in a fresh
  * schema of the database in SENDONCE_REGISTRY_PG_CONNINFO (password in
@@ -14,7 +14,14 @@
  * fresh recipients marked INFLIGHT and then the same batch SENT; every
  * recipient mark counts as one op. Each row runs for --seconds or --count
  * ops, whichever ends first.
+ *
+ * --threads T runs every row with T threads of this one process, each
+ * with its own registry handle and its own campaigns (as the consumer's
+ * workers), and counts the ops of all of them: that is what SQLite's
+ * group commit changes (one transaction for the steps of all threads that
+ * arrive together). --count is then per row over all threads.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +47,7 @@ struct bench_opts {
   bool postgresql;
   double seconds;  /* per row */
   long long count; /* per row; 0 = no cap */
+  int threads;     /* threads of this process, one handle each */
 };
 
 struct bench_db {
@@ -55,14 +63,15 @@ static void usage(FILE *out)
 {
   fprintf(out,
           "usage: registry_bench [--backend sqlite|postgresql|both] "
-          "[--seconds S] [--count N]\n"
+          "[--seconds S] [--count N] [--threads T]\n"
           "  PostgreSQL: SENDONCE_REGISTRY_PG_CONNINFO and "
           "SENDONCE_REGISTRY_PASSWORD\n");
 }
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
-  *o = (struct bench_opts){true, true, 2.0, 0};
+  *o = (struct bench_opts){
+      .sqlite = true, .postgresql = true, .seconds = 2.0, .threads = 1};
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -80,6 +89,11 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
       o->seconds = strtod(val, &end);
       if (*end || o->seconds <= 0)
         return -1;
+    } else if (strcmp(arg, "--threads") == 0 && val) {
+      long t = strtol(val, &end, 10);
+      if (*end || t < 1 || t > 256)
+        return -1;
+      o->threads = (int)t;
     } else if (strcmp(arg, "--count") == 0 && val) {
       o->count = strtoll(val, &end, 10);
       if (*end || o->count < 0)
@@ -217,12 +231,20 @@ static int fail(struct registry *r, const char *what, int rc)
   return rc;
 }
 
-/* Register `n` PUBLISHED campaigns claim-<from>... (untimed). */
-static int register_chunk(struct registry *r, long long from, long long n)
+/* The threads of one row: they register, claim and stop in step. */
+struct bench_sync {
+  pthread_barrier_t barrier;
+  int64_t timed_ms; /* claims: the timed phases so far (thread 0's) */
+  bool stop;        /* claims: written by thread 0 between barriers */
+};
+
+/* Register `n` PUBLISHED campaigns claim-<tag>-<from>... (untimed). */
+static int register_chunk(struct registry *r, int tag, long long from,
+                          long long n)
 {
   for (long long i = from; i < from + n; i++) {
     char id[BENCH_ID_LEN];
-    snprintf(id, sizeof(id), "claim-%lld", i);
+    snprintf(id, sizeof(id), "claim-%d-%lld", tag, i);
     struct registry_new_campaign c = {id, 1000, "email", "{}"};
     bool created = false;
     int rc = registry_register(r, &c, CAMPAIGN_PUBLISHED, &created);
@@ -232,20 +254,25 @@ static int register_chunk(struct registry *r, long long from, long long n)
   return 0;
 }
 
-static int bench_claims(struct registry *r, const struct bench_opts *o,
-                        struct bench_row *row)
+/* Claims of thread `tag`: every thread registers a chunk (untimed), then
+ * all claim theirs at once (timed by thread 0, from the barrier to the
+ * barrier), until thread 0 says stop. */
+static int bench_claims(struct registry *r, const struct bench_opts *o, int tag,
+                        struct bench_sync *sync, struct bench_row *row)
 {
   *row = (struct bench_row){"claim", 1, 0, 0};
-  int64_t timed_ms = 0; /* only the claims count, not the registering */
-  while ((double)timed_ms < o->seconds * 1000 &&
-         !(o->count > 0 && row->ops >= o->count)) {
-    int rc = register_chunk(r, row->ops, BENCH_CLAIM_CHUNK);
+  for (;;) {
+    pthread_barrier_wait(&sync->barrier);
+    if (sync->stop)
+      break;
+    int rc = register_chunk(r, tag, row->ops, BENCH_CLAIM_CHUNK);
     if (rc)
       return rc;
+    pthread_barrier_wait(&sync->barrier);
     int64_t t0 = clock_monotonic_ms();
     for (int i = 0; i < BENCH_CLAIM_CHUNK; i++) {
       char id[BENCH_ID_LEN];
-      snprintf(id, sizeof(id), "claim-%lld", row->ops);
+      snprintf(id, sizeof(id), "claim-%d-%lld", tag, row->ops);
       struct registry_claim cl;
       rc = registry_claim(r, id, "bench", BENCH_TTL_MS, &cl);
       if (rc)
@@ -259,18 +286,23 @@ static int bench_claims(struct registry *r, const struct bench_opts *o,
       if (o->count > 0 && row->ops >= o->count)
         break;
     }
-    timed_ms += clock_monotonic_ms() - t0;
+    pthread_barrier_wait(&sync->barrier);
+    if (tag == 0) {
+      sync->timed_ms += clock_monotonic_ms() - t0;
+      sync->stop = (double)sync->timed_ms >= o->seconds * 1000 ||
+                   (o->count > 0 && row->ops >= o->count);
+    }
   }
-  row->seconds = (double)timed_ms / 1000.0;
+  row->seconds = (double)sync->timed_ms / 1000.0;
   return 0;
 }
 
 static int bench_marks(struct registry *r, const struct bench_opts *o,
-                       size_t batch, struct bench_row *row)
+                       size_t batch, int tag, struct bench_row *row)
 {
   *row = (struct bench_row){"mark", batch, 0, 0};
   char id[BENCH_ID_LEN];
-  snprintf(id, sizeof(id), "marks-%zu", batch);
+  snprintf(id, sizeof(id), "marks-%zu-%d", batch, tag);
   struct registry_new_campaign c = {id, 1000, "email", "{}"};
   bool created = false;
   int rc = registry_register(r, &c, CAMPAIGN_PUBLISHED, &created);
@@ -319,6 +351,64 @@ static void print_row(const char *backend, const struct bench_row *row)
   fflush(stdout);
 }
 
+/* One thread of a row: its own handle, its own campaigns. */
+struct bench_thread {
+  pthread_t th;
+  int tag;
+  const struct bench_opts *o; /* count already divided among threads */
+  struct registry *r;
+  struct bench_sync *sync;
+  size_t batch; /* 0: the claims row */
+  struct bench_row row;
+  int rc;
+};
+
+static void *bench_thread_main(void *arg)
+{
+  struct bench_thread *t = arg;
+  if (t->batch == 0) {
+    t->rc = bench_claims(t->r, t->o, t->tag, t->sync, &t->row);
+  } else {
+    pthread_barrier_wait(&t->sync->barrier); /* start together */
+    t->rc = bench_marks(t->r, t->o, t->batch, t->tag, &t->row);
+  }
+  if (t->rc && t->batch == 0) {
+    /* The others would wait at the next barrier for ever. */
+    fprintf(stderr, "registry_bench: thread %d failed\n", t->tag);
+    exit(1);
+  }
+  return NULL;
+}
+
+/* run_row: the row (claims when batch is 0) on every thread; *row gets
+ * all their ops over the longest thread's time. */
+static int run_row(struct bench_thread *ts, int n, size_t batch,
+                   struct bench_row *row)
+{
+  struct bench_sync sync = {.timed_ms = 0, .stop = false};
+  pthread_barrier_init(&sync.barrier, NULL, (unsigned)n);
+  for (int i = 0; i < n; i++) {
+    ts[i].sync = &sync;
+    ts[i].batch = batch;
+    ts[i].rc = 0;
+    if (pthread_create(&ts[i].th, NULL, bench_thread_main, &ts[i])) {
+      fprintf(stderr, "registry_bench: cannot start a thread\n");
+      exit(1);
+    }
+  }
+  int rc = 0;
+  *row = (struct bench_row){batch ? "mark" : "claim", batch ? batch : 1, 0, 0};
+  for (int i = 0; i < n; i++) {
+    pthread_join(ts[i].th, NULL);
+    rc = rc ? rc : ts[i].rc;
+    row->ops += ts[i].row.ops;
+    if (ts[i].row.seconds > row->seconds)
+      row->seconds = ts[i].row.seconds;
+  }
+  pthread_barrier_destroy(&sync.barrier);
+  return rc;
+}
+
 static int bench_backend(enum registry_backend backend,
                          const struct bench_opts *o)
 {
@@ -326,20 +416,31 @@ static int bench_backend(enum registry_backend backend,
   struct bench_db db;
   if (db_create(&db, backend))
     return 1;
-  struct registry *r = db_open(&db);
-  int rc = r ? 0 : 1;
+  int n = o->threads;
+  struct bench_opts per_thread = *o;
+  if (o->count > 0)
+    per_thread.count = (o->count + n - 1) / n;
+  struct bench_thread *ts = calloc((size_t)n, sizeof(*ts));
+  int rc = ts ? 0 : 1;
+  for (int i = 0; !rc && i < n; i++) {
+    ts[i] = (struct bench_thread){.tag = i, .o = &per_thread};
+    ts[i].r = db_open(&db);
+    rc = ts[i].r ? 0 : 1;
+  }
   struct bench_row row;
   if (!rc)
-    rc = bench_claims(r, o, &row);
+    rc = run_row(ts, n, 0, &row);
   if (!rc)
     print_row(name, &row);
   const size_t batches[] = {1, 100, 1000};
   for (size_t i = 0; !rc && i < sizeof(batches) / sizeof(batches[0]); i++) {
-    rc = bench_marks(r, o, batches[i], &row);
+    rc = run_row(ts, n, batches[i], &row);
     if (!rc)
       print_row(name, &row);
   }
-  registry_close(r);
+  for (int i = 0; ts && i < n; i++)
+    registry_close(ts[i].r);
+  free(ts);
   db_destroy(&db);
   return rc ? 1 : 0;
 }
@@ -352,8 +453,8 @@ int main(int argc, char **argv)
     return 2;
   }
   log_set_level(LOG_LEVEL_WARN);
-  printf("%-10s  %-9s  %6s  %9s  %8s  %12s\n", "backend", "operation", "batch",
-         "ops", "seconds", "per-second");
+  printf("%-10s  %-9s  %6s  %9s  %8s  %12s  (threads %d)\n", "backend",
+         "operation", "batch", "ops", "seconds", "per-second", o.threads);
   int rc = 0;
   if (o.sqlite)
     rc |= bench_backend(REGISTRY_SQLITE, &o);
