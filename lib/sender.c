@@ -2,9 +2,11 @@
  *
  * Shape: recipients wait in a FIFO queue; sender_poll() turns up to
  * batch_size of them into a request (sender_request.c) when a concurrency
- * slot and a rate token are free. A request that must be retried waits,
- * detached from the multi handle, until its backoff ends. Finished
- * recipients become results in a FIFO that sender_poll() hands out.
+ * slot and a rate token are free; each attempt runs in one of up to
+ * `concurrency` reused easy handles (struct slot). A request that must be
+ * retried gives its slot back and waits, detached from the multi handle,
+ * until its backoff ends. Finished recipients become results in a FIFO
+ * that sender_poll() hands out.
  */
 #include "sender.h"
 

@@ -1,9 +1,10 @@
-/* sender_request.c - one provider request: build, judge, retry, record.
+/* sender_request.c - one provider request: build, judge, retry, record;
+ * and the slots (reused easy handles) its attempts run in.
  *
  * A request carries one recipient or one batch across all its attempts:
- * the body is rendered and the Idempotency-Key computed once; a retry
- * re-adds the same easy handle, so every attempt is byte-for-byte the
- * same request.
+ * the body is rendered and the Idempotency-Key line built once; every
+ * attempt, in whichever slot is idle, sends that same header list and
+ * body, so every attempt is byte-for-byte the same request.
  */
 #include <stdio.h>
 #include <stdlib.h>
