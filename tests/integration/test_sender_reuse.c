@@ -237,7 +237,7 @@ static void test_reuse_after_timeout(void **state)
   poll_some(s, 700, out, n);
   struct sender_stats st;
   sender_stats(s, &st);
-  assert_true(st.requests >= 3); /* several attempts timed out */
+  assert_true(st.requests >= 2); /* attempts timed out */
   assert_int_equal(sink_client_mode(k, "{\"hang\":false}"), 200);
   poll_some(s, 30000, out, n);
   assert_int_equal(sender_in_flight(s), 0);
