@@ -210,6 +210,59 @@ static void test_reuse_interleaved_retries(void **state)
   free(log);
 }
 
+/* Batches of five through two slots with 30% 500s: every attempt under a
+ * batch key carries the same body, the sink accepts each key once, and
+ * each recipient (the refs in the accepted bodies) exactly once. */
+static void test_reuse_batches_with_retries(void **state)
+{
+  (void)state;
+  char *log = testenv_unique("/tmp/sendonce-reuse-batch");
+  const char *args[] = {"--error-rate", "0.3",   "--seed", "9", "--batch-ids",
+                        "messages.ref", "--log", log,      NULL};
+  struct sink_client *k = sink_start(args);
+  struct config_provider p = test_provider(sink_client_port(k), test_tpl_batch);
+  p.batch_size = 5;
+  p.concurrency = 2;
+  p.max_retries = 30;
+  p.retry_base_ms = 2;
+  struct sender *s = test_new_sender(&p, "camp-rb");
+  const size_t n = 100;
+  struct outcomes o;
+  test_drive_ex(s, n, &o, 50, 60000, true);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(o.r[i].outcome, SENDER_SENT);
+  struct sender_stats st;
+  sender_stats(s, &st);
+  assert_true(st.retries > 3);
+  json_object *js = sink_client_stats(k);
+  assert_non_null(js);
+  assert_int_equal(sink_client_stat(js, "accepted"), (int64_t)(n / 5));
+  assert_int_equal(sink_client_stat(js, "accepted_duplicates"), 0);
+  assert_int_equal(sink_client_stat(js, "recipient_accepted"), (int64_t)n);
+  assert_int_equal(sink_client_stat(js, "recipient_accepted_duplicates"), 0);
+  json_object_put(js);
+  struct sinklog g = log_read(log);
+  assert_int_equal(g.n, st.requests);
+  for (size_t a = 0; a < g.n; a++) {
+    size_t accepted = 0;
+    for (size_t b = 0; b < g.n; b++) {
+      if (strcmp(g.l[a].key, g.l[b].key) != 0)
+        continue;
+      if (g.l[a].body_hash != g.l[b].body_hash)
+        fail_msg("key %s arrived with two different bodies", g.l[a].key);
+      accepted += g.l[b].status == 200;
+    }
+    assert_int_equal(accepted, 1);
+  }
+  free(g.l);
+  test_outcomes_free(&o);
+  sender_free(s);
+  test_provider_free(&p);
+  assert_int_equal(sink_client_stop(k), 0);
+  unlink(log);
+  free(log);
+}
+
 /* One slot, so one easy handle for everything. The provider hangs: the
  * first attempts time out, and while r-0 waits for its retry the handle
  * moves on to r-1, r-2, ... Then the provider recovers. Every request
@@ -330,6 +383,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reuse_interleaved_retries),
+      cmocka_unit_test(test_reuse_batches_with_retries),
       cmocka_unit_test(test_reuse_after_timeout),
       cmocka_unit_test(test_reuse_after_connect_failure),
   };
