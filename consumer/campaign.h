@@ -2,7 +2,9 @@
  *
  * Per batch of recipients (registry.mark_batch_size): ask the ledger which
  * are still pending, mark them INFLIGHT, hand them to the sender, and mark
- * each outcome SENT or REJECTED as it comes back. Between batches the
+ * each outcome SENT or REJECTED as it comes back. The registry side of that
+ * runs on the worker's mark writer (mark_writer.h), beside the sending, so
+ * the connections stay busy while marks commit. Between batches the
  * operator's pause/cancel and our shutdown are honoured; the lease flag
  * (lease.h) is checked before every registry write and every sender poll.
  * The campaign ends as one of:

@@ -37,7 +37,7 @@ struct mark_writer {
   bool sync;       /* write queued outcomes now */
   bool read_eof;   /* the reader has no more */
   int list_status; /* the reader failed */
-  char reason[512];
+  char reason[MARK_WRITER_REASON_MAX];
   enum registry_control control;
   int64_t total, sent, rejected;
   int64_t next_control_ms, retry_at_ms, oldest_ms, last_progress_ms;
@@ -62,18 +62,19 @@ struct mark_writer {
 /* One pass of the writer's registry work, decided under the lock and done
  * without it; its results are applied under the lock. */
 struct pass {
-  bool ctl;  /* check the operator's control */
-  bool prep; /* prepare a batch */
-  size_t k;  /* outcomes out[0..k) to write */
+  bool ctl;     /* check the operator's control */
+  size_t slots; /* prepare this many batches (free prepared slots) */
+  size_t k;     /* outcomes out[0..k) to write */
   /* results */
   int ctl_rc;
   enum registry_control control;
   int read_rc; /* the reader's failure */
-  char reason[512];
+  char reason[MARK_WRITER_REASON_MAX];
   size_t read_n; /* items read this pass */
   bool eof;
   int rc; /* the mark (or pending) write's status */
-  struct mark_writer_batch batch;
+  struct mark_writer_batch batches[MARK_WRITER_PREPARED];
+  size_t n_batches;
   int64_t line_rejected; /* bad lines marked REJECTED */
   bool lost;
 };
@@ -131,34 +132,36 @@ static int check(struct mark_writer *mw, struct pass *p, int rc,
   return rc;
 }
 
-/* read_staged: the next batch of the list into mw->staged. */
+/* read_staged: the next p->slots batches of the list into mw->staged. */
 static void read_staged(struct mark_writer *mw, struct pass *p)
 {
-  char err[400] = "";
-  size_t n = 0;
-  int rc = recipients_next_batch(mw->job.rd, mw->staged, mw->job.batch, &n, err,
-                                 sizeof(err));
-  if (rc != SO_OK) {
-    p->read_rc = rc;
-    snprintf(p->reason, sizeof(p->reason), "recipients_unreachable: %s", err);
-    return;
+  size_t b = mw->job.batch;
+  while (mw->n_staged < p->slots * b) {
+    char err[400] = "";
+    size_t n = 0;
+    int rc = recipients_next_batch(mw->job.rd, mw->staged + mw->n_staged, b, &n,
+                                   err, sizeof(err));
+    if (rc != SO_OK) {
+      p->read_rc = rc;
+      snprintf(p->reason, sizeof(p->reason), "recipients_unreachable: %s", err);
+      return;
+    }
+    if (n == 0) {
+      p->eof = true;
+      return;
+    }
+    mw->n_staged += n;
+    p->read_n += n;
   }
-  if (n == 0)
-    p->eof = true;
-  mw->n_staged = n;
-  p->read_n = n;
 }
 
-/* take_batch: move the staged items that need a send into p->batch (the
- * rest is freed); count bad lines. Called once their marks committed. */
-static void take_batch(struct mark_writer *mw, struct pass *p)
+/* take_batches: move the staged items that need a send into
+ * p->batches, mark_batch_size at most in each (the rest is freed); count
+ * bad lines. Called once their marks committed. */
+static void take_batches(struct mark_writer *mw, struct pass *p)
 {
-  size_t n = 0;
-  for (size_t i = 0; i < mw->n_staged; i++)
-    if (mw->needs[i] && !mw->staged[i].rejected)
-      n++;
-  p->batch.items = n ? calloc(n, sizeof(*p->batch.items)) : NULL;
-  p->batch.n = 0;
+  size_t b = mw->job.batch;
+  struct mark_writer_batch *cur = NULL;
   for (size_t i = 0; i < mw->n_staged; i++) {
     struct recipients_item *it = &mw->staged[i];
     if (!mw->needs[i])
@@ -167,13 +170,23 @@ static void take_batch(struct mark_writer *mw, struct pass *p)
       p->line_rejected++;
       continue;
     }
-    if (!p->batch.items) {
-      /* No memory for the batch: it stays INFLIGHT, a resume sends it. */
-      log_error("consumer: out of memory for a batch campaign=%s fence=%lld",
-                mw->job.campaign_id, (long long)mw->job.fence);
-      break;
+    if (!cur || cur->n == b) {
+      if (p->n_batches == MARK_WRITER_PREPARED)
+        break; /* cannot happen: at most slots * batch are staged */
+      cur = &p->batches[p->n_batches++];
+      cur->items = calloc(b, sizeof(*cur->items));
+      if (!cur->items) {
+        /* No memory for the batch: it stays INFLIGHT, a resume sends
+         * it. */
+        log_error(
+            "consumer: out of memory for a batch campaign=%s "
+            "fence=%lld",
+            mw->job.campaign_id, (long long)mw->job.fence);
+        p->n_batches--;
+        break;
+      }
     }
-    p->batch.items[p->batch.n++] = *it;
+    cur->items[cur->n++] = *it;
     memset(it, 0, sizeof(*it));
   }
   recipients_items_cleanup(mw->staged, mw->n_staged);
@@ -199,7 +212,7 @@ static void run_pass(struct mark_writer *mw, struct pass *p)
     if (p->lost)
       return;
   }
-  if (!p->prep && !p->k)
+  if (!p->slots && !p->k)
     return;
   if (!reg) {
     p->rc = SO_ERR_UNAVAILABLE;
@@ -209,7 +222,7 @@ static void run_pass(struct mark_writer *mw, struct pass *p)
   for (size_t i = 0; i < p->k; i++)
     mw->call[nc++] = mw->out[i];
   bool staged = false;
-  if (p->prep) {
+  if (p->slots) {
     if (!mw->n_staged)
       read_staged(mw, p);
     if (mw->n_staged) {
@@ -251,7 +264,7 @@ static void run_pass(struct mark_writer *mw, struct pass *p)
       return;
   }
   if (staged)
-    take_batch(mw, p);
+    take_batches(mw, p);
 }
 
 /* apply: the pass's results, under the lock. */
@@ -291,14 +304,13 @@ static void apply(struct mark_writer *mw, struct pass *p, int64_t now)
       mw->sync = false;
   }
   mw->rejected += p->line_rejected;
-  if (p->batch.n) {
+  /* Room for them: the slots were free when the pass began, and only this
+   * thread fills them. */
+  for (size_t i = 0; i < p->n_batches; i++) {
     size_t tail = (mw->prep_head + mw->n_prep) % MARK_WRITER_PREPARED;
-    mw->prep[tail] = p->batch;
+    mw->prep[tail] = p->batches[i];
     mw->n_prep++;
-  } else {
-    free(p->batch.items);
   }
-  p->batch = (struct mark_writer_batch){0};
   if ((p->k || p->line_rejected) &&
       now - mw->last_progress_ms >= PROGRESS_EVERY_MS) {
     mw->last_progress_ms = now;
@@ -341,10 +353,11 @@ static void *writer_main(void *arg)
     bool can = now >= mw->retry_at_ms;
     struct pass p = {0};
     p.ctl = now >= mw->next_control_ms;
-    p.prep = can && want_prep(mw);
-    if (p.prep || (can && outcomes_due(mw, now)))
+    if (can && want_prep(mw))
+      p.slots = MARK_WRITER_PREPARED - mw->n_prep;
+    if (p.slots || (can && outcomes_due(mw, now)))
       p.k = mw->n_out < mw->window ? mw->n_out : mw->window;
-    if (!p.ctl && !p.prep && !p.k) {
+    if (!p.ctl && !p.slots && !p.k) {
       int64_t wake = mw->next_control_ms;
       if (mw->n_out) {
         int64_t at = mw->oldest_ms + MARK_WRITER_LINGER_MS;
@@ -430,14 +443,15 @@ static int ensure_buffers(struct mark_writer *mw, size_t batch)
   free(mw->ids);
   free(mw->call);
   free(mw->out);
-  mw->staged = calloc(batch, sizeof(*mw->staged));
-  mw->needs = calloc(batch, sizeof(*mw->needs));
-  mw->ids = calloc(batch, sizeof(*mw->ids));
-  /* out holds the window plus one poll's results of slack; a call writes
-   * at most a window of outcomes and one batch of INFLIGHT marks. */
+  size_t ahead = MARK_WRITER_PREPARED * batch;
+  mw->staged = calloc(ahead, sizeof(*mw->staged));
+  mw->needs = calloc(ahead, sizeof(*mw->needs));
+  mw->ids = calloc(ahead, sizeof(*mw->ids));
+  /* out holds the window plus slack; a call writes at most a window of
+   * outcomes and the INFLIGHT marks of every prepared slot. */
   mw->out_cap = window + batch;
   mw->out = calloc(mw->out_cap, sizeof(*mw->out));
-  mw->call = calloc(window + batch, sizeof(*mw->call));
+  mw->call = calloc(window + ahead, sizeof(*mw->call));
   if (!mw->staged || !mw->needs || !mw->ids || !mw->out || !mw->call) {
     mw->cap_batch = 0;
     return SO_ERR_NOMEM;
@@ -578,7 +592,12 @@ void mark_writer_status(struct mark_writer *mw, struct mark_writer_status *out)
   pthread_mutex_lock(&mw->mu);
   out->eof = mw->read_eof && mw->n_prep == 0;
   out->list_status = mw->list_status;
-  snprintf(out->reason, sizeof(out->reason), "%s", mw->reason);
+  /* Called on every turn of the sending loop: copy the reason only when
+   * there is one. */
+  if (mw->list_status)
+    memcpy(out->reason, mw->reason, sizeof(out->reason));
+  else
+    out->reason[0] = '\0';
   out->control = mw->control;
   out->total = mw->total;
   out->sent = mw->sent;

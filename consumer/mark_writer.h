@@ -43,10 +43,11 @@
 #include "registry.h"
 #include "status.h"
 
-#define MARK_WRITER_PREPARED 2       /* prepared batches that may wait */
+#define MARK_WRITER_PREPARED 4       /* prepared batches that may wait */
 #define MARK_WRITER_WINDOW_BATCHES 4 /* the window, in mark_batch_size */
 #define MARK_WRITER_RETRY_MS 300     /* after an "unavailable" write */
 #define MARK_WRITER_LINGER_MS 50     /* a short batch of outcomes waits */
+#define MARK_WRITER_REASON_MAX 512
 
 struct mark_writer;
 
@@ -70,13 +71,13 @@ struct mark_writer_batch {
 
 /* What the writer knows of the campaign so far. */
 struct mark_writer_status {
-  bool eof;         /* the list is read to its end and every prepared batch has
-                       been handed out */
-  int list_status;  /* recipients_next_batch's failure, SO_OK if none */
-  char reason[512]; /* "recipients_unreachable: ..." with list_status */
-  enum registry_control control; /* the operator's last word */
-  int64_t total;                 /* unique recipients read so far */
-  int64_t sent, rejected;        /* committed by this run */
+  bool eof;        /* the list is read to its end and every prepared batch has
+                      been handed out */
+  int list_status; /* recipients_next_batch's failure, SO_OK if none */
+  char reason[MARK_WRITER_REASON_MAX]; /* "recipients_unreachable: ..." */
+  enum registry_control control;       /* the operator's last word */
+  int64_t total;                       /* unique recipients read so far */
+  int64_t sent, rejected;              /* committed by this run */
 };
 
 /* mark_writer_start: start the thread of worker `index`. `ro` and `d`
