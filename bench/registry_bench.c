@@ -2,7 +2,7 @@
  * backends, at mark batch sizes 1, 100 and 1,000.
  *
  *   registry_bench [--backend sqlite|postgresql|both] [--seconds S]
- *                  [--count N] [--threads T]
+ *                  [--count N] [--prefill N] [--threads T]
  *
  * SQLite runs on a fresh file in $TMPDIR (or /tmp); PostgreSQL in a fresh
  * schema of the database in SENDONCE_REGISTRY_PG_CONNINFO (password in
@@ -13,7 +13,9 @@
  * registered beforehand, untimed). mark: the sender's pattern, a batch of
  * fresh recipients marked INFLIGHT and then the same batch SENT; every
  * recipient mark counts as one op. Each row runs for --seconds or --count
- * ops, whichever ends first.
+ * ops, whichever ends first. --prefill N first gives each mark row's
+ * campaign N SENT deliveries (untimed), to show whether a batch's cost
+ * grows with the campaign it is written to.
  *
  * --threads T runs every row with T threads of this one process, each
  * with its own registry handle and its own campaigns (as the consumer's
@@ -45,9 +47,10 @@
 struct bench_opts {
   bool sqlite;
   bool postgresql;
-  double seconds;  /* per row */
-  long long count; /* per row; 0 = no cap */
-  int threads;     /* threads of this process, one handle each */
+  double seconds;    /* per row */
+  long long count;   /* per row; 0 = no cap */
+  long long prefill; /* SENT deliveries written before each mark row */
+  int threads;       /* threads of this process, one handle each */
 };
 
 struct bench_db {
@@ -63,7 +66,7 @@ static void usage(FILE *out)
 {
   fprintf(out,
           "usage: registry_bench [--backend sqlite|postgresql|both] "
-          "[--seconds S] [--count N] [--threads T]\n"
+          "[--seconds S] [--count N] [--prefill N] [--threads T]\n"
           "  PostgreSQL: SENDONCE_REGISTRY_PG_CONNINFO and "
           "SENDONCE_REGISTRY_PASSWORD\n");
 }
@@ -88,6 +91,10 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     } else if (strcmp(arg, "--seconds") == 0 && val) {
       o->seconds = strtod(val, &end);
       if (*end || o->seconds <= 0)
+        return -1;
+    } else if (strcmp(arg, "--prefill") == 0 && val) {
+      o->prefill = strtoll(val, &end, 10);
+      if (*end || o->prefill < 0)
         return -1;
     } else if (strcmp(arg, "--threads") == 0 && val) {
       long t = strtol(val, &end, 10);
@@ -297,6 +304,30 @@ static int bench_claims(struct registry *r, const struct bench_opts *o, int tag,
   return 0;
 }
 
+/* bench_prefill: n SENT deliveries "p-<i>" in campaign id (untimed), in
+ * batches of 5,000. */
+static int bench_prefill(struct registry *r, const char *id, int64_t fence,
+                         long long n)
+{
+  enum { CHUNK = 5000 };
+  struct registry_mark *marks = calloc(CHUNK, sizeof(*marks));
+  char(*names)[BENCH_ID_LEN] = calloc(CHUNK, sizeof(*names));
+  int rc = marks && names ? 0 : SO_ERR_NOMEM;
+  for (long long done = 0; !rc && done < n; done += CHUNK) {
+    size_t k = n - done < CHUNK ? (size_t)(n - done) : CHUNK;
+    for (size_t i = 0; i < k; i++) {
+      snprintf(names[i], sizeof(names[i]), "p-%lld", done + (long long)i);
+      marks[i] = (struct registry_mark){names[i], DELIVERY_SENT, NULL};
+    }
+    rc = registry_mark(r, id, fence, marks, k);
+    if (rc)
+      fail(r, "prefill", rc);
+  }
+  free(marks);
+  free(names);
+  return rc;
+}
+
 static int bench_marks(struct registry *r, const struct bench_opts *o,
                        size_t batch, int tag, struct bench_row *row)
 {
@@ -311,6 +342,8 @@ static int bench_marks(struct registry *r, const struct bench_opts *o,
     rc = registry_claim(r, id, "bench", BENCH_TTL_MS, &cl);
   if (rc)
     return fail(r, "mark setup", rc);
+  if (o->prefill > 0 && bench_prefill(r, id, cl.fence, o->prefill))
+    return SO_ERR_INTERNAL;
   struct registry_mark *marks = calloc(batch, sizeof(*marks));
   char(*names)[BENCH_ID_LEN] = calloc(batch, sizeof(*names));
   if (!marks || !names) {
