@@ -204,7 +204,7 @@ static enum run_end send_loop(struct run *r)
     size_t in_flight = sender_in_flight(r->s);
     if (in_flight == 0) {
       if (!st.eof) {
-        mark_writer_wait(r->mw, 100); /* the next batch is on its way */
+        mark_writer_wait(r->mw, 0, 100); /* the next batch is on its way */
         continue;
       }
       /* DONE needs every outcome durable before set_total/complete. */

@@ -487,21 +487,26 @@ int mark_writer_begin(struct mark_writer *mw, const struct mark_writer_job *job)
   return rc;
 }
 
+/* takeable: a prepared batch fits the window now. */
+static bool takeable(const struct mark_writer *mw, size_t in_flight)
+{
+  return mw->n_prep &&
+         in_flight + mw->n_out + mw->prep[mw->prep_head].n <= mw->window;
+}
+
 bool mark_writer_take(struct mark_writer *mw, size_t in_flight,
                       struct mark_writer_batch *out)
 {
   bool got = false;
   pthread_mutex_lock(&mw->mu);
-  if (mw->n_prep) {
+  if (takeable(mw, in_flight)) {
     struct mark_writer_batch *b = &mw->prep[mw->prep_head];
-    if (in_flight + mw->n_out + b->n <= mw->window) {
-      *out = *b;
-      *b = (struct mark_writer_batch){0};
-      mw->prep_head = (mw->prep_head + 1) % MARK_WRITER_PREPARED;
-      mw->n_prep--;
-      got = true;
-      pthread_cond_signal(&mw->work); /* room to prepare the next */
-    }
+    *out = *b;
+    *b = (struct mark_writer_batch){0};
+    mw->prep_head = (mw->prep_head + 1) % MARK_WRITER_PREPARED;
+    mw->n_prep--;
+    got = true;
+    pthread_cond_signal(&mw->work); /* room to prepare the next */
   }
   pthread_mutex_unlock(&mw->mu);
   return got;
@@ -548,10 +553,12 @@ int mark_writer_put(struct mark_writer *mw, struct registry_mark *marks,
   return SO_OK;
 }
 
-void mark_writer_wait(struct mark_writer *mw, int timeout_ms)
+void mark_writer_wait(struct mark_writer *mw, size_t in_flight, int timeout_ms)
 {
   pthread_mutex_lock(&mw->mu);
-  if (!mw->n_prep)
+  /* Not while a batch could be taken: the caller would find it at once.
+   * A full window waits too, until the writer commits outcomes. */
+  if (!takeable(mw, in_flight))
     timed_wait(&mw->done, &mw->mu, timeout_ms);
   pthread_mutex_unlock(&mw->mu);
 }

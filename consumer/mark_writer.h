@@ -107,8 +107,10 @@ void mark_writer_batch_free(struct mark_writer_batch *b);
 int mark_writer_put(struct mark_writer *mw, struct registry_mark *marks,
                     size_t n) SO_MUST_CHECK;
 
-/* mark_writer_wait: wait up to timeout_ms for a prepared batch or news. */
-void mark_writer_wait(struct mark_writer *mw, int timeout_ms);
+/* mark_writer_wait: unless a prepared batch fits the window now (with
+ * `in_flight` in the sender), wait up to timeout_ms for the writer's next
+ * pass. */
+void mark_writer_wait(struct mark_writer *mw, size_t in_flight, int timeout_ms);
 
 /* mark_writer_hold: prepare no more batches (a drain). */
 void mark_writer_hold(struct mark_writer *mw);
