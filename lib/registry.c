@@ -205,10 +205,10 @@ int registry_now(struct registry *r, int64_t *now_ms)
   return r->ops->now(r, now_ms);
 }
 
-int registry_register(struct registry *r, const struct registry_new_campaign *c,
-                      enum campaign_state initial, bool *created)
+static int check_new_campaign(struct registry *r,
+                              const struct registry_new_campaign *c,
+                              const bool *created)
 {
-  CHECK(registry_begin_call(r));
   CHECK_NOT_NULL(r, c);
   CHECK_NOT_NULL(r, created);
   CHECK(check_id(r, c->campaign_id));
@@ -216,6 +216,14 @@ int registry_register(struct registry *r, const struct registry_new_campaign *c,
     return registry_set_error(r, SO_ERR_INVALID, "channel is empty");
   if (!c->payload)
     return registry_set_error(r, SO_ERR_INVALID, "payload is NULL");
+  return SO_OK;
+}
+
+int registry_register(struct registry *r, const struct registry_new_campaign *c,
+                      enum campaign_state initial, bool *created)
+{
+  CHECK(registry_begin_call(r));
+  CHECK(check_new_campaign(r, c, created));
   if (initial != CAMPAIGN_SCHEDULED && initial != CAMPAIGN_PUBLISHED)
     return registry_set_error(r, SO_ERR_INVALID,
                               "initial state must be SCHEDULED or PUBLISHED");
@@ -278,6 +286,25 @@ int registry_claim(struct registry *r, const char *campaign_id,
   CHECK(check_owner(r, owner));
   CHECK(check_ttl(r, ttl_ms));
   return r->ops->claim(r, campaign_id, owner, ttl_ms, out);
+}
+
+int registry_register_claim(struct registry *r,
+                            const struct registry_new_campaign *c,
+                            const char *owner, int64_t ttl_ms, bool *created,
+                            struct registry_claim *out)
+{
+  CHECK(registry_begin_call(r));
+  CHECK_NOT_NULL(r, out);
+  memset(out, 0, sizeof(*out));
+  if (!r->ops->register_claim) {
+    int rc = registry_register(r, c, CAMPAIGN_PUBLISHED, created);
+    return rc ? rc : registry_claim(r, c->campaign_id, owner, ttl_ms, out);
+  }
+  CHECK(check_new_campaign(r, c, created));
+  CHECK(check_owner(r, owner));
+  CHECK(check_ttl(r, ttl_ms));
+  *created = false;
+  return r->ops->register_claim(r, c, owner, ttl_ms, created, out);
 }
 
 int registry_renew(struct registry *r, const char *campaign_id, int64_t fence,
@@ -343,6 +370,20 @@ int registry_complete(struct registry *r, const char *campaign_id,
   CHECK(registry_begin_call(r));
   CHECK(check_id_fence(r, campaign_id, fence));
   return r->ops->complete(r, campaign_id, fence);
+}
+
+int registry_finish(struct registry *r, const char *campaign_id, int64_t fence,
+                    int64_t total)
+{
+  CHECK(registry_begin_call(r));
+  if (!r->ops->finish) {
+    int rc = registry_set_total(r, campaign_id, fence, total);
+    return rc ? rc : registry_complete(r, campaign_id, fence);
+  }
+  CHECK(check_id_fence(r, campaign_id, fence));
+  if (total < 0)
+    return registry_set_error(r, SO_ERR_INVALID, "total must be >= 0");
+  return r->ops->finish(r, campaign_id, fence, total);
 }
 
 int registry_release(struct registry *r, const char *campaign_id, int64_t fence,

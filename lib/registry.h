@@ -215,6 +215,16 @@ int registry_claim(struct registry *r, const char *campaign_id,
                    const char *owner, int64_t ttl_ms,
                    struct registry_claim *out) SO_MUST_CHECK;
 
+/* registry_register_claim: registry_register(c, PUBLISHED) then
+ * registry_claim(c->campaign_id, owner, ttl_ms), what a consumer does with
+ * every trigger (a campaign first seen from another service's message is
+ * registered then). Backends that can run both in one transaction do (one
+ * commit instead of two); the answers are those of the two calls. */
+int registry_register_claim(struct registry *r,
+                            const struct registry_new_campaign *c,
+                            const char *owner, int64_t ttl_ms, bool *created,
+                            struct registry_claim *out) SO_MUST_CHECK;
+
 /* registry_renew: lease = now + ttl_ms (fenced: the lease must still be
  * live; a lease that expired is lost even if nobody took it yet). */
 int registry_renew(struct registry *r, const char *campaign_id, int64_t fence,
@@ -252,6 +262,12 @@ int registry_set_total(struct registry *r, const char *campaign_id,
 /* registry_complete: PROCESSING -> DONE, lease cleared (fenced). */
 int registry_complete(struct registry *r, const char *campaign_id,
                       int64_t fence) SO_MUST_CHECK;
+
+/* registry_finish: registry_set_total(total) then registry_complete, in
+ * one transaction where the backend can (fenced: a stale fence writes
+ * neither). */
+int registry_finish(struct registry *r, const char *campaign_id, int64_t fence,
+                    int64_t total) SO_MUST_CHECK;
 
 /* registry_release: PROCESSING -> PUBLISHED, lease and owner cleared,
  * fence and progress kept (fenced). With count_attempt, attempts + 1;

@@ -5,7 +5,8 @@
  * registry_ops (as rabbitmq-c's socket class is the seam of its
  * transports); registry.c validates arguments, then calls through the
  * table. Every op has the meaning and status codes of the registry.h
- * function of the same name.
+ * function of the same name. Ops marked optional may be NULL: registry.c
+ * then composes them from the others.
  */
 #ifndef SENDONCE_REGISTRY_BACKEND_H
 #define SENDONCE_REGISTRY_BACKEND_H
@@ -37,6 +38,14 @@ struct registry_ops {
   int (*set_total)(struct registry *r, const char *id, int64_t fence,
                    int64_t total);
   int (*complete)(struct registry *r, const char *id, int64_t fence);
+  /* optional: register (PUBLISHED) + claim in one transaction */
+  int (*register_claim)(struct registry *r,
+                        const struct registry_new_campaign *c,
+                        const char *owner, int64_t ttl_ms, bool *created,
+                        struct registry_claim *out);
+  /* optional: set_total + complete in one transaction */
+  int (*finish)(struct registry *r, const char *id, int64_t fence,
+                int64_t total);
   int (*release)(struct registry *r, const char *id, int64_t fence,
                  bool count_attempt, const char *reason, int *attempts);
   int (*fail)(struct registry *r, const char *id, int64_t fence,

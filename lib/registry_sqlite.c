@@ -367,6 +367,32 @@ static int sqlite_claim(struct registry *r, const char *id, const char *owner,
   return write_step(to_sqlite(r), claim_job, &a);
 }
 
+/* register_claim: both steps in one job, so one commit carries them. */
+struct register_claim_step {
+  struct register_step reg;
+  struct claim_step claim;
+};
+
+static int register_claim_job(struct registry_sqlite *x, void *arg)
+{
+  struct register_claim_step *a = arg;
+  int rc = register_job(x, &a->reg);
+  return rc ? rc : claim_job(x, &a->claim);
+}
+
+static int sqlite_register_claim(struct registry *r,
+                                 const struct registry_new_campaign *c,
+                                 const char *owner, int64_t ttl_ms,
+                                 bool *created, struct registry_claim *out)
+{
+  struct register_claim_step a = {{c, CAMPAIGN_PUBLISHED, 0},
+                                  {c->campaign_id, owner, ttl_ms, out}};
+  int rc = write_step(to_sqlite(r), register_claim_job, &a);
+  if (!rc)
+    *created = a.reg.changes == 1;
+  return rc;
+}
+
 static int sqlite_renew(struct registry *r, const char *id, int64_t fence,
                         int64_t ttl_ms)
 {
@@ -477,6 +503,26 @@ static int sqlite_complete(struct registry *r, const char *id, int64_t fence)
 {
   return fenced_update(to_sqlite(r), ST_COMPLETE, id, fence, NULL, NULL,
                        "completing");
+}
+
+/* finish: set_total then complete in one job (each checks the fence; the
+ * second check is in the same transaction, so it cannot fail where the
+ * first passed, and costs one index lookup). */
+static int finish_job(struct registry_sqlite *x, void *arg)
+{
+  struct fenced_step *a = arg;
+  int rc = fenced_job(x, &a[0]);
+  return rc ? rc : fenced_job(x, &a[1]);
+}
+
+static int sqlite_finish(struct registry *r, const char *id, int64_t fence,
+                         int64_t total)
+{
+  struct fenced_step a[2] = {
+      {ST_SET_TOTAL, id, fence, &total, NULL, "setting the total"},
+      {ST_COMPLETE, id, fence, NULL, NULL, "completing"},
+  };
+  return write_step(to_sqlite(r), finish_job, a);
 }
 
 struct release_step {
@@ -710,6 +756,8 @@ static const struct registry_ops sqlite_ops = {
     .mark = sqlite_mark,
     .set_total = sqlite_set_total,
     .complete = sqlite_complete,
+    .register_claim = sqlite_register_claim,
+    .finish = sqlite_finish,
     .release = sqlite_release,
     .fail = sqlite_fail,
     .mark_dead = sqlite_mark_dead,

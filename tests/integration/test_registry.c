@@ -363,6 +363,64 @@ static void test_claim_mark_complete(void **state)
   registry_close(r);
 }
 
+/* The merged steps a consumer takes per trigger and at the end: the same
+ * answers and rows as the calls they merge, and a stale fence writes
+ * nothing. */
+static void test_register_claim_and_finish(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&suite_db);
+  char *id = suite_id("merged");
+  struct registry_new_campaign nc = {
+      .campaign_id = id,
+      .scheduled_at_ms = suite_now(r) - 1000,
+      .channel = "email",
+      .payload = "{\"schema\":1}",
+  };
+  bool created = false;
+  struct registry_claim cl;
+  REG_OK(r, registry_register_claim(r, &nc, "worker-a", 10000, &created, &cl));
+  assert_true(created);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl.fence, 1);
+  assert_int_equal(cl.lease_until_ms - cl.registry_now_ms, 10000);
+  struct registry_campaign c;
+  get(r, id, &c);
+  assert_int_equal(c.state, CAMPAIGN_PROCESSING);
+  assert_string_equal(c.owner, "worker-a");
+  assert_string_equal(c.channel, "email");
+  int64_t total_before = c.total;
+  registry_campaign_free(&c);
+
+  /* A second trigger: registered already, held by worker-a. */
+  REG_OK(r, registry_register_claim(r, &nc, "worker-b", 10000, &created, &cl));
+  assert_false(created);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_HELD);
+  assert_int_equal(cl.fence, 1);
+
+  /* A stale fence sets neither the total nor the state. */
+  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 2, 7));
+  get(r, id, &c);
+  assert_int_equal(c.state, CAMPAIGN_PROCESSING);
+  assert_int_equal(c.total, total_before);
+  registry_campaign_free(&c);
+  REG_RC(r, SO_ERR_INVALID, registry_finish(r, id, 1, -1));
+
+  REG_OK(r, registry_finish(r, id, 1, 7));
+  get(r, id, &c);
+  assert_int_equal(c.state, CAMPAIGN_DONE);
+  assert_int_equal(c.total, 7);
+  assert_null(c.owner);
+  assert_int_equal(c.lease_until_ms, 0);
+  registry_campaign_free(&c);
+  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 1, 7));
+  REG_OK(r, registry_register_claim(r, &nc, "worker-b", 10000, &created, &cl));
+  assert_false(created);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_DONE);
+  free(id);
+  registry_close(r);
+}
+
 static void test_release_fail_dead(void **state)
 {
   (void)state;
@@ -731,6 +789,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_register_and_get),
       cmocka_unit_test(test_publish_steps),
       cmocka_unit_test(test_claim_mark_complete),
+      cmocka_unit_test(test_register_claim_and_finish),
       cmocka_unit_test(test_release_fail_dead),
       cmocka_unit_test(test_lists),
       cmocka_unit_test(test_record_republish),
