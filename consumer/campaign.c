@@ -204,12 +204,14 @@ static enum run_end send_loop(struct run *r)
     size_t in_flight = sender_in_flight(r->s);
     if (in_flight == 0) {
       if (!st.eof) {
-        mark_writer_wait(r->mw, 0, 100); /* the next batch is on its way */
+        /* The next batch is on its way (or prepared here, see
+         * mark_writer_wait). */
+        mark_writer_wait(r->mw, 0, 100, r->reg);
         continue;
       }
       /* DONE needs every outcome durable before set_total/complete. */
       int rc = mark_writer_sync(r->mw, clock_monotonic_ms() + SYNC_SLICE_MS,
-                                r->w->sh->stop);
+                                r->w->sh->stop, r->reg);
       if (rc == SO_OK)
         return END_DONE;
       if (rc == SO_ERR_STALE_FENCE)
@@ -251,8 +253,8 @@ static void drain(struct run *r)
    * resume would resend them. */
   while (sender_in_flight(r->s) > 0 && !lost(r))
     (void)collect(r, 0);
-  if (mark_writer_sync(r->mw, clock_monotonic_ms() + budget_ms,
-                       r->w->sh->stop) != SO_OK)
+  if (mark_writer_sync(r->mw, clock_monotonic_ms() + budget_ms, r->w->sh->stop,
+                       r->reg) != SO_OK)
     log_warn("consumer: drain left outcomes unwritten campaign=%s fence=%lld",
              r->id, (long long)r->fence);
 }

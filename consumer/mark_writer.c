@@ -62,9 +62,10 @@ struct mark_writer {
 /* One pass of the writer's registry work, decided under the lock and done
  * without it; its results are applied under the lock. */
 struct pass {
-  bool ctl;     /* check the operator's control */
-  size_t slots; /* prepare this many batches (free prepared slots) */
-  size_t k;     /* outcomes out[0..k) to write */
+  struct registry *reg; /* the handle of the thread doing the pass */
+  bool ctl;             /* check the operator's control */
+  size_t slots;         /* prepare this many batches (free prepared slots) */
+  size_t k;             /* outcomes out[0..k) to write */
   /* results */
   int ctl_rc;
   enum registry_control control;
@@ -122,12 +123,12 @@ static int check(struct mark_writer *mw, struct pass *p, int rc,
     log_error(
         "consumer: STALE FENCE campaign=%s fence=%lld op=%s: %s (lease "
         "lost or campaign cancelled; stopping at once)",
-        j->campaign_id, (long long)j->fence, what, registry_errmsg(mw->reg));
+        j->campaign_id, (long long)j->fence, what, registry_errmsg(p->reg));
   } else if (rc != SO_OK) {
     log_warn(
         "consumer: registry %s failed campaign=%s fence=%lld status=%s: %s",
         what, j->campaign_id, (long long)j->fence, so_strerror(rc),
-        mw->reg ? registry_errmsg(mw->reg) : "no connection");
+        p->reg ? registry_errmsg(p->reg) : "no connection");
   }
   return rc;
 }
@@ -197,7 +198,7 @@ static void take_batches(struct mark_writer *mw, struct pass *p)
 static void run_pass(struct mark_writer *mw, struct pass *p)
 {
   const struct mark_writer_job *j = &mw->job;
-  struct registry *reg = writer_registry(mw);
+  struct registry *reg = p->reg;
   p->rc = SO_OK;
   if (p->ctl) {
     if (lease_lost(j->le)) {
@@ -340,44 +341,95 @@ static bool outcomes_due(const struct mark_writer *mw, int64_t now)
          now - mw->oldest_ms >= MARK_WRITER_LINGER_MS;
 }
 
+/* plan: under the lock, what a pass should do now; false if nothing. */
+static bool plan(const struct mark_writer *mw, int64_t now, struct pass *p)
+{
+  *p = (struct pass){0};
+  bool can = now >= mw->retry_at_ms;
+  p->ctl = now >= mw->next_control_ms;
+  if (can && want_prep(mw))
+    p->slots = MARK_WRITER_PREPARED - mw->n_prep;
+  if (p->slots || (can && outcomes_due(mw, now)))
+    p->k = mw->n_out < mw->window ? mw->n_out : mw->window;
+  return p->ctl || p->slots || p->k;
+}
+
+/* next_wake: when plan() may next have something to do (monotonic ms). */
+static int64_t next_wake(const struct mark_writer *mw, int64_t now)
+{
+  int64_t wake = mw->next_control_ms;
+  bool can = now >= mw->retry_at_ms;
+  if (mw->n_out) {
+    int64_t at = mw->oldest_ms + MARK_WRITER_LINGER_MS;
+    if (at < mw->retry_at_ms)
+      at = mw->retry_at_ms;
+    if (at < wake)
+      wake = at;
+  }
+  if (!can && want_prep(mw) && mw->retry_at_ms < wake)
+    wake = mw->retry_at_ms;
+  return wake;
+}
+
+/* do_pass: run a planned pass on `reg` and apply it. Called with the
+ * lock, which is dropped meanwhile; `busy` keeps the other thread out of
+ * the pass's buffers. */
+static void do_pass(struct mark_writer *mw, struct pass *p,
+                    struct registry *reg)
+{
+  p->reg = reg;
+  mw->busy = true;
+  pthread_mutex_unlock(&mw->mu);
+  run_pass(mw, p);
+  pthread_mutex_lock(&mw->mu);
+  mw->busy = false;
+  apply(mw, p, clock_monotonic_ms());
+  pthread_cond_broadcast(&mw->done);
+}
+
+/* steal: the sending thread has nothing to drive, so rather than wake
+ * the writer and wait for it, it does the due pass itself on its own
+ * registry handle: a one-recipient campaign then costs no thread
+ * hand-off. Called with the lock; true if it did a pass. */
+static bool steal(struct mark_writer *mw, struct registry *reg)
+{
+  struct pass p;
+  if (!reg || mw->busy || !mw->active || lease_lost(mw->job.le) ||
+      !plan(mw, clock_monotonic_ms(), &p))
+    return false;
+  do_pass(mw, &p, reg);
+  return true;
+}
+
 static void *writer_main(void *arg)
 {
   struct mark_writer *mw = arg;
   pthread_mutex_lock(&mw->mu);
   while (!mw->quit) {
-    if (!mw->active || lease_lost(mw->job.le)) {
+    if (!mw->active || mw->busy || lease_lost(mw->job.le)) {
       timed_wait(&mw->work, &mw->mu, 100);
       continue;
     }
     int64_t now = clock_monotonic_ms();
-    bool can = now >= mw->retry_at_ms;
-    struct pass p = {0};
-    p.ctl = now >= mw->next_control_ms;
-    if (can && want_prep(mw))
-      p.slots = MARK_WRITER_PREPARED - mw->n_prep;
-    if (p.slots || (can && outcomes_due(mw, now)))
-      p.k = mw->n_out < mw->window ? mw->n_out : mw->window;
-    if (!p.ctl && !p.slots && !p.k) {
-      int64_t wake = mw->next_control_ms;
-      if (mw->n_out) {
-        int64_t at = mw->oldest_ms + MARK_WRITER_LINGER_MS;
-        if (at < mw->retry_at_ms)
-          at = mw->retry_at_ms;
-        if (at < wake)
-          wake = at;
-      }
-      if (!can && want_prep(mw) && mw->retry_at_ms < wake)
-        wake = mw->retry_at_ms;
-      timed_wait(&mw->work, &mw->mu, wake - now);
+    struct pass p;
+    if (!plan(mw, now, &p)) {
+      timed_wait(&mw->work, &mw->mu, next_wake(mw, now) - now);
       continue;
     }
-    mw->busy = true;
-    pthread_mutex_unlock(&mw->mu);
-    run_pass(mw, &p);
-    pthread_mutex_lock(&mw->mu);
-    mw->busy = false;
-    apply(mw, &p, clock_monotonic_ms());
-    pthread_cond_broadcast(&mw->done);
+    if (!mw->reg) {
+      /* Opening can take a while: not under the lock (busy keeps the
+       * campaign's buffers and mark_writer_end waiting). */
+      mw->busy = true;
+      pthread_mutex_unlock(&mw->mu);
+      struct registry *reg = writer_registry(mw);
+      pthread_mutex_lock(&mw->mu);
+      mw->busy = false;
+      pthread_cond_broadcast(&mw->done);
+      if (!reg)
+        mw->retry_at_ms = clock_monotonic_ms() + MARK_WRITER_RETRY_MS;
+      continue; /* plan again: the campaign may have ended meanwhile */
+    }
+    do_pass(mw, &p, mw->reg);
   }
   pthread_mutex_unlock(&mw->mu);
   return NULL;
@@ -480,8 +532,9 @@ int mark_writer_begin(struct mark_writer *mw, const struct mark_writer_job *job)
     mw->last_progress_ms = now;
     mw->n_out = mw->n_prep = mw->prep_head = 0;
     mw->n_staged = 0;
+    /* No wake-up: the sending thread, idle until a batch is ready, does
+     * the first pass itself (steal). */
     mw->active = true;
-    pthread_cond_signal(&mw->work);
   }
   pthread_mutex_unlock(&mw->mu);
   return rc;
@@ -506,7 +559,8 @@ bool mark_writer_take(struct mark_writer *mw, size_t in_flight,
     mw->prep_head = (mw->prep_head + 1) % MARK_WRITER_PREPARED;
     mw->n_prep--;
     got = true;
-    pthread_cond_signal(&mw->work); /* room to prepare the next */
+    if (want_prep(mw))
+      pthread_cond_signal(&mw->work); /* room to prepare the next */
   }
   pthread_mutex_unlock(&mw->mu);
   return got;
@@ -553,12 +607,13 @@ int mark_writer_put(struct mark_writer *mw, struct registry_mark *marks,
   return SO_OK;
 }
 
-void mark_writer_wait(struct mark_writer *mw, size_t in_flight, int timeout_ms)
+void mark_writer_wait(struct mark_writer *mw, size_t in_flight, int timeout_ms,
+                      struct registry *reg)
 {
   pthread_mutex_lock(&mw->mu);
   /* Not while a batch could be taken: the caller would find it at once.
    * A full window waits too, until the writer commits outcomes. */
-  if (!takeable(mw, in_flight))
+  if (!takeable(mw, in_flight) && !steal(mw, reg))
     timed_wait(&mw->done, &mw->mu, timeout_ms);
   pthread_mutex_unlock(&mw->mu);
 }
@@ -572,11 +627,10 @@ void mark_writer_hold(struct mark_writer *mw)
 }
 
 int mark_writer_sync(struct mark_writer *mw, int64_t until_ms,
-                     const volatile sig_atomic_t *hurry)
+                     const volatile sig_atomic_t *hurry, struct registry *reg)
 {
   pthread_mutex_lock(&mw->mu);
   mw->sync = true;
-  pthread_cond_signal(&mw->work);
   for (;;) {
     if (lease_lost(mw->job.le))
       break;
@@ -585,6 +639,9 @@ int mark_writer_sync(struct mark_writer *mw, int64_t until_ms,
     int64_t left = until_ms - clock_monotonic_ms();
     if (left <= 0 || (hurry && *hurry >= 2))
       break;
+    if (steal(mw, reg))
+      continue;
+    pthread_cond_signal(&mw->work);
     timed_wait(&mw->done, &mw->mu, left < 100 ? left : 100);
   }
   int rc = lease_lost(mw->job.le) ? SO_ERR_STALE_FENCE

@@ -27,7 +27,11 @@
  * INFLIGHT too, but never reached the provider.
  *
  * Threading: every function but mark_writer_start/stop is called by the
- * worker's sending thread; the writer's own thread does the registry work.
+ * worker's sending thread; the writer's own thread does the registry work
+ * - except when the sending thread waits with nothing to drive (the first
+ * batch, the last outcomes, a drain): then it does the due pass itself on
+ * its own registry handle rather than pay two thread hand-offs. Either
+ * way one pass runs at a time, with the same checks.
  */
 #ifndef SENDONCE_CONSUMER_MARK_WRITER_H
 #define SENDONCE_CONSUMER_MARK_WRITER_H
@@ -108,20 +112,24 @@ int mark_writer_put(struct mark_writer *mw, struct registry_mark *marks,
                     size_t n) SO_MUST_CHECK;
 
 /* mark_writer_wait: unless a prepared batch fits the window now (with
- * `in_flight` in the sender), wait up to timeout_ms for the writer's next
- * pass. */
-void mark_writer_wait(struct mark_writer *mw, size_t in_flight, int timeout_ms);
+ * `in_flight` in the sender): if the writer is idle and a pass is due, do
+ * it here on `reg` (the caller's own registry handle, or NULL), else wait
+ * up to timeout_ms for the writer's next pass. */
+void mark_writer_wait(struct mark_writer *mw, size_t in_flight, int timeout_ms,
+                      struct registry *reg);
 
 /* mark_writer_hold: prepare no more batches (a drain). */
 void mark_writer_hold(struct mark_writer *mw);
 
-/* mark_writer_sync: have every queued outcome written now, and wait until
- * it is committed, the lease is lost, *hurry >= 2 (may be NULL) or
- * until_ms (monotonic) passes. Returns SO_OK when nothing is left to
- * write, SO_ERR_STALE_FENCE once the lease is lost, else
- * SO_ERR_UNAVAILABLE. */
+/* mark_writer_sync: have every queued outcome written now - on `reg` (the
+ * caller's handle, may be NULL) when the writer is idle, else by the
+ * writer - and wait until it is committed, the lease is lost, *hurry >= 2
+ * (may be NULL) or until_ms (monotonic) passes. Returns SO_OK when
+ * nothing is left to write, SO_ERR_STALE_FENCE once the lease is lost,
+ * else SO_ERR_UNAVAILABLE. */
 int mark_writer_sync(struct mark_writer *mw, int64_t until_ms,
-                     const volatile sig_atomic_t *hurry) SO_MUST_CHECK;
+                     const volatile sig_atomic_t *hurry,
+                     struct registry *reg) SO_MUST_CHECK;
 
 /* mark_writer_status: a snapshot of the above. */
 void mark_writer_status(struct mark_writer *mw, struct mark_writer_status *out);
