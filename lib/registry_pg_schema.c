@@ -140,8 +140,10 @@ const char *const registry_pg_sql[S_COUNT] = {
      * updating only a row still INFLIGHT. The upsert's update cannot tell
      * tries 0 (first mark final) from 1 by the proposed row, so those ids
      * go through a second upsert (wr0) that counts no attempt. Only real
-     * changes come back, and only those bump the counters; the lock keeps
-     * any other writer of this campaign out. */
+     * changes come back, and only those bump the counters (bump; a batch
+     * that counts nothing, INFLIGHT marks or repeats, leaves the campaign
+     * row alone, as SQLite does). The one row returned is the fence
+     * verdict; the lock keeps any other writer of this campaign out. */
     [S_MARK] =
         "WITH t AS (SELECT " PG_NOW_MS
         " AS n), "
@@ -179,12 +181,12 @@ const char *const registry_pg_sql[S_COUNT] = {
         " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
         "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "
         " count(*) FILTER (WHERE state = 'REJECTED') AS j "
-        " FROM (SELECT state FROM wr UNION ALL SELECT state FROM wr0) ch) "
-        "UPDATE campaigns c SET sent = c.sent + cnt.s, "
-        "rejected = c.rejected + cnt.j, progress_at = CASE "
-        "WHEN cnt.s + cnt.j > 0 THEN t.n ELSE c.progress_at END, "
-        "updated_at = t.n FROM cnt, t, lock "
-        "WHERE c.campaign_id = lock.campaign_id RETURNING c.fence",
+        " FROM (SELECT state FROM wr UNION ALL SELECT state FROM wr0) ch), "
+        "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "
+        " rejected = c.rejected + cnt.j, progress_at = t.n, "
+        " updated_at = t.n FROM cnt, t, lock "
+        " WHERE c.campaign_id = lock.campaign_id AND cnt.s + cnt.j > 0) "
+        "SELECT 1 FROM lock",
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
