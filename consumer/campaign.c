@@ -334,15 +334,11 @@ static void finish_done(struct run *r)
   struct consumer_stats *st = r->w->sh->stats;
   int64_t until = lease_deadline(r);
   int rc;
+  /* set_total + complete: one transaction where the backend can. */
   do
-    rc = regcheck(r, registry_set_total(r->reg, r->id, r->fence, r->total),
-                  "set_total");
+    rc = regcheck(r, registry_finish(r->reg, r->id, r->fence, r->total),
+                  "finish");
   while (again(r, rc, until));
-  if (rc == SO_OK) {
-    do
-      rc = regcheck(r, registry_complete(r->reg, r->id, r->fence), "complete");
-    while (again(r, rc, until));
-  }
   if (rc != SO_OK)
     return; /* a stale fence is counted by finish() */
   r->settled = true;

@@ -185,13 +185,13 @@ static void process(struct worker *w, const struct broker_delivery *dl)
       .payload = dl->body, /* NUL-terminated; valid JSON has no NUL */
   };
   bool created = false;
-  int rc = registry_register(r, &nc, CAMPAIGN_PUBLISHED, &created);
   struct registry_claim cl = {0};
   int64_t ttl_ms = (int64_t)sh->cfg->registry.lease_ttl_s * 1000;
-  /* The lease is counted from before the claim: it can only end later. */
+  /* The lease is counted from before the claim: it can only end later.
+   * Register (a trigger from another service) and claim: one transaction
+   * where the backend can. */
   int64_t claimed_at = clock_monotonic_ms();
-  if (rc == SO_OK)
-    rc = registry_claim(r, id, w->owner, ttl_ms, &cl);
+  int rc = registry_register_claim(r, &nc, w->owner, ttl_ms, &created, &cl);
   if (rc != SO_OK) {
     char why[300];
     snprintf(why, sizeof(why), "%s: %s", so_strerror(rc), registry_errmsg(r));
