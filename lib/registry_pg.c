@@ -386,6 +386,38 @@ static int pg_claim(struct registry *base, const char *id, const char *owner,
                             id);
 }
 
+/* register_claim: one statement when the campaign is new (the common
+ * case for triggers other services publish), else pg_claim. */
+static int pg_register_claim(struct registry *base,
+                             const struct registry_new_campaign *c,
+                             const char *owner, int64_t ttl_ms, bool *created,
+                             struct registry_claim *out)
+{
+  struct registry_pg *r = pg(base);
+  char at[24], ttl[24];
+  fmt_i64(at, c->scheduled_at_ms);
+  fmt_i64(ttl, ttl_ms);
+  const char *p[] = {c->campaign_id, at, c->channel, c->payload, owner, ttl};
+  PGresult *res = NULL;
+  /* ONCE, as a claim: after a lost connection the insert may have
+   * committed, and a retry would report our own claim as HELD. */
+  int rc = change(r, S_REGISTER_CLAIM, "registering and claiming", 6, p, ONCE,
+                  created, &res);
+  if (rc)
+    return rc;
+  if (!*created) {
+    PQclear(res);
+    return pg_claim(base, c->campaign_id, owner, ttl_ms, out);
+  }
+  out->kind = REGISTRY_CLAIM_CLAIMED;
+  out->state = CAMPAIGN_PROCESSING;
+  out->fence = pg_get_i64(res, 0, 0);
+  out->lease_until_ms = pg_get_i64(res, 0, 1);
+  out->registry_now_ms = pg_get_i64(res, 0, 2);
+  PQclear(res);
+  return SO_OK;
+}
+
 static int pg_renew(struct registry *base, const char *id, int64_t fence,
                     int64_t ttl_ms)
 {
@@ -518,6 +550,16 @@ static int pg_complete(struct registry *base, const char *id, int64_t fence)
   fmt_i64(f, fence);
   const char *p[] = {id, f};
   return fenced(pg(base), S_COMPLETE, "completing", 2, p, ONCE, NULL);
+}
+
+static int pg_finish(struct registry *base, const char *id, int64_t fence,
+                     int64_t total)
+{
+  char f[24], t[24];
+  fmt_i64(f, fence);
+  fmt_i64(t, total);
+  const char *p[] = {id, f, t};
+  return fenced(pg(base), S_FINISH, "finishing", 3, p, ONCE, NULL);
 }
 
 static int pg_release(struct registry *base, const char *id, int64_t fence,
@@ -698,6 +740,8 @@ static const struct registry_ops pg_ops = {
     .mark = pg_mark,
     .set_total = pg_set_total,
     .complete = pg_complete,
+    .register_claim = pg_register_claim,
+    .finish = pg_finish,
     .release = pg_release,
     .fail = pg_fail_op,
     .mark_dead = pg_mark_dead,

@@ -112,6 +112,18 @@ const char *const registry_pg_sql[S_COUNT] = {
         "AND (state IN ('SCHEDULED', 'PUBLISHED') "
         "OR (state = 'PROCESSING' AND lease_until <= t.n)) "
         "RETURNING fence, lease_until, t.n",
+    /* A campaign first seen here is inserted already claimed, as
+     * S_REGISTER (PUBLISHED) followed by S_CLAIM would leave it: fence 1,
+     * our lease, progress from now. No row back means it existed: the
+     * caller claims it with S_CLAIM. */
+    [S_REGISTER_CLAIM] =
+        "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel, "
+        "payload, owner, fence, lease_until, progress_at, created_at, "
+        "updated_at) "
+        "SELECT $1, 'PROCESSING', $2::bigint, $3, $4, $5, 1, "
+        "t.n + $6::bigint, t.n, t.n, t.n FROM " NOW_T
+        " ON CONFLICT (campaign_id) DO NOTHING "
+        "RETURNING fence, lease_until, progress_at", /* progress_at = now */
     [S_RENEW] =
         "UPDATE campaigns SET lease_until = t.n + $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
@@ -192,6 +204,9 @@ const char *const registry_pg_sql[S_COUNT] = {
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
     [S_COMPLETE] = "UPDATE campaigns SET state = 'DONE', " NO_LEASE
                    " FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+    [S_FINISH] =
+        "UPDATE campaigns SET state = 'DONE', total = $3::bigint, " NO_LEASE
+        " FROM " NOW_T " WHERE " FENCED " RETURNING 1",
     [S_RELEASE] =
         "UPDATE campaigns SET state = 'PUBLISHED', " NO_LEASE
         ", attempts = attempts + CASE WHEN $3::boolean THEN 1 ELSE 0 END, "
