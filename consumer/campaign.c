@@ -506,6 +506,64 @@ static void finish(struct run *r, enum run_end end)
   }
 }
 
+static bool same_str(const char *a, const char *b)
+{
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* same_provider: whether a sender made with settings a can serve a
+ * campaign that starts under settings b (a SIGHUP may have changed them). */
+static bool same_provider(const struct config_provider *a,
+                          const struct config_provider *b)
+{
+  return same_str(a->channel, b->channel) && same_str(a->url, b->url) &&
+         same_str(a->method, b->method) &&
+         same_str(a->body_template, b->body_template) &&
+         same_str(a->auth_header, b->auth_header) &&
+         a->timeout_ms == b->timeout_ms && a->concurrency == b->concurrency &&
+         a->rate_per_s == b->rate_per_s && a->batch_size == b->batch_size &&
+         a->max_retries == b->max_retries &&
+         a->retry_base_ms == b->retry_base_ms;
+}
+
+/* take_sender: the worker's idle sender rebound to this campaign when it
+ * was made with the same settings, so campaign after campaign reuses its
+ * keep-alive connections (a one-recipient campaign would otherwise open a
+ * connection for its one request); else a new one. NULL with the reason in
+ * err when the content cannot be sent. */
+static struct sender *take_sender(struct worker *w,
+                                  const struct config_provider *p,
+                                  const struct msg *m, char *err, size_t errlen)
+{
+  struct sender *s = w->sender;
+  w->sender = NULL;
+  if (s && same_provider(&w->sender_prov, p)) {
+    int rc = sender_rebind(s, m->campaign_id, m->content_json, err, errlen);
+    if (rc == SO_OK)
+      return s;
+    if (rc == SO_ERR_INVALID) {
+      w->sender = s; /* this campaign's content is bad; the sender is fine */
+      return NULL;
+    }
+  }
+  sender_free(s);
+  s = sender_new(p, m->campaign_id, m->content_json, err, errlen);
+  if (s)
+    w->sender_prov = *p;
+  return s;
+}
+
+/* keep_sender: an idle sender waits in the worker for the next campaign;
+ * one with transfers left (cannot happen after finish(), but cheap to
+ * check) is freed, which aborts them. */
+static void keep_sender(struct worker *w, struct sender *s)
+{
+  if (s && sender_in_flight(s) == 0 && !w->sender)
+    w->sender = s;
+  else
+    sender_free(s);
+}
+
 void campaign_run(struct worker *w, const struct msg *m, const char *body,
                   size_t body_len, int64_t fence, int64_t claimed_at_ms)
 {
@@ -540,7 +598,7 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
       w->sh->live
           ? (live_cfg_provider(w->sh->live, m->channel, &prov) ? &prov : NULL)
           : config_provider_find(cfg, m->channel);
-  r.s = p ? sender_new(p, r.id, m->content_json, err, sizeof(err)) : NULL;
+  r.s = p ? take_sender(w, p, m, err, sizeof(err)) : NULL;
   r.timeout_ms = p ? p->timeout_ms : 0;
   if (!r.s) {
     snprintf(r.reason, sizeof(r.reason), "bad_content: %s",
@@ -580,7 +638,7 @@ out:
   stats_add(&w->sh->stats->in_flight,
             -(long long)(r.s ? sender_in_flight(r.s) : 0));
   recipients_close(r.rd);
-  sender_free(r.s);
+  keep_sender(w, r.s);
   lease_remove(w->sh->lease, r.le);
   timing_free(r.timing);
   stats_add(&w->sh->stats->active_campaigns, -1);

@@ -234,6 +234,8 @@ static void *worker_main(void *arg)
     process(w, dl);
     broker_delivery_free(dl);
   }
+  sender_free(w->sender); /* a sender belongs to the thread that made it */
+  w->sender = NULL;
   dispatch_worker_exit(w->sh->dispatch);
   return NULL;
 }

@@ -23,6 +23,7 @@
 #include "live_cfg.h"
 #include "mark_writer.h"
 #include "registry.h"
+#include "sender.h"
 #include "stats.h"
 #include "topology.h"
 
@@ -48,6 +49,11 @@ struct worker {
   char owner[WORKER_OWNER_MAX]; /* "<consumer.owner>:w<index>" */
   struct registry *reg;         /* lazily opened; NULL when down */
   struct mark_writer *mw;       /* the campaign's registry writer */
+  /* The last campaign's sender, idle, kept for the next campaign of the
+   * same provider settings (warm keep-alive connections); used and freed
+   * by the worker's thread only. */
+  struct sender *sender;
+  struct config_provider sender_prov; /* the settings it was made with */
   pthread_t thread;
   bool started;
 };
