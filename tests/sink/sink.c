@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,12 +73,14 @@ struct req {
   bool body_too_large;
 };
 
-static volatile sig_atomic_t stop_requested;
+/* Atomic, not just sig_atomic_t: the signal may be handled on one of
+ * libmicrohttpd's threads while the main thread reads the flag. */
+static atomic_bool stop_requested;
 
 static void on_signal(int sig)
 {
   (void)sig;
-  stop_requested = 1;
+  atomic_store(&stop_requested, true);
 }
 
 static void req_free(struct req *r)
@@ -653,7 +656,7 @@ int main(int argc, char **argv)
   fflush(stdout);
 
   int64_t last_flush = sink_now_mono_ms();
-  while (!stop_requested) {
+  while (!atomic_load(&stop_requested)) {
     struct timespec nap = {0, 50 * 1000000L};
     nanosleep(&nap, NULL);
     if (sink_now_mono_ms() - last_flush >= 1000) {
