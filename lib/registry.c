@@ -334,11 +334,9 @@ int registry_pending(struct registry *r, const char *campaign_id, int64_t fence,
   return r->ops->pending(r, campaign_id, fence, recipient_ids, n, needs_send);
 }
 
-int registry_mark(struct registry *r, const char *campaign_id, int64_t fence,
-                  const struct registry_mark *marks, size_t n)
+static int check_marks(struct registry *r, const struct registry_mark *marks,
+                       size_t n)
 {
-  CHECK(registry_begin_call(r));
-  CHECK(check_id_fence(r, campaign_id, fence));
   if (n > 0)
     CHECK_NOT_NULL(r, marks);
   for (size_t i = 0; i < n; i++) {
@@ -351,7 +349,46 @@ int registry_mark(struct registry *r, const char *campaign_id, int64_t fence,
                                 "mark %zu: unknown delivery state %d", i,
                                 (int)marks[i].state);
   }
+  return SO_OK;
+}
+
+int registry_mark(struct registry *r, const char *campaign_id, int64_t fence,
+                  const struct registry_mark *marks, size_t n)
+{
+  CHECK(registry_begin_call(r));
+  CHECK(check_id_fence(r, campaign_id, fence));
+  CHECK(check_marks(r, marks, n));
   return r->ops->mark(r, campaign_id, fence, marks, n);
+}
+
+/* The composed form: the pending read, then the marks. */
+static int mark_pending_composed(struct registry *r, const char *campaign_id,
+                                 int64_t fence,
+                                 const struct registry_mark *marks, size_t n,
+                                 bool *pending)
+{
+  const char **ids = malloc((n ? n : 1) * sizeof(*ids));
+  if (!ids)
+    return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
+  for (size_t i = 0; i < n; i++)
+    ids[i] = marks[i].recipient_id;
+  int rc = registry_pending(r, campaign_id, fence, ids, n, pending);
+  free(ids);
+  return rc ? rc : registry_mark(r, campaign_id, fence, marks, n);
+}
+
+int registry_mark_pending(struct registry *r, const char *campaign_id,
+                          int64_t fence, const struct registry_mark *marks,
+                          size_t n, bool *pending)
+{
+  CHECK(registry_begin_call(r));
+  CHECK(check_id_fence(r, campaign_id, fence));
+  CHECK(check_marks(r, marks, n));
+  if (n > 0)
+    CHECK_NOT_NULL(r, pending);
+  if (!r->ops->mark_pending)
+    return mark_pending_composed(r, campaign_id, fence, marks, n, pending);
+  return r->ops->mark_pending(r, campaign_id, fence, marks, n, pending);
 }
 
 int registry_set_total(struct registry *r, const char *campaign_id,

@@ -253,6 +253,25 @@ struct registry_mark {
 int registry_mark(struct registry *r, const char *campaign_id, int64_t fence,
                   const struct registry_mark *marks, size_t n) SO_MUST_CHECK;
 
+/* registry_mark_pending: registry_pending of every mark's recipient, then
+ * registry_mark of all n marks, as one fenced step (one transaction): what
+ * a worker does to prepare a batch. pending[i] gets what registry_pending
+ * would have answered for marks[i].recipient_id just before the call
+ * (true unless already SENT or REJECTED), so for an INFLIGHT mark it is
+ * "send this one": true means the recipient is now INFLIGHT with this
+ * call's attempt counted, false that it was final and nothing was
+ * written for it. Rows, attempts and counters end exactly as registry_mark
+ * leaves them (an INFLIGHT mark on a final recipient is a no-op; a
+ * SENT/REJECTED mark counts only when it moves a recipient out of
+ * INFLIGHT or absence), and a repeated id gets the same answer at each of
+ * its positions. With a stale fence nothing is written and *pending is
+ * unspecified. Backends that cannot run it as one step run the two calls
+ * in turn (a pending answer may then be a little older than the write;
+ * INFLIGHT marks never leave a final state either way). */
+int registry_mark_pending(struct registry *r, const char *campaign_id,
+                          int64_t fence, const struct registry_mark *marks,
+                          size_t n, bool *pending) SO_MUST_CHECK;
+
 /* registry_set_total: record the recipient count once known (fenced). */
 int registry_set_total(struct registry *r, const char *campaign_id,
                        int64_t fence, int64_t total) SO_MUST_CHECK;

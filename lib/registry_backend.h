@@ -46,6 +46,10 @@ struct registry_ops {
   /* optional: set_total + complete in one transaction */
   int (*finish)(struct registry *r, const char *id, int64_t fence,
                 int64_t total);
+  /* optional: pending + mark in one transaction */
+  int (*mark_pending)(struct registry *r, const char *id, int64_t fence,
+                      const struct registry_mark *marks, size_t n,
+                      bool *pending);
   int (*release)(struct registry *r, const char *id, int64_t fence,
                  bool count_attempt, const char *reason, int *attempts);
   int (*fail)(struct registry *r, const char *id, int64_t fence,

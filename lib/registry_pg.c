@@ -485,8 +485,11 @@ static const char *delivery_state_sql(enum delivery_state s)
   }
 }
 
-static int pg_mark(struct registry *base, const char *id, int64_t fence,
-                   const struct registry_mark *marks, size_t n)
+/* mark_run: S_MARK or S_MARK_PENDING with the marks as three arrays;
+ * *out (if not NULL) gets the result. */
+static int mark_run(struct registry *base, enum pg_stmt stmt, const char *id,
+                    int64_t fence, const struct registry_mark *marks, size_t n,
+                    PGresult **out)
 {
   struct registry_pg *r = pg(base);
   struct pg_buf ids = {0}, states = {0}, errors = {0};
@@ -518,7 +521,7 @@ static int pg_mark(struct registry *base, const char *id, int64_t fence,
   fmt_i64(f, fence);
   const char *p[] = {id, f, ids.data, states.data, errors.data};
   /* Idempotent: a repeated mark changes nothing and counts nothing. */
-  rc = fenced(r, S_MARK, "writing delivery marks", 5, p, IDEMPOTENT, NULL);
+  rc = fenced(r, stmt, "writing delivery marks", 5, p, IDEMPOTENT, out);
   free(names);
   pg_buf_free(&ids);
   pg_buf_free(&states);
@@ -531,6 +534,39 @@ fail:
   pg_buf_free(&errors);
   return registry_set_error(base, rc, "registry postgresql: marks: %s",
                             so_strerror(rc));
+}
+
+static int pg_mark(struct registry *base, const char *id, int64_t fence,
+                   const struct registry_mark *marks, size_t n)
+{
+  return mark_run(base, S_MARK, id, fence, marks, n, NULL);
+}
+
+/* mark_pending: the rows name the 1-based positions of the marks whose
+ * recipient was pending; every other position was final. (A retry after a
+ * lost connection sees this call's own INFLIGHT rows as pending, which is
+ * what it would have answered anyway; its final marks then read as not
+ * pending, which only the counters could care about, and they count on
+ * the server.) */
+static int pg_mark_pending(struct registry *base, const char *id, int64_t fence,
+                           const struct registry_mark *marks, size_t n,
+                           bool *pending)
+{
+  PGresult *res = NULL;
+  int rc = mark_run(base, S_MARK_PENDING, id, fence, marks, n, &res);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    pending[i] = false;
+  for (int row = 0; row < PQntuples(res); row++) {
+    if (PQgetisnull(res, row, 0))
+      continue;
+    int64_t pos = pg_get_i64(res, row, 0);
+    if (pos >= 1 && (size_t)pos <= n)
+      pending[pos - 1] = true;
+  }
+  PQclear(res);
+  return SO_OK;
 }
 
 static int pg_set_total(struct registry *base, const char *id, int64_t fence,
@@ -742,6 +778,7 @@ static const struct registry_ops pg_ops = {
     .complete = pg_complete,
     .register_claim = pg_register_claim,
     .finish = pg_finish,
+    .mark_pending = pg_mark_pending,
     .release = pg_release,
     .fail = pg_fail_op,
     .mark_dead = pg_mark_dead,

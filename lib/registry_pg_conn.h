@@ -111,6 +111,7 @@ enum pg_stmt {
   S_RENEW,
   S_PENDING,
   S_MARK,
+  S_MARK_PENDING,
   S_SET_TOTAL,
   S_COMPLETE,
   S_FINISH,

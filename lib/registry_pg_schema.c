@@ -77,6 +77,52 @@ _Static_assert(MIGRATION_COUNT == REGISTRY_SCHEMA_VERSION,
 /* The lifecycle fields an op leaves when it ends a lease. */
 #define NO_LEASE "owner = NULL, lease_until = 0, updated_at = t.n"
 
+/* S_MARK's work (see there), shared by S_MARK_PENDING: everything but
+ * the final SELECT. */
+#define MARK_WITH                                                       \
+  "WITH t AS (SELECT " PG_NOW_MS                                        \
+  " AS n), "                                                            \
+  "lock AS (SELECT c.campaign_id FROM campaigns c, t "                  \
+  " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "                 \
+  " AND c.state = 'PROCESSING' AND c.lease_until > t.n "                \
+  " FOR UPDATE OF c), "                                                 \
+  "u AS (SELECT x.id, x.st, x.err, x.ord, min(x.ord) FILTER "           \
+  " (WHERE x.st <> 'INFLIGHT') OVER (PARTITION BY x.id) AS ff "         \
+  " FROM unnest($3::text[], $4::text[], $5::text[]) "                   \
+  " WITH ORDINALITY AS x(id, st, err, ord) "                            \
+  " WHERE EXISTS (SELECT 1 FROM lock)), "                               \
+  "m AS (SELECT DISTINCT ON (u.id) u.id, u.st, "                        \
+  " CASE WHEN u.st = 'INFLIGHT' THEN NULL ELSE u.err END AS err, "      \
+  " count(*) FILTER (WHERE u.st = 'INFLIGHT' AND "                      \
+  " (u.ff IS NULL OR u.ord < u.ff)) OVER (PARTITION BY u.id) AS tries " \
+  " FROM u ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "          \
+  "wr AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "     \
+  " state, attempts, error, updated_at) "                               \
+  " SELECT $1, m.id, m.st, m.tries, m.err, t.n "                        \
+  " FROM m CROSS JOIN t WHERE m.tries > 0 "                             \
+  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "                 \
+  " SET state = excluded.state, "                                       \
+  " attempts = d.attempts + excluded.attempts, "                        \
+  " error = CASE WHEN excluded.state = 'INFLIGHT' THEN d.error "        \
+  " ELSE excluded.error END, updated_at = excluded.updated_at "         \
+  " WHERE d.state = 'INFLIGHT' RETURNING d.recipient_id, d.state), "    \
+  "wr0 AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "    \
+  " state, attempts, error, updated_at) "                               \
+  " SELECT $1, m.id, m.st, 1, m.err, t.n "                              \
+  " FROM m CROSS JOIN t WHERE m.tries = 0 "                             \
+  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "                 \
+  " SET state = excluded.state, error = excluded.error, "               \
+  " updated_at = excluded.updated_at "                                  \
+  " WHERE d.state = 'INFLIGHT' RETURNING d.recipient_id, d.state), "    \
+  "ch AS (SELECT recipient_id AS id, state FROM wr "                    \
+  " UNION ALL SELECT recipient_id, state FROM wr0), "                   \
+  "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "        \
+  " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch), "         \
+  "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "             \
+  " rejected = c.rejected + cnt.j, progress_at = t.n, "                 \
+  " updated_at = t.n FROM cnt, t, lock "                                \
+  " WHERE c.campaign_id = lock.campaign_id AND cnt.s + cnt.j > 0) "
+
 _Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
 
 const char *const registry_pg_sql[S_COUNT] = {
@@ -156,49 +202,15 @@ const char *const registry_pg_sql[S_COUNT] = {
      * that counts nothing, INFLIGHT marks or repeats, leaves the campaign
      * row alone, as SQLite does). The one row returned is the fence
      * verdict; the lock keeps any other writer of this campaign out. */
-    [S_MARK] =
-        "WITH t AS (SELECT " PG_NOW_MS
-        " AS n), "
-        "lock AS (SELECT c.campaign_id FROM campaigns c, t "
-        " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "
-        " AND c.state = 'PROCESSING' AND c.lease_until > t.n "
-        " FOR UPDATE OF c), "
-        "u AS (SELECT x.id, x.st, x.err, x.ord, min(x.ord) FILTER "
-        " (WHERE x.st <> 'INFLIGHT') OVER (PARTITION BY x.id) AS ff "
-        " FROM unnest($3::text[], $4::text[], $5::text[]) "
-        " WITH ORDINALITY AS x(id, st, err, ord) "
-        " WHERE EXISTS (SELECT 1 FROM lock)), "
-        "m AS (SELECT DISTINCT ON (u.id) u.id, u.st, "
-        " CASE WHEN u.st = 'INFLIGHT' THEN NULL ELSE u.err END AS err, "
-        " count(*) FILTER (WHERE u.st = 'INFLIGHT' AND "
-        " (u.ff IS NULL OR u.ord < u.ff)) OVER (PARTITION BY u.id) AS tries "
-        " FROM u ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "
-        "wr AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "
-        " state, attempts, error, updated_at) "
-        " SELECT $1, m.id, m.st, m.tries, m.err, t.n "
-        " FROM m CROSS JOIN t WHERE m.tries > 0 "
-        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "
-        " SET state = excluded.state, "
-        " attempts = d.attempts + excluded.attempts, "
-        " error = CASE WHEN excluded.state = 'INFLIGHT' THEN d.error "
-        " ELSE excluded.error END, updated_at = excluded.updated_at "
-        " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
-        "wr0 AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "
-        " state, attempts, error, updated_at) "
-        " SELECT $1, m.id, m.st, 1, m.err, t.n "
-        " FROM m CROSS JOIN t WHERE m.tries = 0 "
-        " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "
-        " SET state = excluded.state, error = excluded.error, "
-        " updated_at = excluded.updated_at "
-        " WHERE d.state = 'INFLIGHT' RETURNING d.state), "
-        "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "
-        " count(*) FILTER (WHERE state = 'REJECTED') AS j "
-        " FROM (SELECT state FROM wr UNION ALL SELECT state FROM wr0) ch), "
-        "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "
-        " rejected = c.rejected + cnt.j, progress_at = t.n, "
-        " updated_at = t.n FROM cnt, t, lock "
-        " WHERE c.campaign_id = lock.campaign_id AND cnt.s + cnt.j > 0) "
-        "SELECT 1 FROM lock",
+    [S_MARK] = MARK_WITH "SELECT 1 FROM lock",
+    /* S_MARK that also says which recipients were pending before it:
+     * exactly those its upserts wrote (absent, or INFLIGHT and so
+     * updated; a final row fails the upsert's WHERE). One row per mark
+     * position whose id is among them, or one NULL row if none; no row
+     * at all with a stale fence. */
+    [S_MARK_PENDING] = MARK_WITH
+    "SELECT u.ord FROM lock LEFT JOIN u "
+    " ON u.id IN (SELECT ch.id FROM ch)",
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",

@@ -492,6 +492,52 @@ static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
   return write_step(to_sqlite(r), mark_job, &a);
 }
 
+/* mark_pending: every mark's prior state read first (so a repeated id
+ * gets one answer), then the marks that can change something written as
+ * mark_job writes them (its fence check repeats ours in the same
+ * transaction: one index lookup). */
+struct mark_pending_step {
+  struct mark_step m;
+  bool *pending;
+  struct registry_mark *todo; /* the marks to write */
+};
+
+static int mark_pending_job(struct registry_sqlite *x, void *arg)
+{
+  struct mark_pending_step *a = arg;
+  int64_t now = 0;
+  int rc = fence_check(x, a->m.id, a->m.fence, &now);
+  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_DELIVERY_STATE, &rc);
+  struct mark_step w = {a->m.id, a->m.fence, a->todo, 0};
+  for (size_t i = 0; st && !rc && i < a->m.n; i++) {
+    sqlite3_reset(st);
+    rsdb_bind_text(st, 1, a->m.id);
+    rsdb_bind_text(st, 2, a->m.marks[i].recipient_id);
+    bool row = false;
+    rc = rsdb_step(x, st, &row, "reading deliveries");
+    const char *state = row ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    a->pending[i] = !state || strcmp(state, "INFLIGHT") == 0;
+    if (a->pending[i]) /* a final recipient is never written again */
+      a->todo[w.n++] = a->m.marks[i];
+  }
+  if (st)
+    sqlite3_reset(st);
+  return rc ? rc : mark_job(x, &w);
+}
+
+static int sqlite_mark_pending(struct registry *r, const char *id,
+                               int64_t fence, const struct registry_mark *marks,
+                               size_t n, bool *pending)
+{
+  struct mark_pending_step a = {{id, fence, marks, n}, pending, NULL};
+  a.todo = malloc((n ? n : 1) * sizeof(*a.todo));
+  if (!a.todo)
+    return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
+  int rc = write_step(to_sqlite(r), mark_pending_job, &a);
+  free(a.todo);
+  return rc;
+}
+
 static int sqlite_set_total(struct registry *r, const char *id, int64_t fence,
                             int64_t total)
 {
@@ -758,6 +804,7 @@ static const struct registry_ops sqlite_ops = {
     .complete = sqlite_complete,
     .register_claim = sqlite_register_claim,
     .finish = sqlite_finish,
+    .mark_pending = sqlite_mark_pending,
     .release = sqlite_release,
     .fail = sqlite_fail,
     .mark_dead = sqlite_mark_dead,

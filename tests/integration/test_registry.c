@@ -702,6 +702,7 @@ static void test_stale_fence(void **state)
     REG_RC(r, SO_ERR_STALE_FENCE, registry_renew(r, id, 1, 60000));
     REG_RC(r, SO_ERR_STALE_FENCE, registry_mark(r, id, 1, m, 2));
     REG_RC(r, SO_ERR_STALE_FENCE, registry_pending(r, id, 1, ids, 2, need));
+    REG_RC(r, SO_ERR_STALE_FENCE, registry_mark_pending(r, id, 1, m, 2, need));
     REG_RC(r, SO_ERR_STALE_FENCE, registry_set_total(r, id, 1, 99));
     REG_RC(r, SO_ERR_STALE_FENCE, registry_control(r, id, 1, &ctl));
     REG_RC(r, SO_ERR_STALE_FENCE,
@@ -779,6 +780,130 @@ static void test_pending_across_takeovers(void **state)
   registry_close(r);
 }
 
+/* The rows of a campaign without its id or times, to compare two
+ * campaigns (owned text). */
+static char *delivery_rows(const char *id)
+{
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "SELECT recipient_id, state, attempts, error FROM deliveries "
+           "WHERE campaign_id = '%s' ORDER BY recipient_id",
+           id);
+  return testdb_query(&suite_db, sql);
+}
+
+/* A claimed campaign with i1, i2 INFLIGHT, s1 SENT, j1 REJECTED. */
+static char *mark_pending_setup(struct registry *r, const char *base)
+{
+  char *id = suite_id(base);
+  suite_register(r, id, CAMPAIGN_PUBLISHED, suite_now(r));
+  assert_int_equal(suite_claim(r, id, "w", 60000).fence, 1);
+  struct registry_mark m[] = {
+      {.recipient_id = "i1", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "i2", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "s1", .state = DELIVERY_SENT},
+      {.recipient_id = "j1", .state = DELIVERY_REJECTED, .error = "4xx"},
+  };
+  REG_OK(r, registry_mark(r, id, 1, m, 4));
+  return id;
+}
+
+/* registry_mark_pending answers and writes as registry_pending followed
+ * by registry_mark: the same batch on two campaigns in the same state,
+ * one each way, then the expected values themselves. */
+static void test_mark_pending(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&suite_db);
+  char *a = mark_pending_setup(r, "mp-two");
+  char *b = mark_pending_setup(r, "mp-one");
+  struct registry_mark m[] = {
+      {.recipient_id = "i2", .state = DELIVERY_SENT}, /* an outcome */
+      {.recipient_id = "n1", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "i1", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "s1", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "j1", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "n2", .state = DELIVERY_REJECTED, .error = "bad"},
+      {.recipient_id = "n1", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "s1", .state = DELIVERY_SENT},
+      {.recipient_id = "i2", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "n3", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "n3", .state = DELIVERY_SENT},
+  };
+  enum { N = sizeof(m) / sizeof(m[0]) };
+  const bool want[N] = {true, true,  true, false, false, true,
+                        true, false, true, true,  true};
+  const char *ids[N];
+  for (size_t i = 0; i < N; i++)
+    ids[i] = m[i].recipient_id;
+  bool two[N], one[N];
+  memset(one, 0, sizeof(one));
+  REG_OK(r, registry_pending(r, a, 1, ids, N, two));
+  REG_OK(r, registry_mark(r, a, 1, m, N));
+  REG_OK(r, registry_mark_pending(r, b, 1, m, N, one));
+  for (size_t i = 0; i < N; i++) {
+    assert_int_equal(two[i], want[i]);
+    assert_int_equal(one[i], want[i]);
+  }
+  char *rows_a = delivery_rows(a);
+  char *rows_b = delivery_rows(b);
+  assert_string_equal(rows_a, rows_b);
+  /* (~ is NULL.) i1 counts a second attempt, n1 two, an INFLIGHT mark after a
+   * final one (i2, n3's order reversed) changes nothing. */
+  assert_string_equal(rows_b,
+                      "i1|INFLIGHT|2|~\n"
+                      "i2|SENT|1|~\n"
+                      "j1|REJECTED|1|4xx\n"
+                      "n1|INFLIGHT|2|~\n"
+                      "n2|REJECTED|1|bad\n"
+                      "n3|SENT|1|~\n"
+                      "s1|SENT|1|~\n");
+  struct registry_campaign ca, cb;
+  get(r, a, &ca);
+  get(r, b, &cb);
+  assert_int_equal(cb.sent, 3);     /* s1, i2, n3 */
+  assert_int_equal(cb.rejected, 2); /* j1, n2 */
+  assert_int_equal(ca.sent, cb.sent);
+  assert_int_equal(ca.rejected, cb.rejected);
+  registry_campaign_free(&ca);
+
+  /* Again: everything final reads false and counts nothing more; the
+   * INFLIGHT ones stay pending and count an attempt. */
+  REG_OK(r, registry_mark_pending(r, b, 1, m, N, one));
+  const bool again[N] = {false, true,  true,  false, false, false,
+                         true,  false, false, false, false};
+  for (size_t i = 0; i < N; i++)
+    assert_int_equal(one[i], again[i]);
+  registry_campaign_free(&cb);
+  get(r, b, &cb);
+  assert_int_equal(cb.sent, 3);
+  assert_int_equal(cb.rejected, 2);
+  registry_campaign_free(&cb);
+  free(rows_b);
+  rows_b = delivery_rows(b);
+  assert_non_null(strstr(rows_b, "i1|INFLIGHT|3|~\n"));
+  assert_non_null(strstr(rows_b, "n1|INFLIGHT|4|~\n"));
+  assert_non_null(strstr(rows_b, "s1|SENT|1|~\n"));
+
+  /* An empty call is a fence check; a bad mark is refused whole. */
+  REG_OK(r, registry_mark_pending(r, b, 1, NULL, 0, NULL));
+  REG_RC(r, SO_ERR_STALE_FENCE, registry_mark_pending(r, b, 2, NULL, 0, NULL));
+  struct registry_mark bad[] = {
+      {.recipient_id = "n9", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "", .state = DELIVERY_SENT},
+  };
+  REG_RC(r, SO_ERR_INVALID, registry_mark_pending(r, b, 1, bad, 2, one));
+  REG_RC(r, SO_ERR_INVALID, registry_mark_pending(r, b, 1, m, N, NULL));
+  char *rows_c = delivery_rows(b);
+  assert_string_equal(rows_b, rows_c);
+  free(rows_a);
+  free(rows_b);
+  free(rows_c);
+  free(a);
+  free(b);
+  registry_close(r);
+}
+
 int main(int argc, char **argv)
 {
   if (argc > 1 && strcmp(argv[1], "--child") == 0)
@@ -795,6 +920,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_record_republish),
       cmocka_unit_test(test_stale_fence),
       cmocka_unit_test(test_pending_across_takeovers),
+      cmocka_unit_test(test_mark_pending),
       cmocka_unit_test(test_schema_newer_refused),
       cmocka_unit_test(test_open_failures),
       cmocka_unit_test(test_lock_held_elsewhere),
