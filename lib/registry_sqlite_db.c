@@ -130,6 +130,16 @@ static const char *const stmt_sql[ST_COUNT] = {
         " - ?4)",
 };
 
+void rsdb_close(struct registry_sqlite *s)
+{
+  for (int i = 0; i < ST_COUNT; i++) {
+    sqlite3_finalize(s->stmts[i]);
+    s->stmts[i] = NULL;
+  }
+  sqlite3_close_v2(s->db);
+  s->db = NULL;
+}
+
 /* Record an SQLite failure with what we were doing; BUSY past the busy
  * timeout means other processes hold the write lock: unavailable. */
 int rsdb_error(struct registry_sqlite *s, int rc, const char *what)

@@ -65,6 +65,10 @@ struct registry_sqlite {
   struct rsg_group *group; /* write steps of this process on this file */
 };
 
+/* rsdb_close: finalize the cached statements and close the connection
+ * (NULL-safe); the struct itself is the caller's. */
+void rsdb_close(struct registry_sqlite *s);
+
 /* rsdb_error: record an SQLite failure with what we were doing; returns
  * the mapped status (BUSY past the busy timeout -> SO_ERR_UNAVAILABLE). */
 int rsdb_error(struct registry_sqlite *s, int rc, const char *what);

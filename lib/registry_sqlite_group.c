@@ -27,6 +27,16 @@ struct rsg_job {
 };
 
 struct rsg_group {
+  /* The one connection every batch runs on, whichever thread leads. When
+   * leaders ran batches on their own handles, the leader changed all the
+   * time and each BEGIN found that another connection had committed since
+   * its last transaction, so it dropped and reloaded its page cache; one
+   * writer keeps its cache from commit to commit (only other processes'
+   * commits invalidate it) and its statements stay prepared. Measured:
+   * claims/s from 8 threads of one process (bench/run row 5) ~4,700 ->
+   * ~14,300 on the 2-core dev machine. The handles' own connections still
+   * serve reads. Only the leader of the moment uses it (`leading`). */
+  struct registry_sqlite writer;
   pid_t pid;
   dev_t dev; /* the database file: two spellings of a path are one group */
   ino_t ino;
@@ -62,6 +72,27 @@ static void atfork_install(void)
   pthread_atfork(groups_lock, groups_unlock, groups_unlock);
 }
 
+/* writer_open: the group's writer connection on `path`, set up as every
+ * handle's is; it must be the file that `sb` describes (the caller just
+ * opened it), else the group would commit to another database. */
+static int writer_open(struct rsg_group *g, const char *path,
+                       const struct stat *sb, char *err, size_t errlen)
+{
+  int rc = registry_sqlite_setup(path, 0, &g->writer.busy, &g->writer.db, err,
+                                 errlen);
+  if (rc)
+    return rc;
+  struct stat now;
+  if (stat(path, &now) != 0 || now.st_dev != sb->st_dev ||
+      now.st_ino != sb->st_ino) {
+    snprintf(err, errlen, "registry sqlite: %s was replaced while opening",
+             path);
+    rsdb_close(&g->writer);
+    return SO_ERR_IO;
+  }
+  return SO_OK;
+}
+
 int rsg_acquire(const char *path, struct rsg_group **out, char *err,
                 size_t errlen)
 {
@@ -91,6 +122,16 @@ int rsg_acquire(const char *path, struct rsg_group **out, char *err,
       groups_unlock();
       snprintf(err, errlen, "registry sqlite: out of memory");
       return SO_ERR_NOMEM;
+    }
+    /* Opened under groups_mu so that a second handle of the same file
+     * never finds a group without its writer; opening happens once per
+     * group, not per step. The caller's busy timeout is only a default:
+     * each leader's own applies while it leads (see rsg_run). */
+    int rc = writer_open(g, path, &sb, err, errlen);
+    if (rc) {
+      groups_unlock();
+      free(g);
+      return rc;
     }
     g->pid = pid;
     g->dev = sb.st_dev;
@@ -125,6 +166,7 @@ void rsg_release(struct rsg_group *g)
     return;
   /* No job can be queued: every handle of the group is closed, and a
    * handle is only closed by its own thread, never while inside rsg_run. */
+  rsdb_close(&g->writer);
   pthread_cond_destroy(&g->cv);
   pthread_mutex_destroy(&g->mu);
   free(g);
@@ -169,9 +211,9 @@ static int run_job(struct registry_sqlite *exec, struct rsg_job *job)
   return rsdb_savepoint_end(exec, st);
 }
 
-/* run_batch: BEGIN IMMEDIATE on the leader's own connection, each job in
- * turn, one COMMIT. The leader waits for the write lock (other processes)
- * with its own busy handler; a timeout there fails the batch as
+/* run_batch: BEGIN IMMEDIATE on the group's writer, each job in turn, one
+ * COMMIT. The leader waits for the write lock (other processes) with its
+ * own busy timeout; a timeout there fails the batch as
  * SO_ERR_UNAVAILABLE, which every caller already treats as "try later". */
 static void run_batch(struct registry_sqlite *exec, struct rsg_job **jobs,
                       size_t n)
@@ -237,7 +279,10 @@ int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
     struct rsg_job *batch[RSG_MAX_BATCH];
     size_t n = take_batch(g, &job, batch);
     pthread_mutex_unlock(&g->mu);
-    run_batch(self, batch, n);
+    /* The leader's busy timeout governs the wait for the write lock, as
+     * when batches ran on the leader's own connection. */
+    g->writer.busy.timeout_ms = self->busy.timeout_ms;
+    run_batch(&g->writer, batch, n);
     pthread_mutex_lock(&g->mu);
     for (size_t i = 0; i < n; i++)
       batch[i]->done = true;

@@ -6,8 +6,8 @@
  * turns on that lock, one fsync per registry step. Handles of one process
  * on one database file now share a group: each write step becomes a job,
  * and whichever caller finds no leader active runs every queued job in
- * ONE transaction on its own connection, one SAVEPOINT per job, and
- * commits once. Every caller still returns only after its own job's
+ * ONE transaction on the group's own writer connection, one SAVEPOINT per
+ * job, and commits once. Every caller still returns only after its own job's
  * transaction committed, so the durability of each step is unchanged.
  *
  * A group is keyed by (pid, database file): a handle never shares a
@@ -20,25 +20,26 @@
 
 struct rsg_group;
 
-/* One write step: `fn` runs the step's statements on `exec` (the leader's
- * handle, already inside a transaction and a savepoint of its own) and
+/* One write step: `fn` runs the step's statements on `exec` (the group's
+ * writer, already inside a transaction and a savepoint of its own) and
  * returns SO_OK or a status with exec's errmsg filled. It must not begin
  * or end transactions, and must read the registry clock itself. */
 typedef int (*rsg_job_fn)(struct registry_sqlite *exec, void *arg);
 
 /* rsg_acquire: the group of this process for the (existing) database file
- * at `path`, created on first use (refcounted). rsg_release drops one
- * reference; the last frees it. */
+ * at `path`, created on first use (refcounted) with its writer connection
+ * opened on `path`. rsg_release drops one reference; the last closes the
+ * writer and frees the group. */
 int rsg_acquire(const char *path, struct rsg_group **out, char *err,
                 size_t errlen) SO_MUST_CHECK;
 void rsg_release(struct rsg_group *g);
 
 /* rsg_run: run fn(exec, arg) as one job of a group commit and wait until
  * its transaction committed (or failed). `self` is the caller's handle: it
- * leads on its own connection when no other thread does, and on failure
- * its errmsg gets the job's detail. Returns the job's status; a failed
- * COMMIT, or a transaction SQLite rolled back whole, fails every job of
- * that group with the same status. */
+ * leads (on the group's writer, with self's busy timeout) when no other
+ * thread does, and on failure its errmsg gets the job's detail. Returns the
+ * job's status; a failed COMMIT, or a transaction SQLite rolled back whole,
+ * fails every job of that group with the same status. */
 int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
             void *arg);
 
