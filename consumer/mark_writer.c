@@ -53,9 +53,8 @@ struct mark_writer {
   /* ---- the writer thread's own (and mark_writer_end's, once idle) ---- */
   struct recipients_item *staged; /* read, not yet marked INFLIGHT */
   size_t n_staged;
-  bool *needs;
-  const char **ids;
-  struct registry_mark *call; /* one registry_mark call's marks */
+  bool *needs;                /* the call's pending answers */
+  struct registry_mark *call; /* one registry_mark_pending call's marks */
   size_t cap_batch;           /* the batch size the buffers are for */
 };
 
@@ -73,7 +72,7 @@ struct pass {
   char reason[MARK_WRITER_REASON_MAX];
   size_t read_n; /* items read this pass */
   bool eof;
-  int rc; /* the mark (or pending) write's status */
+  int rc; /* the mark write's status */
   struct mark_writer_batch batches[MARK_WRITER_PREPARED];
   size_t n_batches;
   int64_t line_rejected; /* bad lines marked REJECTED */
@@ -222,50 +221,38 @@ static void run_pass(struct mark_writer *mw, struct pass *p)
   size_t nc = 0;
   for (size_t i = 0; i < p->k; i++)
     mw->call[nc++] = mw->out[i];
-  bool staged = false;
+  size_t first = nc; /* the staged items' marks start here */
   if (p->slots) {
     if (!mw->n_staged)
       read_staged(mw, p);
-    if (mw->n_staged) {
-      for (size_t i = 0; i < mw->n_staged; i++)
-        mw->ids[i] = mw->staged[i].r.id;
-      if (lease_lost(j->le)) {
-        p->lost = true;
-        return;
-      }
-      p->rc = check(mw, p,
-                    registry_pending(reg, j->campaign_id, j->fence, mw->ids,
-                                     mw->n_staged, mw->needs),
-                    "pending");
-      if (p->rc != SO_OK)
-        return;
-      for (size_t i = 0; i < mw->n_staged; i++) {
-        const struct recipients_item *it = &mw->staged[i];
-        if (!mw->needs[i])
-          continue;
-        mw->call[nc++] = (struct registry_mark){
-            .recipient_id = it->r.id,
-            .state = it->rejected ? DELIVERY_REJECTED : DELIVERY_INFLIGHT,
-            .error = it->rejected ? it->reason : NULL,
-        };
-      }
-      staged = true;
+    for (size_t i = 0; i < mw->n_staged; i++) {
+      const struct recipients_item *it = &mw->staged[i];
+      mw->call[nc++] = (struct registry_mark){
+          .recipient_id = it->r.id,
+          .state = it->rejected ? DELIVERY_REJECTED : DELIVERY_INFLIGHT,
+          .error = it->rejected ? it->reason : NULL,
+      };
     }
   }
-  if (nc) {
-    if (lease_lost(j->le)) {
-      p->lost = true;
-      return;
-    }
-    /* Outcomes and the next batch's INFLIGHT marks: one transaction. */
-    p->rc =
-        check(mw, p, registry_mark(reg, j->campaign_id, j->fence, mw->call, nc),
-              "mark");
-    if (p->rc != SO_OK)
-      return;
+  if (!nc)
+    return;
+  if (lease_lost(j->le)) {
+    p->lost = true;
+    return;
   }
-  if (staged)
+  /* Outcomes and the next batch's marks: one fenced transaction, which
+   * also says which staged recipients were still pending (only those are
+   * now INFLIGHT, or REJECTED by this call, and only those are sent). */
+  p->rc = check(mw, p,
+                registry_mark_pending(reg, j->campaign_id, j->fence, mw->call,
+                                      nc, mw->needs),
+                "mark");
+  if (p->rc != SO_OK)
+    return;
+  if (nc > first) {
+    memmove(mw->needs, mw->needs + first, (nc - first) * sizeof(*mw->needs));
     take_batches(mw, p);
+  }
 }
 
 /* apply: the pass's results, under the lock. */
@@ -475,7 +462,6 @@ void mark_writer_stop(struct mark_writer *mw)
   registry_close(mw->reg);
   free(mw->staged);
   free(mw->needs);
-  free(mw->ids);
   free(mw->call);
   free(mw->out);
   pthread_cond_destroy(&mw->work);
@@ -492,19 +478,17 @@ static int ensure_buffers(struct mark_writer *mw, size_t batch)
   size_t window = MARK_WRITER_WINDOW_BATCHES * batch;
   free(mw->staged);
   free(mw->needs);
-  free(mw->ids);
   free(mw->call);
   free(mw->out);
   size_t ahead = MARK_WRITER_PREPARED * batch;
   mw->staged = calloc(ahead, sizeof(*mw->staged));
-  mw->needs = calloc(ahead, sizeof(*mw->needs));
-  mw->ids = calloc(ahead, sizeof(*mw->ids));
+  mw->needs = calloc(window + ahead, sizeof(*mw->needs));
   /* out holds the window plus slack; a call writes at most a window of
    * outcomes and the INFLIGHT marks of every prepared slot. */
   mw->out_cap = window + batch;
   mw->out = calloc(mw->out_cap, sizeof(*mw->out));
   mw->call = calloc(window + ahead, sizeof(*mw->call));
-  if (!mw->staged || !mw->needs || !mw->ids || !mw->out || !mw->call) {
+  if (!mw->staged || !mw->needs || !mw->out || !mw->call) {
     mw->cap_batch = 0;
     return SO_ERR_NOMEM;
   }

@@ -6,13 +6,14 @@
  * with its own registry handle opened lazily (a handle is not thread-safe).
  * While a campaign is bound to it (mark_writer_begin .. mark_writer_end) it
  *  - prepares the next batches ahead of the sending thread: reads
- *    mark_batch_size recipients, asks registry_pending which still need a
- *    send, and marks them INFLIGHT (bad lines REJECTED); a batch is handed
- *    out (mark_writer_take) only once that mark is committed. At most
+ *    mark_batch_size recipients and, in one registry_mark_pending step,
+ *    marks those still pending INFLIGHT (bad lines REJECTED) and learns
+ *    which they were; a batch (of those only) is handed out
+ *    (mark_writer_take) only once that step is committed. At most
  *    MARK_WRITER_PREPARED batches wait;
  *  - writes the outcomes the sending thread queues (mark_writer_put), all
- *    that are queued in one registry_mark call (at most the window), in the
- *    same transaction as the next batch's INFLIGHT marks when there is one;
+ *    that are queued (at most the window), in that same step when the next
+ *    batches are prepared, else in one of their own;
  *  - checks the operator's pause/cancel about once a second.
  * Every write is fenced; the lease flag is checked before each one, and a
  * stale fence sets it (lease_set_lost) so every path stops at once. A write
