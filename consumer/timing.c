@@ -11,7 +11,8 @@ struct slot {
 struct timing {
   struct slot *slots;
   size_t mask;
-  size_t used; /* live + deleted */
+  size_t used;      /* live + deleted */
+  size_t max_slots; /* the table grows up to this size, never beyond */
 };
 
 static uint64_t hash_id(const char *id)
@@ -24,14 +25,22 @@ static uint64_t hash_id(const char *id)
   return h < 2 ? h + 2 : h; /* 0 and 1 are markers */
 }
 
+/* The table starts this small and doubles as recipients pile up: a
+ * campaign of one recipient (one timing table per campaign) then clears
+ * 256 bytes instead of the 32 KiB a full-size table of a 500-recipient
+ * batch costs, which was most of the consumer's calloc time. */
+#define TIMING_MIN_SLOTS 16
+
 struct timing *timing_new(size_t cap)
 {
-  size_t n = 16;
+  size_t n = TIMING_MIN_SLOTS;
   while (n < cap * 2)
     n *= 2;
   struct timing *t = calloc(1, sizeof(*t));
   if (!t)
     return NULL;
+  t->max_slots = n;
+  n = TIMING_MIN_SLOTS;
   t->slots = calloc(n, sizeof(*t->slots));
   if (!t->slots) {
     free(t);
@@ -49,17 +58,26 @@ void timing_free(struct timing *t)
   free(t);
 }
 
-/* rebuild: drop the tombstones once they crowd the table. */
+/* rebuild: drop the tombstones once they crowd the table, and double it
+ * while it is below its full size and the live entries alone fill half
+ * of it (out of memory: the table stays as it is). */
 static void rebuild(struct timing *t)
 {
-  size_t n = t->mask + 1;
+  size_t old_n = t->mask + 1;
+  size_t live = 0;
+  for (size_t i = 0; i < old_n; i++)
+    live += t->slots[i].key >= 2;
+  size_t n = old_n;
+  if (n < t->max_slots && live * 2 >= n)
+    n *= 2;
   struct slot *old = t->slots;
   struct slot *fresh = calloc(n, sizeof(*fresh));
   if (!fresh)
     return;
   t->slots = fresh;
+  t->mask = n - 1;
   t->used = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < old_n; i++) {
     if (old[i].key < 2)
       continue;
     size_t j = old[i].key & t->mask;

@@ -2,9 +2,10 @@
  * the time to its outcome (queueing, transfer and retries: the provider's
  * latency as a campaign sees it) can go into the stats histogram.
  *
- * A fixed-size open-addressing table keyed by a 64-bit hash of the
- * recipient id: a few bytes per recipient in flight, never per recipient
- * of the campaign. When full, new entries are simply not timed.
+ * An open-addressing table keyed by a 64-bit hash of the recipient id,
+ * starting small and growing up to a size fixed at creation: a few bytes
+ * per recipient in flight, never per recipient of the campaign. When
+ * full, new entries are simply not timed.
  */
 #ifndef SENDONCE_CONSUMER_TIMING_H
 #define SENDONCE_CONSUMER_TIMING_H

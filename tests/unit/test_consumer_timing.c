@@ -62,6 +62,41 @@ static void test_churn_and_full(void **state)
   timing_free(NULL);
 }
 
+/* The table starts small and grows: a full batch in flight (the size the
+ * consumer asks for) is timed whole, and so is the next one. */
+static void test_grows_to_capacity(void **state)
+{
+  (void)state;
+  struct timing *t = timing_new(500);
+  char id[32];
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 500; i++) {
+      snprintf(id, sizeof(id), "g%d-%d", round, i);
+      timing_put(t, id, round * 10);
+    }
+    for (int i = 0; i < 500; i++) {
+      int64_t ms = 0;
+      snprintf(id, sizeof(id), "g%d-%d", round, i);
+      assert_true(timing_take(t, id, round * 10 + 7, &ms));
+      assert_int_equal(ms, 7);
+    }
+  }
+  /* Its full size is 1,024 slots, at most three quarters of them live:
+   * past that, entries go untimed. */
+  int timed = 0;
+  for (int i = 0; i < 4000; i++) {
+    snprintf(id, sizeof(id), "y%d", i);
+    timing_put(t, id, 0);
+  }
+  for (int i = 0; i < 4000; i++) {
+    int64_t ms;
+    snprintf(id, sizeof(id), "y%d", i);
+    timed += timing_take(t, id, 1, &ms);
+  }
+  assert_true(timed >= 700 && timed <= 768);
+  timing_free(t);
+}
+
 static void test_histograms(void **state)
 {
   (void)state;
@@ -88,6 +123,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_put_take),
       cmocka_unit_test(test_churn_and_full),
+      cmocka_unit_test(test_grows_to_capacity),
       cmocka_unit_test(test_histograms),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
