@@ -345,17 +345,19 @@ static int claim_job(struct registry_sqlite *x, void *arg)
   rsdb_bind_text(st, 2, a->owner);
   sqlite3_bind_int64(st, 3, a->ttl_ms);
   sqlite3_bind_int64(st, 9, out->registry_now_ms);
-  bool row = false;
-  rc = rsdb_step(x, st, &row, "claiming");
-  if (!rc && !row)
+  /* No RETURNING (an ephemeral table per claim: ~20,000 instructions):
+   * the write lock has been held since claim_read, so the new fence is the
+   * one read plus one, and the lease is the bound time plus the TTL. */
+  int changes = 0;
+  rc = rsdb_exec(x, st, &changes, "claiming");
+  if (!rc && changes != 1)
     rc = registry_set_error(&x->base, SO_ERR_INTERNAL,
                             "registry: claim of '%s' updated no row", a->id);
   if (!rc) {
     out->kind = REGISTRY_CLAIM_CLAIMED;
     out->state = CAMPAIGN_PROCESSING;
-    out->fence = sqlite3_column_int64(st, 0);
-    out->lease_until_ms = sqlite3_column_int64(st, 1);
-    rc = rsdb_exec(x, st, NULL, "claiming"); /* finish RETURNING */
+    out->fence += 1;
+    out->lease_until_ms = out->registry_now_ms + a->ttl_ms;
   }
   return rc;
 }
@@ -428,9 +430,11 @@ static int sqlite_pending(struct registry *r, const char *id, int64_t fence,
   return rsdb_end(s, rc);
 }
 
+/* mark_one: one mark; *changed (if not NULL) says whether it wrote the
+ * row, that is whether the recipient was pending (absent or INFLIGHT). */
 static int mark_one(struct registry_sqlite *s, const char *id, int64_t now,
                     const struct registry_mark *m, int64_t *sent,
-                    int64_t *rejected)
+                    int64_t *rejected, bool *changed)
 {
   int rc;
   bool final = m->state != DELIVERY_INFLIGHT;
@@ -447,6 +451,8 @@ static int mark_one(struct registry_sqlite *s, const char *id, int64_t now,
   }
   int changes = 0;
   rc = rsdb_exec(s, st, &changes, "marking a delivery");
+  if (changed)
+    *changed = changes == 1;
   /* Counted only when this statement moved the row into SENT/REJECTED:
    * a repeated mark changes nothing and counts nothing. */
   if (!rc && final && changes == 1) {
@@ -463,6 +469,7 @@ struct mark_step {
   int64_t fence;
   const struct registry_mark *marks;
   size_t n;
+  bool *changed; /* NULL, or per mark: mark_one's *changed */
 };
 
 static int mark_job(struct registry_sqlite *x, void *arg)
@@ -472,7 +479,8 @@ static int mark_job(struct registry_sqlite *x, void *arg)
   int rc = fence_check(x, a->id, a->fence, &now);
   int64_t sent = 0, rejected = 0;
   for (size_t i = 0; !rc && i < a->n; i++)
-    rc = mark_one(x, a->id, now, &a->marks[i], &sent, &rejected);
+    rc = mark_one(x, a->id, now, &a->marks[i], &sent, &rejected,
+                  a->changed ? &a->changed[i] : NULL);
   if (rc || sent + rejected == 0)
     return rc;
   sqlite3_stmt *st = rsdb_stmt(x, ST_BUMP, &rc);
@@ -488,53 +496,47 @@ static int mark_job(struct registry_sqlite *x, void *arg)
 static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
                        const struct registry_mark *marks, size_t n)
 {
-  struct mark_step a = {id, fence, marks, n};
+  struct mark_step a = {id, fence, marks, n, NULL};
   return write_step(to_sqlite(r), mark_job, &a);
 }
 
-/* mark_pending: every mark's prior state read first (so a repeated id
- * gets one answer), then the marks that can change something written as
- * mark_job writes them (its fence check repeats ours in the same
- * transaction: one index lookup). */
-struct mark_pending_step {
-  struct mark_step m;
-  bool *pending;
-  struct registry_mark *todo; /* the marks to write */
+/* mark_pending: the marks written as mark_job writes them, each telling
+ * whether it wrote its row: no read more than registry_mark, and nothing
+ * more under the write lock. The first mark of an id writes its row iff
+ * the recipient was pending before the call (a final row is never
+ * written); a later one of the same id may find it made final by this
+ * call, so every mark of an id takes the answer of its first. */
+struct mark_pos {
+  const char *id;
+  size_t i;
 };
 
-static int mark_pending_job(struct registry_sqlite *x, void *arg)
+static int by_id_then_position(const void *pa, const void *pb)
 {
-  struct mark_pending_step *a = arg;
-  int64_t now = 0;
-  int rc = fence_check(x, a->m.id, a->m.fence, &now);
-  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_DELIVERY_STATE, &rc);
-  struct mark_step w = {a->m.id, a->m.fence, a->todo, 0};
-  for (size_t i = 0; st && !rc && i < a->m.n; i++) {
-    sqlite3_reset(st);
-    rsdb_bind_text(st, 1, a->m.id);
-    rsdb_bind_text(st, 2, a->m.marks[i].recipient_id);
-    bool row = false;
-    rc = rsdb_step(x, st, &row, "reading deliveries");
-    const char *state = row ? (const char *)sqlite3_column_text(st, 0) : NULL;
-    a->pending[i] = !state || strcmp(state, "INFLIGHT") == 0;
-    if (a->pending[i]) /* a final recipient is never written again */
-      a->todo[w.n++] = a->m.marks[i];
-  }
-  if (st)
-    sqlite3_reset(st);
-  return rc ? rc : mark_job(x, &w);
+  const struct mark_pos *a = pa, *b = pb;
+  int c = strcmp(a->id, b->id);
+  return c ? c : (a->i > b->i) - (a->i < b->i);
 }
 
 static int sqlite_mark_pending(struct registry *r, const char *id,
                                int64_t fence, const struct registry_mark *marks,
                                size_t n, bool *pending)
 {
-  struct mark_pending_step a = {{id, fence, marks, n}, pending, NULL};
-  a.todo = malloc((n ? n : 1) * sizeof(*a.todo));
-  if (!a.todo)
+  struct mark_pos *order = malloc((n ? n : 1) * sizeof(*order));
+  if (!order)
     return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
-  int rc = write_step(to_sqlite(r), mark_pending_job, &a);
-  free(a.todo);
+  struct mark_step a = {id, fence, marks, n, pending};
+  int rc = write_step(to_sqlite(r), mark_job, &a);
+  if (rc == SO_OK && n > 1) {
+    for (size_t i = 0; i < n; i++)
+      order[i] = (struct mark_pos){marks[i].recipient_id, i};
+    qsort(order, n, sizeof(*order), by_id_then_position);
+    for (size_t i = 1; i < n; i++) {
+      if (strcmp(order[i].id, order[i - 1].id) == 0)
+        pending[order[i].i] = pending[order[i - 1].i];
+    }
+  }
+  free(order);
   return rc;
 }
 
