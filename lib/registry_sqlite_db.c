@@ -46,7 +46,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         "UPDATE campaigns SET state = 'PROCESSING', owner = ?2,"
         " fence = fence + 1, lease_until = ?9 + ?3, progress_at = ?9,"
         " updated_at = ?9, publish_owner = NULL, publish_until = 0"
-        " WHERE campaign_id = ?1 RETURNING fence, lease_until",
+        " WHERE campaign_id = ?1",
     [ST_CLAIM_INFO] = "SELECT state, fence, lease_until, paused, " NOW
                       " FROM campaigns WHERE campaign_id = ?1",
     [ST_FENCE_INFO] = "SELECT state, fence, lease_until > " NOW ", paused, " NOW
