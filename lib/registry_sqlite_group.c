@@ -211,6 +211,33 @@ static int run_job(struct registry_sqlite *exec, struct rsg_job *job)
   return rsdb_savepoint_end(exec, st);
 }
 
+/* run_alone: a batch of one job needs no savepoint (~4,000 instructions
+ * for SAVEPOINT and RELEASE): when the job fails, rolling back the whole
+ * transaction undoes exactly its writes, and the caller gets the job's
+ * own status, as from a batch. */
+static void run_alone(struct registry_sqlite *exec, struct rsg_job *job)
+{
+  int rc = rsdb_begin(exec, true);
+  if (rc) {
+    job_fail(job, rc, exec->base.errmsg);
+    return;
+  }
+  int st = job->fn(exec, job->arg);
+  if (st) {
+    job_fail(job, st, exec->base.errmsg);
+    (void)rsdb_end(exec, st); /* rolls back if SQLite has not already */
+    return;
+  }
+  /* SQLite may have rolled back the whole transaction under a statement
+   * whose failure the job did not report as such. */
+  if (sqlite3_get_autocommit(exec->db))
+    rc = rsdb_error(exec, SQLITE_ABORT, "transaction lost");
+  else
+    rc = rsdb_end(exec, SO_OK);
+  if (rc)
+    job_fail(job, rc, exec->base.errmsg);
+}
+
 /* run_batch: BEGIN IMMEDIATE on the group's writer, each job in turn, one
  * COMMIT. The leader waits for the write lock (other processes) with its
  * own busy timeout; a timeout there fails the batch as
@@ -218,6 +245,10 @@ static int run_job(struct registry_sqlite *exec, struct rsg_job *job)
 static void run_batch(struct registry_sqlite *exec, struct rsg_job **jobs,
                       size_t n)
 {
+  if (n == 1) {
+    run_alone(exec, jobs[0]);
+    return;
+  }
   int rc = rsdb_begin(exec, true);
   for (size_t i = 0; !rc && i < n; i++)
     rc = run_job(exec, jobs[i]);
