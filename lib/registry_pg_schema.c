@@ -205,12 +205,14 @@ const char *const registry_pg_sql[S_COUNT] = {
     [S_MARK] = MARK_WITH "SELECT 1 FROM lock",
     /* S_MARK that also says which recipients were pending before it:
      * exactly those its upserts wrote (absent, or INFLIGHT and so
-     * updated; a final row fails the upsert's WHERE). One row per mark
-     * position whose id is among them, or one NULL row if none; no row
-     * at all with a stale fence. */
+     * updated; a final row fails the upsert's WHERE; ch has each id at
+     * most once). A NULL row for the fence verdict, then one per mark
+     * position whose id is among them; no row at all with a stale
+     * fence. */
     [S_MARK_PENDING] = MARK_WITH
-    "SELECT u.ord FROM lock LEFT JOIN u "
-    " ON u.id IN (SELECT ch.id FROM ch)",
+    "SELECT NULL::bigint FROM lock UNION ALL "
+    "SELECT x.ord FROM unnest($3::text[]) WITH ORDINALITY AS x(id, ord) "
+    "JOIN ch ON ch.id = x.id",
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
