@@ -429,6 +429,23 @@ static int pg_renew(struct registry *base, const char *id, int64_t fence,
                 NULL);
 }
 
+/* flag_positions: flags[0..n) = !value, then flags[pos - 1] = value for
+ * each 1-based position in column `col` of res (NULL rows skipped): how
+ * the statements that answer per recipient say which ones. */
+static void flag_positions(const PGresult *res, int col, bool *flags, size_t n,
+                           bool value)
+{
+  for (size_t i = 0; i < n; i++)
+    flags[i] = !value;
+  for (int row = 0; row < PQntuples(res); row++) {
+    if (PQgetisnull(res, row, col))
+      continue;
+    int64_t pos = pg_get_i64(res, row, col);
+    if (pos >= 1 && (size_t)pos <= n)
+      flags[pos - 1] = value;
+  }
+}
+
 static int pg_pending(struct registry *base, const char *id, int64_t fence,
                       const char *const *recipient_ids, size_t n,
                       bool *needs_send)
@@ -459,15 +476,7 @@ static int pg_pending(struct registry *base, const char *id, int64_t fence,
       return rc;
     return stale(r, "reading pending recipients", id, fence, &pk);
   }
-  for (size_t i = 0; i < n; i++)
-    needs_send[i] = true;
-  for (int row = 0; row < PQntuples(res); row++) {
-    if (PQgetisnull(res, row, 1))
-      continue;
-    int64_t pos = pg_get_i64(res, row, 1);
-    if (pos >= 1 && (size_t)pos <= n)
-      needs_send[pos - 1] = false;
-  }
+  flag_positions(res, 1, needs_send, n, false);
   PQclear(res);
   return SO_OK;
 }
@@ -556,15 +565,7 @@ static int pg_mark_pending(struct registry *base, const char *id, int64_t fence,
   int rc = mark_run(base, S_MARK_PENDING, id, fence, marks, n, &res);
   if (rc)
     return rc;
-  for (size_t i = 0; i < n; i++)
-    pending[i] = false;
-  for (int row = 0; row < PQntuples(res); row++) {
-    if (PQgetisnull(res, row, 0))
-      continue;
-    int64_t pos = pg_get_i64(res, row, 0);
-    if (pos >= 1 && (size_t)pos <= n)
-      pending[pos - 1] = true;
-  }
+  flag_positions(res, 0, pending, n, true);
   PQclear(res);
   return SO_OK;
 }

@@ -33,6 +33,7 @@
 #include "registry_backend.h"
 #include "registry_sqlite_db.h"
 #include "registry_sqlite_group.h"
+#include "registry_sqlite_operator.h"
 #include "registry_sqlite_schema.h"
 
 static const char *const delivery_state_names[] = {"INFLIGHT", "SENT",
@@ -616,76 +617,6 @@ static int sqlite_fail(struct registry *r, const char *id, int64_t fence,
                        "failing");
 }
 
-/* operator_update: mark_dead, pause, resume, cancel, replay: one UPDATE
- * guarded by the allowed states; when it changes nothing, say why. */
-struct operator_step {
-  enum stmt_id which;
-  const char *id;
-  const char *arg_s;
-  int arg_i;
-  const char *what;
-};
-
-static int operator_job(struct registry_sqlite *x, void *arg)
-{
-  const struct operator_step *a = arg;
-  int rc;
-  sqlite3_stmt *st = rsdb_stmt(x, a->which, &rc);
-  if (!st)
-    return rc;
-  rsdb_bind_text(st, 1, a->id);
-  if (a->arg_s)
-    rsdb_bind_text(st, 2, a->arg_s);
-  else if (a->which == ST_PAUSE)
-    sqlite3_bind_int(st, 2, a->arg_i);
-  int changes = 0;
-  rc = rsdb_exec(x, st, &changes, a->what);
-  enum campaign_state state = CAMPAIGN_SCHEDULED;
-  if (!rc && changes == 0)
-    rc = rsdb_state_of(x, a->id, &state);
-  if (!rc && changes == 0 &&
-      !(a->which == ST_MARK_DEAD && state == CAMPAIGN_DEAD))
-    rc = registry_set_error(&x->base, SO_ERR_CONFLICT,
-                            "registry: %s: campaign '%s' is %s", a->what, a->id,
-                            campaign_state_name(state));
-  return rc;
-}
-
-static int operator_update(struct registry_sqlite *s, enum stmt_id which,
-                           const char *id, const char *arg_s, int arg_i,
-                           const char *what)
-{
-  struct operator_step a = {which, id, arg_s, arg_i, what};
-  return write_step(s, operator_job, &a);
-}
-
-static int sqlite_mark_dead(struct registry *r, const char *id,
-                            const char *reason)
-{
-  return operator_update(to_sqlite(r), ST_MARK_DEAD, id, reason, 0,
-                         "marking dead");
-}
-
-static int sqlite_pause(struct registry *r, const char *id)
-{
-  return operator_update(to_sqlite(r), ST_PAUSE, id, NULL, 1, "pausing");
-}
-
-static int sqlite_resume(struct registry *r, const char *id)
-{
-  return operator_update(to_sqlite(r), ST_PAUSE, id, NULL, 0, "resuming");
-}
-
-static int sqlite_cancel(struct registry *r, const char *id)
-{
-  return operator_update(to_sqlite(r), ST_CANCEL, id, NULL, 0, "cancelling");
-}
-
-static int sqlite_replay(struct registry *r, const char *id)
-{
-  return operator_update(to_sqlite(r), ST_REPLAY, id, NULL, 0, "replaying");
-}
-
 static int sqlite_control(struct registry *r, const char *id, int64_t fence,
                           enum registry_control *out)
 {
@@ -745,51 +676,6 @@ static int sqlite_list_overdue(struct registry *r, int64_t grace_ms,
   return list_by_ms(r, ST_LIST_OVERDUE, grace_ms, limit, out, n);
 }
 
-struct republish_step {
-  const char *id;
-  enum campaign_state expected_state;
-  int64_t expected_fence;
-  int64_t grace_ms;
-  int64_t backoff_ms;
-  int max_republishes;
-  int changes;
-};
-
-static int republish_job(struct registry_sqlite *x, void *arg)
-{
-  struct republish_step *a = arg;
-  int rc;
-  sqlite3_stmt *st = rsdb_stmt(x, ST_REPUBLISH, &rc);
-  if (!st)
-    return rc;
-  rsdb_bind_text(st, 1, a->id);
-  rsdb_bind_text(st, 2, campaign_state_name(a->expected_state));
-  sqlite3_bind_int64(st, 3, a->expected_fence);
-  sqlite3_bind_int64(st, 4, a->grace_ms);
-  sqlite3_bind_int64(st, 5, a->backoff_ms);
-  sqlite3_bind_int(st, 6, a->max_republishes);
-  rc = rsdb_exec(x, st, &a->changes, "recording a republish");
-  enum campaign_state state;
-  if (!rc && a->changes == 0)
-    rc = rsdb_state_of(x, a->id, &state);
-  return rc;
-}
-
-static int sqlite_record_republish(struct registry *r, const char *id,
-                                   enum campaign_state expected_state,
-                                   int64_t expected_fence, int64_t grace_ms,
-                                   int64_t backoff_ms, int max_republishes,
-                                   bool *won)
-{
-  struct republish_step a = {id,       expected_state, expected_fence,
-                             grace_ms, backoff_ms,     max_republishes,
-                             0};
-  int rc = write_step(to_sqlite(r), republish_job, &a);
-  if (!rc)
-    *won = a.changes == 1;
-  return rc;
-}
-
 static const struct registry_ops sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -809,16 +695,16 @@ static const struct registry_ops sqlite_ops = {
     .mark_pending = sqlite_mark_pending,
     .release = sqlite_release,
     .fail = sqlite_fail,
-    .mark_dead = sqlite_mark_dead,
-    .pause = sqlite_pause,
-    .resume = sqlite_resume,
-    .cancel = sqlite_cancel,
+    .mark_dead = rsop_mark_dead,
+    .pause = rsop_pause,
+    .resume = rsop_resume,
+    .cancel = rsop_cancel,
     .control = sqlite_control,
-    .replay = sqlite_replay,
+    .replay = rsop_replay,
     .get = sqlite_get,
     .list = sqlite_list,
     .list_overdue = sqlite_list_overdue,
-    .record_republish = sqlite_record_republish,
+    .record_republish = rsop_record_republish,
 };
 
 int registry_sqlite_open(const struct registry_options *opt,
