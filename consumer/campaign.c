@@ -334,21 +334,21 @@ static void finish_done(struct run *r)
   struct consumer_stats *st = r->w->sh->stats;
   int64_t until = lease_deadline(r);
   int rc;
-  /* set_total + complete: one transaction where the backend can. */
+  /* set_total + complete: one transaction where the backend can. It
+   * answers the counters as DONE left them (earlier runs of a resumed
+   * campaign included), for the log line and the event. */
+  struct registry_counts counts = {r->sent, r->rejected};
   do
-    rc = regcheck(r, registry_finish(r->reg, r->id, r->fence, r->total),
-                  "finish");
+    rc =
+        regcheck(r, registry_finish(r->reg, r->id, r->fence, r->total, &counts),
+                 "finish");
   while (again(r, rc, until));
   if (rc != SO_OK)
     return; /* a stale fence is counted by finish() */
   r->settled = true;
   stats_add(&st->campaigns_done, 1);
-  struct registry_campaign c = {0};
-  if (registry_get(r->reg, r->id, &c) == SO_OK) {
-    r->sent = c.sent;
-    r->rejected = c.rejected;
-  }
-  registry_campaign_free(&c);
+  r->sent = counts.sent;
+  r->rejected = counts.rejected;
   log_info(
       "consumer: done campaign=%s fence=%lld total=%lld sent=%lld "
       "rejected=%lld",

@@ -410,17 +410,28 @@ int registry_complete(struct registry *r, const char *campaign_id,
 }
 
 int registry_finish(struct registry *r, const char *campaign_id, int64_t fence,
-                    int64_t total)
+                    int64_t total, struct registry_counts *counts)
 {
   CHECK(registry_begin_call(r));
+  struct registry_counts ignored;
+  if (!counts)
+    counts = &ignored;
   if (!r->ops->finish) {
     int rc = registry_set_total(r, campaign_id, fence, total);
-    return rc ? rc : registry_complete(r, campaign_id, fence);
+    if (!rc)
+      rc = registry_complete(r, campaign_id, fence);
+    struct registry_campaign c = {0};
+    if (!rc && counts != &ignored && !registry_get(r, campaign_id, &c)) {
+      counts->sent = c.sent;
+      counts->rejected = c.rejected;
+    }
+    registry_campaign_free(&c);
+    return rc;
   }
   CHECK(check_id_fence(r, campaign_id, fence));
   if (total < 0)
     return registry_set_error(r, SO_ERR_INVALID, "total must be >= 0");
-  return r->ops->finish(r, campaign_id, fence, total);
+  return r->ops->finish(r, campaign_id, fence, total, counts);
 }
 
 int registry_release(struct registry *r, const char *campaign_id, int64_t fence,

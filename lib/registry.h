@@ -282,11 +282,19 @@ int registry_set_total(struct registry *r, const char *campaign_id,
 int registry_complete(struct registry *r, const char *campaign_id,
                       int64_t fence) SO_MUST_CHECK;
 
+/* A campaign's outcome counters. */
+struct registry_counts {
+  int64_t sent;
+  int64_t rejected;
+};
+
 /* registry_finish: registry_set_total(total) then registry_complete, in
  * one transaction where the backend can (fenced: a stale fence writes
- * neither). */
+ * neither). *counts (if not NULL) gets the counters as DONE left them,
+ * for the caller's log line and event without another read. */
 int registry_finish(struct registry *r, const char *campaign_id, int64_t fence,
-                    int64_t total) SO_MUST_CHECK;
+                    int64_t total,
+                    struct registry_counts *counts) SO_MUST_CHECK;
 
 /* registry_release: PROCESSING -> PUBLISHED, lease and owner cleared,
  * fence and progress kept (fenced). With count_attempt, attempts + 1;

@@ -43,9 +43,9 @@ struct registry_ops {
                         const struct registry_new_campaign *c,
                         const char *owner, int64_t ttl_ms, bool *created,
                         struct registry_claim *out);
-  /* optional: set_total + complete in one transaction */
+  /* optional: set_total + complete in one transaction; counts not NULL */
   int (*finish)(struct registry *r, const char *id, int64_t fence,
-                int64_t total);
+                int64_t total, struct registry_counts *counts);
   /* optional: pending + mark in one transaction */
   int (*mark_pending)(struct registry *r, const char *id, int64_t fence,
                       const struct registry_mark *marks, size_t n,

@@ -590,13 +590,20 @@ static int pg_complete(struct registry *base, const char *id, int64_t fence)
 }
 
 static int pg_finish(struct registry *base, const char *id, int64_t fence,
-                     int64_t total)
+                     int64_t total, struct registry_counts *counts)
 {
   char f[24], t[24];
   fmt_i64(f, fence);
   fmt_i64(t, total);
   const char *p[] = {id, f, t};
-  return fenced(pg(base), S_FINISH, "finishing", 3, p, ONCE, NULL);
+  PGresult *res = NULL;
+  int rc = fenced(pg(base), S_FINISH, "finishing", 3, p, ONCE, &res);
+  if (rc)
+    return rc;
+  counts->sent = pg_get_i64(res, 0, 0);
+  counts->rejected = pg_get_i64(res, 0, 1);
+  PQclear(res);
+  return SO_OK;
 }
 
 static int pg_release(struct registry *base, const char *id, int64_t fence,

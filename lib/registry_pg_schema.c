@@ -220,7 +220,7 @@ const char *const registry_pg_sql[S_COUNT] = {
                    " FROM " NOW_T " WHERE " FENCED " RETURNING 1",
     [S_FINISH] =
         "UPDATE campaigns SET state = 'DONE', total = $3::bigint, " NO_LEASE
-        " FROM " NOW_T " WHERE " FENCED " RETURNING 1",
+        " FROM " NOW_T " WHERE " FENCED " RETURNING sent, rejected",
     [S_RELEASE] =
         "UPDATE campaigns SET state = 'PUBLISHED', " NO_LEASE
         ", attempts = attempts + CASE WHEN $3::boolean THEN 1 ELSE 0 END, "

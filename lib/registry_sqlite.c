@@ -557,21 +557,40 @@ static int sqlite_complete(struct registry *r, const char *id, int64_t fence)
 /* finish: set_total then complete in one job (each checks the fence; the
  * second check is in the same transaction, so it cannot fail where the
  * first passed, and costs one index lookup). */
+struct finish_step {
+  struct fenced_step steps[2];
+  struct registry_counts *counts;
+};
+
 static int finish_job(struct registry_sqlite *x, void *arg)
 {
-  struct fenced_step *a = arg;
-  int rc = fenced_job(x, &a[0]);
-  return rc ? rc : fenced_job(x, &a[1]);
+  struct finish_step *a = arg;
+  int rc = fenced_job(x, &a->steps[0]);
+  if (!rc)
+    rc = fenced_job(x, &a->steps[1]);
+  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_COUNTS, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->steps[0].id);
+  bool row = false;
+  rc = rsdb_step(x, st, &row, "reading the counters");
+  if (!rc && row) {
+    a->counts->sent = sqlite3_column_int64(st, 0);
+    a->counts->rejected = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_reset(st);
+  return rc;
 }
 
 static int sqlite_finish(struct registry *r, const char *id, int64_t fence,
-                         int64_t total)
+                         int64_t total, struct registry_counts *counts)
 {
-  struct fenced_step a[2] = {
-      {ST_SET_TOTAL, id, fence, &total, NULL, "setting the total"},
-      {ST_COMPLETE, id, fence, NULL, NULL, "completing"},
+  struct finish_step a = {
+      {{ST_SET_TOTAL, id, fence, &total, NULL, "setting the total"},
+       {ST_COMPLETE, id, fence, NULL, NULL, "completing"}},
+      counts,
   };
-  return write_step(to_sqlite(r), finish_job, a);
+  return write_step(to_sqlite(r), finish_job, &a);
 }
 
 struct release_step {

@@ -399,21 +399,30 @@ static void test_register_claim_and_finish(void **state)
   assert_int_equal(cl.fence, 1);
 
   /* A stale fence sets neither the total nor the state. */
-  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 2, 7));
+  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 2, 7, NULL));
   get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_PROCESSING);
   assert_int_equal(c.total, total_before);
   registry_campaign_free(&c);
-  REG_RC(r, SO_ERR_INVALID, registry_finish(r, id, 1, -1));
+  REG_RC(r, SO_ERR_INVALID, registry_finish(r, id, 1, -1, NULL));
 
-  REG_OK(r, registry_finish(r, id, 1, 7));
+  struct registry_mark outcomes[] = {
+      {.recipient_id = "r1", .state = DELIVERY_SENT},
+      {.recipient_id = "r2", .state = DELIVERY_SENT},
+      {.recipient_id = "r3", .state = DELIVERY_REJECTED, .error = "bad"},
+  };
+  REG_OK(r, registry_mark(r, id, 1, outcomes, 3));
+  struct registry_counts counts = {-1, -1};
+  REG_OK(r, registry_finish(r, id, 1, 7, &counts));
+  assert_int_equal(counts.sent, 2); /* as DONE left them */
+  assert_int_equal(counts.rejected, 1);
   get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_DONE);
   assert_int_equal(c.total, 7);
   assert_null(c.owner);
   assert_int_equal(c.lease_until_ms, 0);
   registry_campaign_free(&c);
-  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 1, 7));
+  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 1, 7, NULL));
   REG_OK(r, registry_register_claim(r, &nc, "worker-b", 10000, &created, &cl));
   assert_false(created);
   assert_int_equal(cl.kind, REGISTRY_CLAIM_DONE);
