@@ -120,20 +120,15 @@ struct consumer_metrics *consumer_metrics_start(const struct config *cfg,
   if (!cfg->metrics.enabled)
     return NULL;
   struct consumer_metrics *cm = calloc(1, sizeof(*cm));
-  char err[512] = "";
   if (!cm || !(cm->m = metrics_new()) ||
       consumer_metrics_register(cm->m, s) != SO_OK) {
     log_error("consumer: metrics: cannot set up the registry");
     goto fail;
   }
-  if (metrics_serve(cm->m, cfg->metrics.address, cfg->metrics.consumer_port,
-                    &cm->srv, err, sizeof(err)) != SO_OK) {
-    log_error("consumer: metrics: %s (running without /metrics)", err);
+  cm->srv = metrics_serve_or_log(cm->m, cfg->metrics.address,
+                                 cfg->metrics.consumer_port, "consumer");
+  if (!cm->srv)
     goto fail;
-  }
-  log_info("consumer: metrics on http://%s:%d/metrics",
-           cfg->metrics.address ? cfg->metrics.address : "127.0.0.1",
-           metrics_server_port(cm->srv));
   return cm;
 fail:
   consumer_metrics_stop(cm);

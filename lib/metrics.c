@@ -2,6 +2,8 @@
  * endpoint on libmicrohttpd. */
 #include "metrics.h"
 
+#include "log.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -675,6 +677,21 @@ int metrics_serve(struct metrics *m, const char *address, int port,
   }
   *out = s;
   return SO_OK;
+}
+
+struct metrics_server *metrics_serve_or_log(struct metrics *m,
+                                            const char *address, int port,
+                                            const char *who)
+{
+  struct metrics_server *srv = NULL;
+  char err[512] = "";
+  if (metrics_serve(m, address, port, &srv, err, sizeof(err)) != SO_OK) {
+    log_error("%s: %s (running without /metrics)", who, err);
+    return NULL;
+  }
+  log_info("%s: metrics on http://%s:%d/metrics", who,
+           address ? address : "127.0.0.1", metrics_server_port(srv));
+  return srv;
 }
 
 int metrics_server_port(const struct metrics_server *s)

@@ -126,6 +126,14 @@ int metrics_serve(struct metrics *m, const char *address, int port,
                   struct metrics_server **out, char *err,
                   size_t errlen) SO_MUST_CHECK;
 
+/* metrics_serve_or_log: metrics_serve() for a daemon, where metrics are an
+ * aid and not the job: logs "<who>: metrics on http://ADDR:PORT/metrics",
+ * or the error with "(running without /metrics)", and returns the server
+ * or NULL; the caller carries on either way. */
+struct metrics_server *metrics_serve_or_log(struct metrics *m,
+                                            const char *address, int port,
+                                            const char *who);
+
 /* metrics_server_port: the port the server listens on. */
 int metrics_server_port(const struct metrics_server *s);
 

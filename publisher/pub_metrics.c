@@ -64,19 +64,14 @@ struct pub_metrics *pub_metrics_start(const struct config *cfg)
   if (!cfg->metrics.enabled)
     return NULL;
   struct pub_metrics *pm = calloc(1, sizeof(*pm));
-  char err[256] = "";
   if (!pm || !(pm->m = metrics_new()) || register_all(pm) != SO_OK) {
     log_warn("publisher: metrics: cannot set up the registry (no memory)");
     goto fail;
   }
-  if (metrics_serve(pm->m, cfg->metrics.address, cfg->metrics.publisher_port,
-                    &pm->srv, err, sizeof(err)) != SO_OK) {
-    log_error("publisher: %s; running without /metrics", err);
+  pm->srv = metrics_serve_or_log(pm->m, cfg->metrics.address,
+                                 cfg->metrics.publisher_port, "publisher");
+  if (!pm->srv)
     goto fail;
-  }
-  log_info("publisher: metrics on http://%s:%d/metrics",
-           cfg->metrics.address ? cfg->metrics.address : "127.0.0.1",
-           metrics_server_port(pm->srv));
   return pm;
 fail:
   pub_metrics_stop(pm);

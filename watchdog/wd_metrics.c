@@ -80,19 +80,14 @@ struct wd_metrics *wd_metrics_start(const struct config *cfg)
   if (!cfg->metrics.enabled)
     return NULL;
   struct wd_metrics *w = calloc(1, sizeof(*w));
-  char err[512] = "";
   if (!w || !(w->m = metrics_new()) || register_all(w) != SO_OK) {
     log_warn("watchdog: metrics: cannot set up the registry");
     goto fail;
   }
-  if (metrics_serve(w->m, cfg->metrics.address, cfg->metrics.watchdog_port,
-                    &w->srv, err, sizeof(err)) != SO_OK) {
-    log_error("watchdog: metrics: %s (running without /metrics)", err);
+  w->srv = metrics_serve_or_log(w->m, cfg->metrics.address,
+                                cfg->metrics.watchdog_port, "watchdog");
+  if (!w->srv)
     goto fail;
-  }
-  log_info("watchdog: metrics on http://%s:%d/metrics",
-           cfg->metrics.address ? cfg->metrics.address : "127.0.0.1",
-           metrics_server_port(w->srv));
   return w;
 fail:
   wd_metrics_stop(w);
