@@ -263,13 +263,11 @@ size_t sender_capacity(const struct sender *s)
   return s->in_flight < window ? window - s->in_flight : 0;
 }
 
-size_t sender_cancel_all(struct sender *s)
+/* drop_queued: free every recipient not yet in a request; `dropped`
+ * recipients already left with requests. Returns the total, now out of
+ * the in-flight count. */
+static size_t drop_queued(struct sender *s, size_t dropped)
 {
-  size_t dropped = 0;
-  while (s->reqs) {
-    dropped += s->reqs->n_items;
-    sender__request_free(s, s->reqs);
-  }
   while (s->q_head) {
     struct item *it = s->q_head;
     s->q_head = it->next;
@@ -280,6 +278,16 @@ size_t sender_cancel_all(struct sender *s)
   s->q_len = 0;
   s->in_flight -= dropped;
   return dropped;
+}
+
+size_t sender_cancel_all(struct sender *s)
+{
+  size_t dropped = 0;
+  while (s->reqs) {
+    dropped += s->reqs->n_items;
+    sender__request_free(s, s->reqs);
+  }
+  return drop_queued(s, dropped);
 }
 
 size_t sender_drain(struct sender *s)
@@ -296,16 +304,7 @@ size_t sender_drain(struct sender *s)
     dropped += rq->n_items;
     sender__request_free(s, rq);
   }
-  while (s->q_head) {
-    struct item *it = s->q_head;
-    s->q_head = it->next;
-    sender__item_free(it);
-    dropped++;
-  }
-  s->q_tail = NULL;
-  s->q_len = 0;
-  s->in_flight -= dropped;
-  return dropped;
+  return drop_queued(s, dropped);
 }
 
 int sender_rebind(struct sender *s, const char *campaign_id,
