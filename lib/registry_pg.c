@@ -345,6 +345,18 @@ static int claim_verdict(const struct peek *p, struct registry_claim *out)
   return 0;
 }
 
+/* claimed_row: a claim that happened, from the row S_CLAIM or
+ * S_REGISTER_CLAIM returned (fence, lease_until, registry now); frees res. */
+static void claimed_row(PGresult *res, struct registry_claim *out)
+{
+  out->kind = REGISTRY_CLAIM_CLAIMED;
+  out->state = CAMPAIGN_PROCESSING;
+  out->fence = pg_get_i64(res, 0, 0);
+  out->lease_until_ms = pg_get_i64(res, 0, 1);
+  out->registry_now_ms = pg_get_i64(res, 0, 2);
+  PQclear(res);
+}
+
 static int pg_claim(struct registry *base, const char *id, const char *owner,
                     int64_t ttl_ms, struct registry_claim *out)
 {
@@ -364,12 +376,7 @@ static int pg_claim(struct registry *base, const char *id, const char *owner,
     if (rc)
       return rc;
     if (claimed) {
-      out->kind = REGISTRY_CLAIM_CLAIMED;
-      out->state = CAMPAIGN_PROCESSING;
-      out->fence = pg_get_i64(res, 0, 0);
-      out->lease_until_ms = pg_get_i64(res, 0, 1);
-      out->registry_now_ms = pg_get_i64(res, 0, 2);
-      PQclear(res);
+      claimed_row(res, out);
       return SO_OK;
     }
     PQclear(res);
@@ -409,12 +416,7 @@ static int pg_register_claim(struct registry *base,
     PQclear(res);
     return pg_claim(base, c->campaign_id, owner, ttl_ms, out);
   }
-  out->kind = REGISTRY_CLAIM_CLAIMED;
-  out->state = CAMPAIGN_PROCESSING;
-  out->fence = pg_get_i64(res, 0, 0);
-  out->lease_until_ms = pg_get_i64(res, 0, 1);
-  out->registry_now_ms = pg_get_i64(res, 0, 2);
-  PQclear(res);
+  claimed_row(res, out);
   return SO_OK;
 }
 
