@@ -104,10 +104,22 @@ const char *harness_config(struct harness *h, const char *name,
   return path;
 }
 
-/* child_env: our environment without SENDONCE_* (the config file must
- * decide, not the test.env values testenv put in our environment), plus the
- * two secrets, which never go on argv. */
-static char **child_env(void)
+char *harness_slurp(const char *path)
+{
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  assert_non_null(s);
+  size_t got = fread(s, 1, (size_t)n, f);
+  s[got] = '\0';
+  fclose(f);
+  return s;
+}
+
+char **harness_child_env(void)
 {
   size_t n = 0;
   while (environ[n])
@@ -133,7 +145,7 @@ void harness_start(struct harness *h, struct harness_proc *p,
                    const char *config, const char *name)
 {
   snprintf(p->log, sizeof(p->log), "%s/%s.log", h->dir, name);
-  char **env = child_env();
+  char **env = harness_child_env();
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {

@@ -57,6 +57,15 @@ const char *harness_config(struct harness *h, const char *name,
 
 /* harness_start: run sendonce-consumer with that config; its stderr goes
  * to <dir>/<name>.log. Waits until it logs "consumer: running". */
+/* harness_child_env: our environment without SENDONCE_* (the config file
+ * must decide, not the test.env values testenv put in our environment),
+ * plus the two secrets, which never go on argv. A calloc'd array of
+ * borrowed strings (the secrets in static buffers). */
+char **harness_child_env(void);
+
+/* harness_slurp: a whole file, NUL-terminated (caller frees). */
+char *harness_slurp(const char *path);
+
 void harness_start(struct harness *h, struct harness_proc *p,
                    const char *config, const char *name);
 

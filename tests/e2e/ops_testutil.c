@@ -115,21 +115,6 @@ long long ops_check_histogram(const char *text, const char *name)
 
 /* ---- files --------------------------------------------------------------- */
 
-char *ops_slurp(const char *path)
-{
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  size_t got = fread(s, 1, (size_t)n, f);
-  s[got] = '\0';
-  fclose(f);
-  return s;
-}
-
 void ops_spit(const char *path, const char *text)
 {
   /* Write then rename, so a reload never reads a half-written file. */
@@ -145,7 +130,7 @@ void ops_spit(const char *path, const char *text)
 /* file_replace: replace the first `from` with `to` in the file. */
 void ops_file_replace(const char *path, const char *from, const char *to)
 {
-  char *s = ops_slurp(path);
+  char *s = harness_slurp(path);
   char *at = strstr(s, from);
   if (!at)
     fail_msg("%s: no '%s'", path, from);
@@ -179,22 +164,7 @@ void ops_spawn(struct harness *h, struct harness_proc *p, const char *name,
                char *const argv[])
 {
   snprintf(p->log, sizeof(p->log), "%s/%s.log", h->dir, name);
-  static char bp[512], rp[512];
-  snprintf(bp, sizeof(bp), "SENDONCE_BROKER_PASSWORD=%s",
-           testenv_get("SENDONCE_BROKER_PASSWORD"));
-  snprintf(rp, sizeof(rp), "SENDONCE_REGISTRY_PASSWORD=%s",
-           testenv_get("SENDONCE_REGISTRY_PASSWORD"));
-  size_t n = 0;
-  while (environ[n])
-    n++;
-  char **env = calloc(n + 3, sizeof(*env));
-  assert_non_null(env);
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++)
-    if (strncmp(environ[i], "SENDONCE_", 9) != 0)
-      env[k++] = environ[i];
-  env[k++] = bp;
-  env[k++] = rp;
+  char **env = harness_child_env();
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {

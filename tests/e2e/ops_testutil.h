@@ -27,10 +27,9 @@ long long ops_imetric(const char *text, const char *sample);
  * le="+Inf", and that bucket equals _count. Returns _count. */
 long long ops_check_histogram(const char *text, const char *name);
 
-/* ops_slurp: a whole file (caller frees). ops_spit: write a file whole
- * (via a rename, so a reload never reads half of it). ops_file_replace:
- * replace the first `from` with `to`. */
-char *ops_slurp(const char *path);
+/* ops_spit: write a file whole (via a rename, so a reload never reads half
+ * of it; harness_slurp reads one). ops_file_replace: replace the first
+ * `from` with `to`. */
 void ops_spit(const char *path, const char *text);
 void ops_file_replace(const char *path, const char *from, const char *to);
 

@@ -440,7 +440,7 @@ static void test_sighup(void **state)
   struct harness_conf c = {.concurrency = 4};
   char conf[420];
   snprintf(conf, sizeof(conf), "%s", ops_config(&h, "hup", &c, extra));
-  char *original = ops_slurp(conf);
+  char *original = harness_slurp(conf);
   struct harness_proc cons, wd, pub;
   harness_start(&h, &cons, conf, "consumer");
   char *wargv[] = {(char *)SENDONCE_WATCHDOG_BIN, (char *)"--config", conf,
@@ -485,7 +485,7 @@ static void test_sighup(void **state)
   assert_true(harness_wait_log(&cons, "consumer: reload refused", 5000));
   assert_true(harness_wait_log(&wd, "watchdog: reload refused", 5000));
   assert_true(harness_wait_log(&pub, "publisher: reload refused", 5000));
-  char *log = ops_slurp(cons.log);
+  char *log = harness_slurp(cons.log);
   const char *line = strstr(log, "consumer: reload refused");
   assert_non_null(line);
   const char *at = strstr(line, where);

@@ -89,21 +89,6 @@ static int wd_stop(struct wd_proc *p)
   return -1;
 }
 
-static char *slurp(const char *path)
-{
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  size_t got = fread(s, 1, (size_t)n, f);
-  s[got] = '\0';
-  fclose(f);
-  return s;
-}
-
 static int count(const char *hay, const char *needle)
 {
   int n = 0;
@@ -119,7 +104,7 @@ static int count(const char *hay, const char *needle)
 static int check_in_progress(const char *log, const char *id, long long total,
                              int *grew, int *pairs)
 {
-  char *s = slurp(log);
+  char *s = harness_slurp(log);
   char key[160];
   snprintf(key, sizeof(key), " campaign=%s ", id);
   int lines = 0;
@@ -228,7 +213,7 @@ static void test_incident_replay(void **state)
     /* Marks are written in batches of 5 (~10 recipients/s), so a pass
      * sees growth unless two passes fall within one batch. */
     assert_true(grew * 10 >= pairs * 9);
-    char *s = slurp(ws[i]->log);
+    char *s = harness_slurp(ws[i]->log);
     assert_int_equal(count(s, "republished campaign=long"), 0);
     assert_int_equal(count(s, "stalled"), 0);
     assert_int_equal(count(s, "trigger lost"), 0);
@@ -310,7 +295,7 @@ static void test_sigstop_takeover(void **state)
 
   assert_int_equal(wd_stop(&w1), 0);
   assert_int_equal(wd_stop(&w2), 0);
-  char *l1 = slurp(w1.log), *l2 = slurp(w2.log);
+  char *l1 = harness_slurp(w1.log), *l2 = harness_slurp(w2.log);
   assert_int_equal(count(l1, "republished campaign=stp reason=takeover") +
                        count(l2, "republished campaign=stp reason=takeover"),
                    1);
@@ -371,7 +356,7 @@ static void verdicts_in_state(const char *log, const char *id,
                               const char *state, const char *label, int *n,
                               int *with_label)
 {
-  char *s = slurp(log);
+  char *s = harness_slurp(log);
   char key[160], st[64];
   snprintf(key, sizeof(key), " campaign=%s ", id);
   snprintf(st, sizeof(st), " state=%s ", state);
@@ -495,7 +480,7 @@ static void test_queued_lost_poison(void **state)
   assert_true(n1 + n2 >= 10); /* waited well past its grace */
   assert_int_equal(q1, n1);
   assert_int_equal(q2, n2);
-  char *l1 = slurp(w1.log), *l2 = slurp(w2.log);
+  char *l1 = harness_slurp(w1.log), *l2 = harness_slurp(w2.log);
   assert_int_equal(count(l1, "republished campaign=waiting") +
                        count(l2, "republished campaign=waiting"),
                    0);
