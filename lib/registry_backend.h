@@ -91,8 +91,4 @@ int registry_pg_open(const struct registry_options *opt, struct registry **out,
 int registry_set_error(struct registry *r, int status, const char *fmt, ...)
     SO_PRINTF(3, 4);
 
-/* The schema version this program knows; both backends migrate up to it
- * and refuse a database that is newer. */
-#define REGISTRY_SCHEMA_VERSION 1
-
 #endif /* SENDONCE_REGISTRY_BACKEND_H */

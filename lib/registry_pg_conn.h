@@ -91,7 +91,13 @@ int pg_conn_simple(struct registry_pg *r, const char *sql,
  * connection loss and retryable failures in r. */
 int pg_conn_status(struct registry_pg *r, const PGresult *res);
 
-/* pg_migrate: apply the schema migrations up to REGISTRY_SCHEMA_VERSION in
+/* The PostgreSQL schema version this program knows: the number of its
+ * migrations. Each backend counts its own, because a backend's physical
+ * schema can change (storage parameters, table layout) without the
+ * other's. A database that is newer is refused. */
+#define REGISTRY_PG_SCHEMA_VERSION 1
+
+/* pg_migrate: apply the schema migrations up to REGISTRY_PG_SCHEMA_VERSION in
  * one transaction under an advisory lock (registry_pg_schema.c). A newer
  * database gives SO_ERR_SCHEMA. */
 int pg_migrate(struct registry_pg *r, char *err, size_t errlen) SO_MUST_CHECK;

@@ -56,7 +56,7 @@ static const char *const migrations[] = {
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-_Static_assert(MIGRATION_COUNT == REGISTRY_SCHEMA_VERSION,
+_Static_assert(MIGRATION_COUNT == REGISTRY_PG_SCHEMA_VERSION,
                "one migration per schema version");
 
 /* ---- the statements of the ops ---------------------------------- */
@@ -316,13 +316,13 @@ static int apply(struct registry_pg *r, int *from)
   if (rc)
     return rc;
   *from = version;
-  if (version > REGISTRY_SCHEMA_VERSION)
+  if (version > REGISTRY_PG_SCHEMA_VERSION)
     return registry_set_error(
         &r->base, SO_ERR_SCHEMA,
         "registry postgresql: database schema version %d is newer than "
         "this program's %d; upgrade sendonce before using this database",
-        version, REGISTRY_SCHEMA_VERSION);
-  for (int v = version + 1; !rc && v <= REGISTRY_SCHEMA_VERSION; v++) {
+        version, REGISTRY_PG_SCHEMA_VERSION);
+  for (int v = version + 1; !rc && v <= REGISTRY_PG_SCHEMA_VERSION; v++) {
     char what[64];
     snprintf(what, sizeof(what), "applying migration %d", v);
     rc = pg_conn_simple(r, migrations[v - 1], what);
@@ -352,8 +352,8 @@ int pg_migrate(struct registry_pg *r, char *err, size_t errlen)
       PQclear(PQexec(r->conn, "ROLLBACK"));
     return rc;
   }
-  if (from < REGISTRY_SCHEMA_VERSION)
+  if (from < REGISTRY_PG_SCHEMA_VERSION)
     log_info("registry: postgresql: schema migrated from=%d to=%d", from,
-             REGISTRY_SCHEMA_VERSION);
+             REGISTRY_PG_SCHEMA_VERSION);
   return SO_OK;
 }

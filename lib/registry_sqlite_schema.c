@@ -69,7 +69,7 @@ static const char *const migrations[] = {
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-_Static_assert(MIGRATION_COUNT == REGISTRY_SCHEMA_VERSION,
+_Static_assert(MIGRATION_COUNT == REGISTRY_SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
 int registry_sqlite_status(int sqlite_rc)
@@ -170,15 +170,15 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
   int version = 0;
   if (!rc)
     rc = read_version(db, &version, err, errlen);
-  if (!rc && version > REGISTRY_SCHEMA_VERSION) {
+  if (!rc && version > REGISTRY_SQLITE_SCHEMA_VERSION) {
     snprintf(err, errlen,
              "registry sqlite: database schema version %d is newer than "
              "this program's %d; upgrade sendonce before using this "
              "database",
-             version, REGISTRY_SCHEMA_VERSION);
+             version, REGISTRY_SQLITE_SCHEMA_VERSION);
     rc = SO_ERR_SCHEMA;
   }
-  for (int v = version + 1; !rc && v <= REGISTRY_SCHEMA_VERSION; v++) {
+  for (int v = version + 1; !rc && v <= REGISTRY_SQLITE_SCHEMA_VERSION; v++) {
     char what[64];
     snprintf(what, sizeof(what), "applying migration %d", v);
     rc = exec_sql(db, migrations[v - 1], what, err, errlen);

@@ -25,10 +25,15 @@ struct registry_sqlite_busy {
   struct timespec start;
 };
 
+/* The SQLite schema version this program knows: the number of its
+ * migrations. Each backend counts its own, because a backend's physical
+ * schema can change (table layout) without the other's. */
+#define REGISTRY_SQLITE_SCHEMA_VERSION 1
+
 /* registry_sqlite_setup: open `path` (creating it), set the pragmas the
  * registry relies on (WAL, synchronous=FULL, foreign keys), install a busy
  * handler that waits up to busy_timeout_ms (default 5 s) for the write
- * lock, and apply the schema migrations up to REGISTRY_SCHEMA_VERSION in
+ * lock, and apply the schema migrations up to REGISTRY_SQLITE_SCHEMA_VERSION in
  * one transaction. A database with a newer schema gives SO_ERR_SCHEMA. On
  * success *out is an open connection owned by the caller
  * (sqlite3_close_v2), using *busy until closed; on failure *out is NULL

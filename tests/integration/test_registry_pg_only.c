@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "registry.h"
 #include "registry_backend.h"
+#include "registry_pg_conn.h"
 #include "testenv.h"
 
 #define REG_OK(r, expr)                                                      \
@@ -614,12 +615,12 @@ static void test_newer_schema_refused(void **state)
   snprintf(sql, sizeof(sql), "SELECT max(version) FROM %s.schema_version",
            d.schema);
   char *v = admin_query(admin, sql);
-  assert_int_equal(strtol(v, NULL, 10), REGISTRY_SCHEMA_VERSION);
+  assert_int_equal(strtol(v, NULL, 10), REGISTRY_PG_SCHEMA_VERSION);
   free(v);
   snprintf(sql, sizeof(sql),
            "INSERT INTO %s.schema_version (version, applied_at) "
            "VALUES (%d, 0)",
-           d.schema, REGISTRY_SCHEMA_VERSION + 1);
+           d.schema, REGISTRY_PG_SCHEMA_VERSION + 1);
   admin_exec(admin, sql);
 
   struct registry_options o = pg_options(d.conninfo, 5000);
