@@ -21,3 +21,8 @@ sendonce_add_test(NAME test_sender_sink LABEL unit TIMEOUT 120
 sendonce_add_test(NAME test_sender_reuse LABEL unit TIMEOUT 120
                   SOURCES integration/test_sender_reuse.c
                   LIBS sendonce_sender_testutil sendonce_sink_client)
+# The exact bytes of every request (request line, headers in order, body)
+# across reused handles and retries, against a raw HTTP/1.1 server.
+sendonce_add_test(NAME test_sender_wire LABEL unit TIMEOUT 120
+                  SOURCES integration/test_sender_wire.c
+                  LIBS sendonce_sender_testutil)
