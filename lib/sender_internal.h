@@ -76,7 +76,8 @@ struct sender {
   int max_retries;
   int retry_base_ms;
   CURLM *multi;
-  struct curl_slist *headers; /* the fixed header lines, shared by all
+  struct curl_slist *headers; /* "Expect:", then the other fixed lines
+                                 as one CRLF-joined entry; shared by all
                                  requests (after each one's key line) */
   struct slot **slots;        /* concurrency entries, made on first use */
   size_t n_slots;
