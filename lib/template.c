@@ -35,6 +35,17 @@ struct template
   size_t section_end;   /* index of SEG_SECTION_END, or n_segs */
   char *campaign_id;    /* NULL until bound */
   json_object *content; /* NULL until bound */
+  /* What template_bind() compiles for rendering: runs of segments that
+   * are the same for every recipient (text, campaign id, content) become
+   * one SEG_TEXT whose off/len point into `lit`, rendered once per
+   * campaign instead of once per recipient; the rest is copied from segs.
+   * A run never crosses a section marker. */
+  struct seg *csegs;
+  size_t n_csegs;
+  size_t c_section_begin; /* index in csegs, or n_csegs */
+  size_t c_section_end;   /* index in csegs, or n_csegs */
+  char *lit;              /* the pre-rendered runs */
+  bool lit_too_large;     /* the runs alone exceed TEMPLATE_MAX_BODY */
 };
 
 /* A growing output buffer with a hard cap. */
@@ -64,6 +75,12 @@ static int buf_put(struct buf *b, const char *data, size_t n)
   return SO_OK;
 }
 
+/* needs_escape: whether JSON forbids byte c as is inside a string. */
+static bool needs_escape(unsigned char c)
+{
+  return c < 0x20 || c == '"' || c == '\\';
+}
+
 /* buf_put_escaped: append `s` as JSON string content (no quotes). Plain
  * runs are copied in one go; only the bytes JSON forbids are escaped. */
 static int buf_put_escaped(struct buf *b, const char *s, size_t n)
@@ -71,6 +88,8 @@ static int buf_put_escaped(struct buf *b, const char *s, size_t n)
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (!needs_escape(c))
+      continue; /* the common case */
     char esc[8];
     size_t esc_len = 2;
     esc[0] = '\\';
@@ -97,8 +116,6 @@ static int buf_put_escaped(struct buf *b, const char *s, size_t n)
         esc[1] = 'f';
         break;
       default:
-        if (c >= 0x20)
-          continue;
         snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)c);
         esc_len = 6;
         break;
@@ -292,6 +309,8 @@ void template_free(struct template *t)
     return;
   json_object_put(t->content);
   free(t->campaign_id);
+  free(t->csegs);
+  free(t->lit);
   free(t->segs);
   free(t->text);
   free(t);
@@ -365,34 +384,111 @@ static int parse_vars(const struct template_recipient *r, json_object **out,
   return SO_OK;
 }
 
+/* const_seg: append a segment that is the same for every recipient
+ * (text, campaign id, content.NAME - checked present by the caller). */
+static int const_seg(const struct template *t, const struct seg *sg,
+                     const char *campaign_id, json_object *content,
+                     struct buf *b)
+{
+  json_object *v = NULL;
+  switch (sg->kind) {
+    case SEG_TEXT:
+      return buf_put(b, t->text + sg->off, sg->len);
+    case SEG_CAMPAIGN_ID:
+      return buf_put_escaped(b, campaign_id, strlen(campaign_id));
+    case SEG_CONTENT:
+      if (!lookup(content, t->text + sg->off, sg->len, &v))
+        return SO_ERR_INVALID;
+      return put_value(b, v);
+    default:
+      return SO_ERR_INVALID;
+  }
+}
+
+static bool is_const(enum seg_kind k)
+{
+  return k == SEG_TEXT || k == SEG_CAMPAIGN_ID || k == SEG_CONTENT;
+}
+
+/* What compile() makes; moved into the template once bind succeeds. */
+struct compiled {
+  struct seg *segs;
+  size_t n;
+  size_t section_begin, section_end;
+  char *lit;
+  bool too_large;
+};
+
+/* compile: fold each run of per-campaign segments into one literal. */
+static int compile(const struct template *t, const char *campaign_id,
+                   json_object *content, struct compiled *c)
+{
+  struct buf lit = {NULL, 0, 0};
+  int rc = SO_ERR_NOMEM;
+  memset(c, 0, sizeof(*c));
+  c->segs = malloc((t->n_segs ? t->n_segs : 1) * sizeof(*c->segs));
+  if (!c->segs)
+    goto fail;
+  c->section_begin = c->section_end = SIZE_MAX;
+  for (size_t i = 0; i < t->n_segs;) {
+    if (!is_const(t->segs[i].kind)) {
+      if (t->segs[i].kind == SEG_SECTION_BEGIN)
+        c->section_begin = c->n;
+      else if (t->segs[i].kind == SEG_SECTION_END)
+        c->section_end = c->n;
+      c->segs[c->n++] = t->segs[i++];
+      continue;
+    }
+    size_t start = lit.len;
+    for (; i < t->n_segs && is_const(t->segs[i].kind); i++) {
+      rc = c->too_large ? SO_OK
+                        : const_seg(t, &t->segs[i], campaign_id, content, &lit);
+      /* Every body holds every run at least once: all are too large. */
+      if (rc == SO_ERR_TOO_LARGE)
+        c->too_large = true;
+      else if (rc != SO_OK)
+        goto fail;
+    }
+    c->segs[c->n++] = (struct seg){SEG_TEXT, start, lit.len - start};
+  }
+  if (c->section_begin == SIZE_MAX)
+    c->section_begin = c->n;
+  if (c->section_end == SIZE_MAX)
+    c->section_end = c->n;
+  if ((rc = buf_put(&lit, "", 0)) != SO_OK) /* never NULL */
+    goto fail;
+  c->lit = lit.p;
+  return SO_OK;
+
+fail:
+  free(lit.p);
+  free(c->segs);
+  c->segs = NULL;
+  return rc;
+}
+
+/* render_seg: one compiled segment for one recipient. */
 static int render_seg(const struct template *t, const struct seg *sg,
                       const struct ctx *c, struct buf *b, char *err,
                       size_t errlen)
 {
   json_object *v = NULL;
-  const char *path = t->text + sg->off;
   switch (sg->kind) {
     case SEG_TEXT:
-      return buf_put(b, path, sg->len);
-    case SEG_CAMPAIGN_ID:
-      return buf_put_escaped(b, t->campaign_id, strlen(t->campaign_id));
+      return buf_put(b, t->lit + sg->off, sg->len);
     case SEG_RECIPIENT_ID:
       return buf_put_escaped(b, c->r->id, strlen(c->r->id));
     case SEG_ADDRESS:
       return buf_put_escaped(b, c->r->address, strlen(c->r->address));
     case SEG_VAR:
-      if (!c->vars || !lookup(c->vars, path, sg->len, &v)) {
+      if (!c->vars || !lookup(c->vars, t->text + sg->off, sg->len, &v)) {
         snprintf(err, errlen, "recipient %s: vars.%.*s missing", c->r->id,
-                 (int)sg->len, path);
+                 (int)sg->len, t->text + sg->off);
         return SO_ERR_INVALID;
       }
       return put_value(b, v);
+    case SEG_CAMPAIGN_ID: /* folded into SEG_TEXT by compile() */
     case SEG_CONTENT:
-      if (!lookup(t->content, path, sg->len, &v)) {
-        snprintf(err, errlen, "content.%.*s missing", (int)sg->len, path);
-        return SO_ERR_INVALID;
-      }
-      return put_value(b, v);
     case SEG_SECTION_BEGIN:
     case SEG_SECTION_END:
       break;
@@ -430,20 +526,35 @@ int template_bind(struct template *t, const char *campaign_id,
       return SO_ERR_INVALID;
     }
   }
+  struct compiled c;
+  if (compile(t, id, content, &c) != SO_OK) {
+    snprintf(err, errlen, "out of memory");
+    free(id);
+    json_object_put(content);
+    return SO_ERR_NOMEM;
+  }
   free(t->campaign_id);
   json_object_put(t->content);
+  free(t->csegs);
+  free(t->lit);
   t->campaign_id = id;
   t->content = content;
+  t->csegs = c.segs;
+  t->n_csegs = c.n;
+  t->c_section_begin = c.section_begin;
+  t->c_section_end = c.section_end;
+  t->lit = c.lit;
+  t->lit_too_large = c.too_large;
   return SO_OK;
 }
 
-/* render_range: segments [from, to) for one recipient context. */
+/* render_range: compiled segments [from, to) for one recipient context. */
 static int render_range(const struct template *t, size_t from, size_t to,
                         const struct ctx *c, struct buf *b, char *err,
                         size_t errlen)
 {
   for (size_t i = from; i < to; i++) {
-    int rc = render_seg(t, &t->segs[i], c, b, err, errlen);
+    int rc = render_seg(t, &t->csegs[i], c, b, err, errlen);
     if (rc != SO_OK)
       return rc;
   }
@@ -460,7 +571,7 @@ static int render_section(const struct template *t,
     if (rc == SO_OK && j > 0)
       rc = buf_put(b, ",", 1);
     if (rc == SO_OK)
-      rc = render_range(t, t->section_begin + 1, t->section_end, &c, b, err,
+      rc = render_range(t, t->c_section_begin + 1, t->c_section_end, &c, b, err,
                         errlen);
     json_object_put(c.vars);
     if (rc != SO_OK) {
@@ -472,14 +583,14 @@ static int render_section(const struct template *t,
   return SO_OK;
 }
 
-int template_render(const struct template *t,
-                    const struct template_recipient *r, size_t n, char **out,
-                    size_t *outlen, size_t *bad, char *err, size_t errlen)
+int template_render_into(const struct template *t,
+                         const struct template_recipient *r, size_t n,
+                         char **buf, size_t *cap, size_t *outlen, size_t *bad,
+                         char *err, size_t errlen)
 {
-  struct buf b = {NULL, 0, 0};
+  struct buf b = {*buf, 0, *cap};
   struct ctx c = {n > 0 ? &r[0] : NULL, NULL};
   int rc = SO_ERR_INVALID;
-  *out = NULL;
   *outlen = 0;
   *bad = n;
   if (!t->campaign_id) {
@@ -491,31 +602,50 @@ int template_render(const struct template *t,
              template_is_batch(t) ? "a batch" : "a single-recipient body");
     return SO_ERR_INVALID;
   }
-  if (template_is_batch(t)) {
-    rc = render_range(t, 0, t->section_begin, &c, &b, err, errlen);
+  if (t->lit_too_large) {
+    rc = SO_ERR_TOO_LARGE;
+  } else if (template_is_batch(t)) {
+    rc = render_range(t, 0, t->c_section_begin, &c, &b, err, errlen);
     if (rc == SO_OK)
       rc = render_section(t, r, n, &b, bad, err, errlen);
     if (rc == SO_OK)
-      rc = render_range(t, t->section_end + 1, t->n_segs, &c, &b, err, errlen);
+      rc = render_range(t, t->c_section_end + 1, t->n_csegs, &c, &b, err,
+                        errlen);
   } else {
     rc = parse_vars(&r[0], &c.vars, err, errlen);
     if (rc == SO_OK)
-      rc = render_range(t, 0, t->n_segs, &c, &b, err, errlen);
+      rc = render_range(t, 0, t->n_csegs, &c, &b, err, errlen);
     if (rc == SO_ERR_INVALID)
       *bad = 0;
     json_object_put(c.vars);
   }
-  if (rc == SO_OK && !b.p)
-    rc = buf_put(&b, "", 0); /* an empty template is an empty body */
+  if (rc == SO_OK)
+    rc = buf_put(&b, "", 0); /* NUL-terminated, also when empty */
+  *buf = b.p;
+  *cap = b.cap;
   if (rc != SO_OK) {
     if (rc == SO_ERR_TOO_LARGE)
       snprintf(err, errlen, "rendered body over %u bytes", TEMPLATE_MAX_BODY);
     else if (rc == SO_ERR_NOMEM)
       snprintf(err, errlen, "out of memory");
-    free(b.p);
     return rc;
   }
-  *out = b.p;
   *outlen = b.len;
+  return SO_OK;
+}
+
+int template_render(const struct template *t,
+                    const struct template_recipient *r, size_t n, char **out,
+                    size_t *outlen, size_t *bad, char *err, size_t errlen)
+{
+  char *p = NULL;
+  size_t cap = 0;
+  *out = NULL;
+  int rc = template_render_into(t, r, n, &p, &cap, outlen, bad, err, errlen);
+  if (rc != SO_OK) {
+    free(p);
+    return rc;
+  }
+  *out = p;
   return SO_OK;
 }

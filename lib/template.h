@@ -94,4 +94,16 @@ int template_render(const struct template *t,
                     size_t *outlen, size_t *bad, char *err,
                     size_t errlen) SO_MUST_CHECK;
 
+/* template_render_into: template_render() into a caller's reusable
+ * buffer: *buf (NULL at first) of capacity *cap grows with realloc as
+ * needed, and the caller frees it once done with it. On success it holds
+ * the NUL-terminated body, *outlen bytes; on failure its contents are
+ * undefined but *buf and *cap stay valid. template_bind() renders what is
+ * the same for every recipient once, so each call renders only the
+ * recipients' parts. Same returns as template_render(). */
+int template_render_into(const struct template *t,
+                         const struct template_recipient *r, size_t n,
+                         char **buf, size_t *cap, size_t *outlen, size_t *bad,
+                         char *err, size_t errlen) SO_MUST_CHECK;
+
 #endif /* SENDONCE_TEMPLATE_H */

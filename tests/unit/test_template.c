@@ -256,6 +256,74 @@ static void test_literal_only_and_empty(void **state)
   template_free(NULL);
 }
 
+/* One caller buffer across renders and rebinds: each body is exactly
+ * its own (a shorter one after a longer one is cut at its NUL), the
+ * per-campaign parts (campaign id, content, also inside the section)
+ * follow a rebind, a failed rebind keeps the old campaign, and a failed
+ * render leaves the buffer usable. */
+static void test_render_into_reuses_buffer(void **state)
+{
+  (void)state;
+  struct template *t = parse_ok(
+      "{\"c\":\"{{campaign_id}}\",\"m\":[{{#recipients}}{\"c\":"
+      "\"{{campaign_id}}\",\"s\":\"{{content.s}}\",\"to\":\"{{address}}\","
+      "\"n\":\"{{vars.n}}\"}{{/recipients}}],\"s\":\"{{content.s}}\"}");
+  bind_ok(t, "{\"s\":\"S\\\"1\"}");
+  struct template_recipient r[2] = {
+      {"u-1", "long-address@example.org", "{\"n\":\"A\"}"},
+      {"u-2", "b@x", "{\"n\":\"B\"}"}};
+  char *buf = NULL, err[256] = "";
+  size_t cap = 0, len = 0, bad = 9;
+  assert_int_equal(
+      template_render_into(t, r, 2, &buf, &cap, &len, &bad, err, sizeof(err)),
+      SO_OK);
+  assert_string_equal(buf,
+                      "{\"c\":\"camp-1\",\"m\":["
+                      "{\"c\":\"camp-1\",\"s\":\"S\\\"1\","
+                      "\"to\":\"long-address@example.org\",\"n\":\"A\"},"
+                      "{\"c\":\"camp-1\",\"s\":\"S\\\"1\",\"to\":\"b@x\","
+                      "\"n\":\"B\"}],\"s\":\"S\\\"1\"}");
+  assert_int_equal(len, strlen(buf));
+  char *first = buf;
+  assert_int_equal(template_render_into(t, &r[1], 1, &buf, &cap, &len, &bad,
+                                        err, sizeof(err)),
+                   SO_OK);
+  assert_ptr_equal(buf, first); /* no new allocation for a shorter body */
+  assert_string_equal(buf,
+                      "{\"c\":\"camp-1\",\"m\":[{\"c\":\"camp-1\","
+                      "\"s\":\"S\\\"1\",\"to\":\"b@x\",\"n\":\"B\"}],"
+                      "\"s\":\"S\\\"1\"}");
+  assert_int_equal(len, strlen(buf));
+  /* a rebind that fails keeps the campaign; one that works replaces it */
+  assert_int_equal(template_bind(t, "camp-2", "{}", err, sizeof(err)),
+                   SO_ERR_INVALID);
+  assert_int_equal(template_bind(t, "camp-2", "{\"s\":7}", err, sizeof(err)),
+                   SO_OK);
+  assert_int_equal(template_render_into(t, &r[1], 1, &buf, &cap, &len, &bad,
+                                        err, sizeof(err)),
+                   SO_OK);
+  assert_string_equal(buf,
+                      "{\"c\":\"camp-2\",\"m\":[{\"c\":\"camp-2\","
+                      "\"s\":\"7\",\"to\":\"b@x\",\"n\":\"B\"}],"
+                      "\"s\":\"7\"}");
+  /* a recipient that cannot be rendered, then one that can */
+  r[0].vars_json = "{}";
+  assert_int_equal(
+      template_render_into(t, r, 2, &buf, &cap, &len, &bad, err, sizeof(err)),
+      SO_ERR_INVALID);
+  assert_int_equal(bad, 0);
+  assert_int_equal(template_render_into(t, &r[1], 1, &buf, &cap, &len, &bad,
+                                        err, sizeof(err)),
+                   SO_OK);
+  assert_int_equal(len, strlen(buf));
+  assert_string_equal(buf,
+                      "{\"c\":\"camp-2\",\"m\":[{\"c\":\"camp-2\","
+                      "\"s\":\"7\",\"to\":\"b@x\",\"n\":\"B\"}],"
+                      "\"s\":\"7\"}");
+  free(buf);
+  template_free(t);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -268,6 +336,7 @@ int main(void)
       cmocka_unit_test(test_single_needs_one),
       cmocka_unit_test(test_syntax_errors),
       cmocka_unit_test(test_literal_only_and_empty),
+      cmocka_unit_test(test_render_into_reuses_buffer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
