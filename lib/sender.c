@@ -231,14 +231,11 @@ int sender_submit(struct sender *s, const struct sender_recipient *r)
     return SO_ERR_INVALID;
   if (s->draining)
     return SO_ERR_CONFLICT;
-  struct item *it = calloc(1, sizeof(*it));
+  struct item *it = sender__item_new(s, r->address, r->vars_json);
   if (!it)
     return SO_ERR_NOMEM;
-  it->id = strdup(r->id);
-  it->address = strdup(r->address);
-  it->vars_json = r->vars_json ? strdup(r->vars_json) : NULL;
-  if (!it->id || !it->address || (r->vars_json && !it->vars_json)) {
-    sender__item_free(it);
+  if (!(it->id = strdup(r->id))) {
+    sender__item_put(s, it);
     return SO_ERR_NOMEM;
   }
   it->queued_ms = clock_monotonic_ms();
@@ -271,7 +268,7 @@ static size_t drop_queued(struct sender *s, size_t dropped)
   while (s->q_head) {
     struct item *it = s->q_head;
     s->q_head = it->next;
-    sender__item_free(it);
+    sender__item_put(s, it);
     dropped++;
   }
   s->q_tail = NULL;
@@ -307,6 +304,23 @@ size_t sender_drain(struct sender *s)
   return drop_queued(s, dropped);
 }
 
+/* key_prefix: "Idempotency-Key: <campaign_id>:", the start of every
+ * per-recipient key line. Returns NULL if out of memory. */
+static char *key_prefix(const char *campaign_id, size_t *len)
+{
+  static const char name[] = "Idempotency-Key: ";
+  size_t nl = sizeof(name) - 1, cl = strlen(campaign_id);
+  char *p = malloc(nl + cl + 2);
+  if (!p)
+    return NULL;
+  memcpy(p, name, nl);
+  memcpy(p + nl, campaign_id, cl);
+  p[nl + cl] = ':';
+  p[nl + cl + 1] = '\0';
+  *len = nl + cl + 1;
+  return p;
+}
+
 int sender_rebind(struct sender *s, const char *campaign_id,
                   const char *content_json, char *err, size_t errlen)
 {
@@ -320,19 +334,27 @@ int sender_rebind(struct sender *s, const char *campaign_id,
     snprintf(err, errlen, "no campaign id");
     return SO_ERR_INVALID;
   }
+  size_t pl = 0;
   char *id = strdup(campaign_id);
-  if (!id) {
+  char *prefix = key_prefix(campaign_id, &pl);
+  if (!id || !prefix) {
     snprintf(err, errlen, "sender: out of memory");
+    free(id);
+    free(prefix);
     return SO_ERR_NOMEM;
   }
   int rc = template_bind(s->tpl, campaign_id, content_json, terr, sizeof(terr));
   if (rc != SO_OK) {
     snprintf(err, errlen, "campaign %s: body_template: %s", campaign_id, terr);
     free(id);
+    free(prefix);
     return rc;
   }
   free(s->campaign_id);
   s->campaign_id = id;
+  free(s->key_prefix);
+  s->key_prefix = prefix;
+  s->key_prefix_len = pl;
   s->draining = false;
   memset(&s->stats, 0, sizeof(s->stats));
   return SO_OK;
@@ -362,6 +384,7 @@ void sender_free(struct sender *s)
   /* The easy handles go before the multi handle that shared their
    * connections; none is attached any more (sender_cancel_all). */
   sender__slots_free(s);
+  sender__pools_free(s);
   if (s->multi)
     curl_multi_cleanup(s->multi);
   for (struct curl_slist *l = s->headers; l; l = l->next)
@@ -369,6 +392,7 @@ void sender_free(struct sender *s)
   curl_slist_free_all(s->headers);
   template_free(s->tpl);
   free(s->campaign_id);
+  free(s->key_prefix);
   free(s->url);
   free(s->method);
   if (s->auth_header)
@@ -497,6 +521,8 @@ struct sender *sender_new(const struct config_provider *p,
   if (!s)
     goto nomem;
   s->campaign_id = dup_or_null(campaign_id, &oom);
+  if (!(s->key_prefix = key_prefix(campaign_id, &s->key_prefix_len)))
+    oom = true;
   s->url = dup_or_null(p->url, &oom);
   if (p->method && strcmp(p->method, "POST") != 0)
     s->method = dup_or_null(p->method, &oom);

@@ -16,11 +16,15 @@
 #include "sender.h"
 #include "template.h"
 
-/* A queued recipient: owned copies of sender_recipient's strings. */
+/* A queued recipient: copies of sender_recipient's strings. Items are
+ * recycled (sender->free_items) with their buffer, so a steady stream of
+ * recipients costs one allocation each: the id, which its result takes. */
 struct item {
-  char *id;
-  char *address;
-  char *vars_json;
+  char *id;              /* owned until its result takes it */
+  const char *address;   /* in buf */
+  const char *vars_json; /* in buf, or NULL */
+  char *buf;             /* address and vars, each NUL-terminated */
+  size_t buf_cap;
   int64_t queued_ms; /* monotonic time of sender_submit() */
   struct item *next;
 };
@@ -45,16 +49,22 @@ struct slot {
   char resp[SENDER_RESPONSE_CAP];
 };
 
-/* One HTTP request for one recipient or one batch, across its attempts. */
+/* One HTTP request for one recipient or one batch, across its attempts.
+ * Requests are recycled (sender->free_reqs) with their buffers: body,
+ * key line and item array keep their capacity for the next request. */
 struct request {
   struct slot *slot;   /* while in transfer (active), else NULL */
-  struct item **items; /* the recipients it carries */
+  struct item **items; /* the recipients it carries: &one or arr */
   size_t n_items;
-  struct item *one; /* items points here when it carries one recipient */
-  char *body;       /* rendered once, sent on every attempt */
+  struct item *one;  /* items points here when it carries one recipient */
+  struct item **arr; /* items of a batch; kept with its capacity */
+  size_t arr_cap;
+  char *body; /* rendered once, sent on every attempt */
   size_t body_len;
-  char *key_line;  /* "Idempotency-Key: <key>", the only header of its own */
-  const char *key; /* the key: points into key_line */
+  size_t body_cap;
+  char *key_line; /* "Idempotency-Key: <key>", the only header of its own */
+  size_t key_cap;
+  const char *key;             /* the key: points into key_line */
   struct curl_slist key_node;  /* key_line, then sender->headers */
   int attempts;                /* requests made so far */
   bool active;                 /* attached to the multi handle */
@@ -79,9 +89,15 @@ struct sender {
   struct curl_slist *headers; /* "Expect:", then the other fixed lines
                                  as one CRLF-joined entry; shared by all
                                  requests (after each one's key line) */
-  struct slot **slots;        /* concurrency entries, made on first use */
+  char *key_prefix; /* "Idempotency-Key: <campaign_id>:" (batch_size 1) */
+  size_t key_prefix_len;
+  struct slot **slots; /* concurrency entries, made on first use */
   size_t n_slots;
-  struct slot *free_slots;      /* idle slots */
+  struct slot *free_slots; /* idle slots */
+  struct item *free_items; /* recycled, at most SENDER_POOL_ITEMS */
+  size_t n_free_items;
+  struct request *free_reqs; /* recycled, at most SENDER_POOL_REQS */
+  size_t n_free_reqs;
   struct item *q_head, *q_tail; /* submitted, no request yet */
   size_t q_len;
   struct request *reqs; /* active and waiting requests */
@@ -97,8 +113,29 @@ struct sender {
   bool draining; /* sender_drain(): nothing new starts, nothing retried */
 };
 
-/* sender__item_free: release a queued recipient; NULL is a no-op. */
-void sender__item_free(struct item *it);
+/* How many idle items and requests a sender keeps for reuse: more items
+ * than a caller keeps in flight (the consumer's mark batch may exceed
+ * sender_capacity()) and requests for every slot plus retries, so the
+ * steady state allocates nothing but ids. Pooled buffers over
+ * SENDER_POOL_BUF_MAX bytes are freed, not kept: one huge body must not
+ * pin its memory. */
+#define SENDER_POOL_ITEMS(s) \
+  (1024 + 2 * (size_t)(s)->concurrency * (size_t)(s)->batch_size)
+#define SENDER_POOL_BUF_MAX 65536
+#define SENDER_POOL_REQS(s) (2 * (size_t)(s)->concurrency)
+
+/* sender__item_new: an empty item (recycled or new) holding copies of
+ * address and vars_json; its id is the caller's to set. NULL if out of
+ * memory. */
+struct item *sender__item_new(struct sender *s, const char *address,
+                              const char *vars_json);
+
+/* sender__item_put: done with an item: frees its id (unless a result took
+ * it) and recycles or frees the rest; NULL is a no-op. */
+void sender__item_put(struct sender *s, struct item *it);
+
+/* sender__pools_free: release the recycled items and requests. */
+void sender__pools_free(struct sender *s);
 
 /* sender__request_free: detach (if attached) and release a request and
  * the items it still holds. */

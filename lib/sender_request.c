@@ -62,13 +62,63 @@ static void join(char *out, size_t outlen, const char *a, const char *b)
   out[la + lb] = '\0';
 }
 
-void sender__item_free(struct item *it)
+/* grow: make *p hold at least `need` bytes, keeping its contents. */
+static int grow(char **p, size_t *cap, size_t need)
+{
+  if (need <= *cap)
+    return SO_OK;
+  size_t c = *cap ? *cap : 64;
+  while (c < need)
+    c *= 2;
+  char *n = realloc(*p, c);
+  if (!n)
+    return SO_ERR_NOMEM;
+  *p = n;
+  *cap = c;
+  return SO_OK;
+}
+
+struct item *sender__item_new(struct sender *s, const char *address,
+                              const char *vars_json)
+{
+  struct item *it = s->free_items;
+  if (it) {
+    s->free_items = it->next;
+    s->n_free_items--;
+    it->next = NULL;
+  } else if (!(it = calloc(1, sizeof(*it)))) {
+    return NULL;
+  }
+  size_t al = strlen(address) + 1;
+  size_t vl = vars_json ? strlen(vars_json) + 1 : 0;
+  if (grow(&it->buf, &it->buf_cap, al + vl) != SO_OK) {
+    sender__item_put(s, it);
+    return NULL;
+  }
+  memcpy(it->buf, address, al);
+  it->address = it->buf;
+  it->vars_json = NULL;
+  if (vars_json) {
+    memcpy(it->buf + al, vars_json, vl);
+    it->vars_json = it->buf + al;
+  }
+  return it;
+}
+
+void sender__item_put(struct sender *s, struct item *it)
 {
   if (!it)
     return;
   free(it->id);
-  free(it->address);
-  free(it->vars_json);
+  it->id = NULL;
+  if (s->n_free_items < SENDER_POOL_ITEMS(s) &&
+      it->buf_cap <= SENDER_POOL_BUF_MAX) {
+    it->next = s->free_items;
+    s->free_items = it;
+    s->n_free_items++;
+    return;
+  }
+  free(it->buf);
   free(it);
 }
 
@@ -92,7 +142,7 @@ static void push_result(struct sender *s, struct item *it,
     if (!d) {
       log_error("sender: out of memory recording recipient=%s", it->id);
       s->in_flight--;
-      sender__item_free(it);
+      sender__item_put(s, it);
       return;
     }
     s->done = d;
@@ -112,7 +162,7 @@ static void push_result(struct sender *s, struct item *it,
     s->stats.rejected++;
   else
     s->stats.gave_up++;
-  sender__item_free(it);
+  sender__item_put(s, it);
 }
 
 /* ---- slots ------------------------------------------------------------- */
@@ -227,6 +277,48 @@ void sender__slots_free(struct sender *s)
 
 /* ---- requests --------------------------------------------------------- */
 
+/* request_release: free a request that is no longer in any list. */
+static void request_release(struct request *rq)
+{
+  free(rq->arr);
+  free(rq->body);
+  free(rq->key_line);
+  free(rq);
+}
+
+/* request_new: a blank request, recycled (buffers kept) or new, with
+ * room for k items. NULL if out of memory. */
+static struct request *request_new(struct sender *s, size_t k)
+{
+  struct request *rq = s->free_reqs;
+  if (rq) {
+    s->free_reqs = rq->next;
+    s->n_free_reqs--;
+  } else if (!(rq = calloc(1, sizeof(*rq)))) {
+    return NULL;
+  }
+  if (k > 1 && k > rq->arr_cap) {
+    struct item **arr = realloc(rq->arr, k * sizeof(*arr));
+    if (!arr) {
+      request_release(rq);
+      return NULL;
+    }
+    rq->arr = arr;
+    rq->arr_cap = k;
+  }
+  /* Everything but the buffers starts blank, as from calloc. */
+  struct request blank = {0};
+  blank.arr = rq->arr;
+  blank.arr_cap = rq->arr_cap;
+  blank.body = rq->body;
+  blank.body_cap = rq->body_cap;
+  blank.key_line = rq->key_line;
+  blank.key_cap = rq->key_cap;
+  *rq = blank;
+  rq->items = k > 1 ? rq->arr : &rq->one;
+  return rq;
+}
+
 static void request_unlink(struct sender *s, struct request *rq)
 {
   if (rq->prev)
@@ -259,12 +351,33 @@ void sender__request_free(struct sender *s, struct request *rq)
     request_detach(s, rq);
   request_unlink(s, rq);
   for (size_t i = 0; i < rq->n_items; i++)
-    sender__item_free(rq->items[i]);
-  if (rq->items != &rq->one)
-    free(rq->items);
-  free(rq->body);
-  free(rq->key_line);
-  free(rq);
+    sender__item_put(s, rq->items[i]);
+  rq->n_items = 0;
+  if (s->n_free_reqs < SENDER_POOL_REQS(s) &&
+      rq->body_cap <= SENDER_POOL_BUF_MAX) {
+    rq->next = s->free_reqs;
+    s->free_reqs = rq;
+    s->n_free_reqs++;
+    return;
+  }
+  request_release(rq);
+}
+
+void sender__pools_free(struct sender *s)
+{
+  while (s->free_items) {
+    struct item *it = s->free_items;
+    s->free_items = it->next;
+    free(it->buf);
+    free(it);
+  }
+  s->n_free_items = 0;
+  while (s->free_reqs) {
+    struct request *rq = s->free_reqs;
+    s->free_reqs = rq->next;
+    request_release(rq);
+  }
+  s->n_free_reqs = 0;
 }
 
 /* request_finish: every item of the request gets the outcome. */
@@ -355,8 +468,8 @@ static int render(struct sender *s, struct request *rq, char *err,
       tr[i] = (struct template_recipient){
           rq->items[i]->id, rq->items[i]->address, rq->items[i]->vars_json};
     size_t bad;
-    rc = template_render(s->tpl, tr, rq->n_items, &rq->body, &rq->body_len,
-                         &bad, err, errlen);
+    rc = template_render_into(s->tpl, tr, rq->n_items, &rq->body, &rq->body_cap,
+                              &rq->body_len, &bad, err, errlen);
     if (rc != SO_ERR_INVALID || bad >= rq->n_items)
       break;
     char reason[SENDER_REASON_MAX];
@@ -375,42 +488,36 @@ static int render(struct sender *s, struct request *rq, char *err,
 }
 
 /* request_key: the request's "Idempotency-Key: <key>" line, which heads
- * its header list; the fixed lines follow (sender->headers). */
+ * its header list; the fixed lines follow (sender->headers). Written into
+ * the request's reused buffer. */
 static int request_key(struct sender *s, struct request *rq)
 {
   static const char name[] = "Idempotency-Key: ";
   const size_t nl = sizeof(name) - 1;
-  size_t cl = strlen(s->campaign_id);
-  char *line;
   if (s->batch_size == 1) {
-    size_t il = strlen(rq->items[0]->id);
-    if (!(line = malloc(nl + cl + 1 + il + 1)))
+    size_t pl = s->key_prefix_len, il = strlen(rq->items[0]->id);
+    if (grow(&rq->key_line, &rq->key_cap, pl + il + 1) != SO_OK)
       return SO_ERR_NOMEM;
-    memcpy(line, name, nl);
-    memcpy(line + nl, s->campaign_id, cl);
-    line[nl + cl] = ':';
-    memcpy(line + nl + cl + 1, rq->items[0]->id, il + 1);
+    memcpy(rq->key_line, s->key_prefix, pl);
+    memcpy(rq->key_line + pl, rq->items[0]->id, il + 1);
   } else {
-    size_t len = nl + cl + 32;
+    size_t len = nl + strlen(s->campaign_id) + 32;
     const char **ids = malloc(rq->n_items * sizeof(*ids));
-    if (!ids || !(line = malloc(len))) {
+    if (!ids || grow(&rq->key_line, &rq->key_cap, len) != SO_OK) {
       free(ids);
       return SO_ERR_NOMEM;
     }
     for (size_t i = 0; i < rq->n_items; i++)
       ids[i] = rq->items[i]->id;
-    memcpy(line, name, nl);
-    int rc =
-        sender_batch_key(s->campaign_id, ids, rq->n_items, line + nl, len - nl);
+    memcpy(rq->key_line, name, nl);
+    int rc = sender_batch_key(s->campaign_id, ids, rq->n_items,
+                              rq->key_line + nl, len - nl);
     free(ids);
-    if (rc != SO_OK) {
-      free(line);
+    if (rc != SO_OK)
       return rc;
-    }
   }
-  rq->key_line = line;
-  rq->key = line + nl;
-  rq->key_node.data = line;
+  rq->key = rq->key_line + nl;
+  rq->key_node.data = rq->key_line;
   /* libcurl adds "Expect: 100-continue" only to bodies over its
    * threshold (1,024 bytes in old releases, 1 MiB since 2020), so a small
    * body needs no "Expect:" line to turn it off - and every custom
@@ -428,15 +535,9 @@ int sender__start_new(struct sender *s)
   char err[SENDER_REASON_MAX] = "";
   size_t k =
       s->q_len < (size_t)s->batch_size ? s->q_len : (size_t)s->batch_size;
-  struct request *rq = calloc(1, sizeof(*rq));
-  struct item **items =
-      rq && k == 1 ? &rq->one : calloc(k ? k : 1, sizeof(*items));
-  if (!rq || !items) {
-    free(rq);
-    free(items);
+  struct request *rq = request_new(s, k);
+  if (!rq)
     return SO_OK; /* try again on the next poll */
-  }
-  rq->items = items;
   for (size_t i = 0; i < k; i++) {
     struct item *it = s->q_head;
     s->q_head = it->next;

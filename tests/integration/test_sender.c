@@ -687,6 +687,16 @@ static void test_rebind_keeps_connections(void **state)
   assert_int_equal(sender_rebind(s, "camp-c", "{}", err, sizeof(err)),
                    SO_ERR_INVALID);
   assert_non_null(strstr(err, "content.subject"));
+  /* the failed rebind left camp-b in place: its key and its body */
+  test_drive(s, 1, &o, 100, 10000);
+  assert_int_equal(o.r[0].outcome, SENDER_SENT);
+  test_outcomes_free(&o);
+  assert_int_equal(srv_recs_for(sv, "camp-b:r-0", NULL), 2);
+  assert_int_equal(srv_recs_for(sv, "camp-c:r-0", NULL), 0);
+  at = sv->n - 1;
+  assert_string_equal(sv->recs[at].key, "camp-b:r-0");
+  assert_non_null(strstr(sv->recs[at].body, "\"campaign\":\"camp-b\""));
+  assert_non_null(strstr(sv->recs[at].body, "\"subject\":\"B\""));
   sender_free(s);
   test_provider_free(&p);
   srv_stop(sv);
