@@ -17,6 +17,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "clock.h"
 #include "sender.h"
 #include "sender_testutil.h"
@@ -379,6 +383,48 @@ static void test_reuse_after_connect_failure(void **state)
   free(log2);
 }
 
+/* A connect that never completes (a listener whose accept queue is full
+ * drops the SYN) ends after timeout_ms like any other hang - the total
+ * timeout bounds the connect phase too - and is retried, then GAVE_UP. */
+static void test_connect_hang_times_out(void **state)
+{
+  (void)state;
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  int filler = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(l >= 0 && filler >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof(a);
+  assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(l, 0), 0);
+  assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+  /* fills the accept queue of one: later SYNs are dropped */
+  assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof(a)), 0);
+  struct config_provider p = test_provider(ntohs(a.sin_port), test_tpl_single);
+  p.concurrency = 1;
+  p.timeout_ms = 300;
+  p.max_retries = 1;
+  p.retry_base_ms = 1;
+  struct sender *s = test_new_sender(&p, "camp-syn");
+  struct sender_result out[1];
+  memset(out, 0, sizeof(out));
+  int64_t t0 = clock_monotonic_ms();
+  submit_range(s, 0, 1);
+  poll_some(s, 10000, out, 1);
+  int64_t took = clock_monotonic_ms() - t0;
+  assert_int_equal(out[0].outcome, SENDER_GAVE_UP);
+  assert_int_equal(out[0].attempts, 2);
+  assert_non_null(strstr(out[0].reason, "timeout after 300 ms"));
+  assert_true(took >= 2 * 300 - 50);
+  if (took > 2 * 300 + 2 * test_poll_slack_ms() + 500)
+    fail_msg("two 300 ms connect timeouts took %lld ms", (long long)took);
+  sender_result_cleanup(&out[0]);
+  sender_free(s);
+  test_provider_free(&p);
+  close(filler);
+  close(l);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -386,6 +432,7 @@ int main(void)
       cmocka_unit_test(test_reuse_batches_with_retries),
       cmocka_unit_test(test_reuse_after_timeout),
       cmocka_unit_test(test_reuse_after_connect_failure),
+      cmocka_unit_test(test_connect_hang_times_out),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
