@@ -387,6 +387,7 @@ void sender_free(struct sender *s)
   sender__pools_free(s);
   if (s->multi)
     curl_multi_cleanup(s->multi);
+  curl_url_cleanup(s->curlu); /* after the easy handles that used it */
   for (struct curl_slist *l = s->headers; l; l = l->next)
     wipe(l->data); /* one line is the auth header */
   curl_slist_free_all(s->headers);
@@ -489,6 +490,33 @@ static int fixed_headers(struct sender *s)
   return SO_OK;
 }
 
+/* proxy_env: whether a variable libcurl consults to pick a proxy for an
+ * http(s) URL is set (also empty: curl would then decide). */
+static bool proxy_env(void)
+{
+  static const char *const vars[] = {"no_proxy",    "NO_PROXY",    "http_proxy",
+                                     "https_proxy", "HTTPS_PROXY", "all_proxy",
+                                     "ALL_PROXY"};
+  for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+    if (getenv(vars[i]))
+      return true;
+  return false;
+}
+
+/* parse_url: the provider URL as a CURLU, parsed with the flags curl
+ * itself uses for CURLOPT_URL, so requests name the same target. */
+static CURLU *parse_url(const char *url)
+{
+  CURLU *u = curl_url();
+  if (u && curl_url_set(u, CURLUPART_URL, url,
+                        CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
+               CURLUE_OK) {
+    curl_url_cleanup(u);
+    u = NULL;
+  }
+  return u;
+}
+
 static char *dup_or_null(const char *v, bool *oom)
 {
   if (!v || !v[0])
@@ -554,7 +582,8 @@ struct sender *sender_new(const struct config_provider *p,
     snprintf(err, errlen, "campaign %s: body_template: %s", campaign_id, terr);
     goto fail;
   }
-  if (!(s->multi = curl_multi_init()) ||
+  s->proxy_env = proxy_env();
+  if (!(s->curlu = parse_url(s->url)) || !(s->multi = curl_multi_init()) ||
       !(s->slots = calloc((size_t)p->concurrency, sizeof(*s->slots))) ||
       fixed_headers(s) != SO_OK)
     goto nomem;

@@ -77,7 +77,9 @@ struct sender {
   struct template *tpl;
   char *campaign_id;
   char *url;
-  char *method; /* NULL for POST */
+  CURLU *curlu;   /* url, parsed once for every request (CURLOPT_CURLU) */
+  bool proxy_env; /* a proxy variable curl would read is set */
+  char *method;   /* NULL for POST */
   char *auth_header;
   long timeout_ms;
   int concurrency;

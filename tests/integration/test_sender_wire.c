@@ -256,21 +256,22 @@ static void wsrv_free(struct wsrv *w)
 }
 
 /* expect: the request for recipient r-<i> with `body`, every byte of it. */
-static char *expect(const struct wsrv *w, const char *campaign, size_t i,
-                    const char *auth, const char *body)
+static char *expect(const struct wsrv *w, const char *target,
+                    const char *campaign, size_t i, const char *auth,
+                    const char *body)
 {
   char *out = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&out, &len);
   assert_non_null(f);
   fprintf(f,
-          "POST /send HTTP/1.1\r\n"
+          "POST %s HTTP/1.1\r\n"
           "Host: 127.0.0.1:%d\r\n"
           "Accept: */*\r\n"
           "Idempotency-Key: %s:r-%zu\r\n"
           "Content-Type: application/json\r\n"
           "User-Agent: sendonce/%s\r\n",
-          w->port, campaign, i, SENDONCE_VERSION);
+          target, w->port, campaign, i, SENDONCE_VERSION);
   if (auth)
     fprintf(f, "%s\r\n", auth);
   fprintf(f, "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
@@ -295,13 +296,22 @@ static char *body_single(const char *campaign, size_t i, const char *pad)
   return out;
 }
 
-/* run: send recipients r-0..r-(n-1) (vars.name "N\"<i><pad>") and check
- * every request byte for byte; returns how many requests the server got. */
-static size_t run(const char *campaign, size_t n, const char *pad,
-                  bool with_auth)
+/* run: send recipients r-0..r-(n-1) (vars.name "N\"<i><pad>") to the
+ * URL path `path` (NULL: test_provider's "/send"), and check every
+ * request byte for byte, its request line naming `target`; returns how
+ * many requests the server got. */
+static size_t run_at(const char *path, const char *target, const char *campaign,
+                     size_t n, const char *pad, bool with_auth)
 {
   struct wsrv *w = wsrv_start(true);
   struct config_provider p = test_provider(w->port, test_tpl_single);
+  if (path) {
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", w->port, path);
+    free(p.url);
+    p.url = strdup(url);
+    assert_non_null(p.url);
+  }
   p.concurrency = 4;
   p.max_retries = 2;
   p.retry_base_ms = 1;
@@ -349,7 +359,7 @@ static size_t run(const char *campaign, size_t n, const char *pad,
     assert_true(i < n);
     seen[i]++;
     char *body = body_single(campaign, i, pad);
-    char *want = expect(w, campaign, i, auth, body);
+    char *want = expect(w, target, campaign, i, auth, body);
     if (q->len != strlen(want) || memcmp(q->bytes, want, q->len) != 0)
       fail_msg("request %zu of r-%zu differs:\n--- got\n%s\n--- want\n%s", k, i,
                q->bytes, want);
@@ -366,6 +376,12 @@ static size_t run(const char *campaign, size_t n, const char *pad,
   wsrv_free(w);
   test_provider_free(&p);
   return total;
+}
+
+static size_t run(const char *campaign, size_t n, const char *pad,
+                  bool with_auth)
+{
+  return run_at(NULL, "/send", campaign, n, pad, with_auth);
 }
 
 /* 200 recipients through 4 reused handles, retries among them: every
@@ -395,12 +411,59 @@ static void test_wire_bytes_large_body(void **state)
   assert_int_equal(run("camp-wire-large", 20, pad, true), 24);
 }
 
+/* The URL's path is normalised the way curl does (dot segments go) and
+ * its query string kept as written. */
+static void test_wire_url_path_and_query(void **state)
+{
+  (void)state;
+  assert_int_equal(run_at("/v1/./x/../send?k=v%20w&z", "/v1/send?k=v%20w&z",
+                          "camp-wire-url", 10, "", true),
+                   12);
+}
+
+/* A proxy in the environment is still honoured (the sender tells curl
+ * "no proxy" only when no proxy variable is set): the request goes to
+ * the proxy, in absolute form. */
+static void test_wire_proxy_env_honoured(void **state)
+{
+  (void)state;
+  struct wsrv *w = wsrv_start(false);
+  char proxy[64];
+  snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", w->port);
+  assert_int_equal(setenv("http_proxy", proxy, 1), 0);
+  struct config_provider p = test_provider(w->port, test_tpl_single);
+  free(p.url);
+  p.url = strdup("http://provider.invalid:81/send");
+  struct sender *s = test_new_sender(&p, "camp-proxy");
+  struct sender_recipient r = {"r-0", "r-0@example.org", "{\"name\":\"n\"}"};
+  assert_int_equal(sender_submit(s, &r), SO_OK);
+  struct sender_result res[1];
+  size_t got = 0;
+  for (int i = 0; i < 100 && got == 0; i++)
+    assert_int_equal(sender_poll(s, 100, res, 1, &got), SO_OK);
+  assert_int_equal(unsetenv("http_proxy"), 0);
+  assert_int_equal(got, 1);
+  assert_int_equal(res[0].outcome, SENDER_SENT);
+  sender_result_cleanup(&res[0]);
+  sender_free(s);
+  wsrv_stop(w);
+  assert_int_equal(w->n, 1);
+  const char *line = "POST http://provider.invalid:81/send HTTP/1.1\r\n";
+  assert_memory_equal(w->reqs[0].bytes, line, strlen(line));
+  assert_non_null(
+      strstr(w->reqs[0].bytes, "\r\nIdempotency-Key: camp-proxy:r-0\r\n"));
+  wsrv_free(w);
+  test_provider_free(&p);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wire_bytes),
       cmocka_unit_test(test_wire_bytes_no_auth),
       cmocka_unit_test(test_wire_bytes_large_body),
+      cmocka_unit_test(test_wire_url_path_and_query),
+      cmocka_unit_test(test_wire_proxy_env_honoured),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
