@@ -669,8 +669,10 @@ static void handle_done(struct sender *s, struct slot *sl, CURLcode res)
   curl_off_t retry_after = 0;
   char why[SENDER_REASON_MAX];
   curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
-  if (curl_easy_getinfo(sl->easy, CURLINFO_RETRY_AFTER, &retry_after) !=
-      CURLE_OK)
+  /* Retry-After counts only for a 429 or 503 (see below). */
+  if ((status == 429 || status == 503) &&
+      curl_easy_getinfo(sl->easy, CURLINFO_RETRY_AFTER, &retry_after) !=
+          CURLE_OK)
     retry_after = 0;
   rq->last_status = res == CURLE_OK ? (int)status : 0;
   /* Judge before the slot goes back: the answer is in its buffers. */
