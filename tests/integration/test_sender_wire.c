@@ -421,6 +421,45 @@ static void test_wire_url_path_and_query(void **state)
                    12);
 }
 
+/* An auth header named like one of curl's own headers still replaces
+ * curl's: here "Accept", so no "Accept: * / *" goes out, and the line
+ * keeps its place after the sender's other lines. */
+static void test_wire_auth_header_named_like_curls(void **state)
+{
+  (void)state;
+  struct wsrv *w = wsrv_start(false);
+  struct config_provider p = test_provider(w->port, test_tpl_single);
+  free(p.auth_header);
+  p.auth_header = strdup("Accept: application/vnd.test+json");
+  struct sender *s = test_new_sender(&p, "camp-accept");
+  struct sender_recipient r = {"r-0", "r-0@example.org", "{\"name\":\"n\"}"};
+  assert_int_equal(sender_submit(s, &r), SO_OK);
+  struct sender_result res[1];
+  size_t got = 0;
+  for (int i = 0; i < 100 && got == 0; i++)
+    assert_int_equal(sender_poll(s, 100, res, 1, &got), SO_OK);
+  assert_int_equal(got, 1);
+  assert_int_equal(res[0].outcome, SENDER_SENT);
+  sender_result_cleanup(&res[0]);
+  sender_free(s);
+  wsrv_stop(w);
+  assert_int_equal(w->n, 1);
+  char want[256];
+  snprintf(want, sizeof(want),
+           "POST /send HTTP/1.1\r\n"
+           "Host: 127.0.0.1:%d\r\n"
+           "Idempotency-Key: camp-accept:r-0\r\n"
+           "Content-Type: application/json\r\n"
+           "User-Agent: sendonce/%s\r\n"
+           "Accept: application/vnd.test+json\r\n"
+           "Content-Length: ",
+           w->port, SENDONCE_VERSION);
+  if (strncmp(w->reqs[0].bytes, want, strlen(want)) != 0)
+    fail_msg("got\n%s\nwant a head of\n%s", w->reqs[0].bytes, want);
+  wsrv_free(w);
+  test_provider_free(&p);
+}
+
 /* A proxy in the environment is still honoured (the sender tells curl
  * "no proxy" only when no proxy variable is set): the request goes to
  * the proxy, in absolute form. */
@@ -464,6 +503,7 @@ int main(void)
       cmocka_unit_test(test_wire_bytes_large_body),
       cmocka_unit_test(test_wire_url_path_and_query),
       cmocka_unit_test(test_wire_proxy_env_honoured),
+      cmocka_unit_test(test_wire_auth_header_named_like_curls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
