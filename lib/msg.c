@@ -529,9 +529,9 @@ fail:
   return rc;
 }
 
-int msg_parse_recipient_line(const char *line, size_t len,
-                             struct msg_recipient *out, char *err,
-                             size_t errlen)
+int msg__parse_recipient_line_slow(const char *line, size_t len,
+                                   struct msg_recipient *out, char *err,
+                                   size_t errlen)
 {
   struct json_object *root = NULL;
   int rc;
@@ -550,6 +550,95 @@ int msg_parse_recipient_line(const char *line, size_t len,
     rc = parse_recipient(root, "", out, err, errlen);
   json_object_put(root);
   return rc;
+}
+
+/* A recipient string member `v` (known to be a JSON string): its bytes,
+ * checked as parse_recipient checks them. *out is malloc'd. */
+static int recipient_string(const struct msg__value *v, size_t max,
+                            const char *field, char **out, char *err,
+                            size_t errlen)
+{
+  char *s = malloc(v->len);
+  if (!s)
+    return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "no memory");
+  size_t n = msg__scan_string(v, s);
+  int rc = check_printable(s, n, max, "", field, err, errlen);
+  if (rc != SO_OK) {
+    free(s);
+    return rc;
+  }
+  s[n] = '\0'; /* n <= v->len - 2: a string value has its quotes */
+  *out = s;
+  return SO_OK;
+}
+
+/* parse_recipient, reading the members out of the checked text instead of
+ * a json-c tree: the same checks in the same order, so the same errors. */
+static int parse_recipient_text(const struct msg__value *addr,
+                                const struct msg__value *id,
+                                const struct msg__value *vars,
+                                struct msg_recipient *r, char *err,
+                                size_t errlen)
+{
+  int rc;
+  if (!addr->p || addr->p[0] != '"')
+    return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "address: %s", !addr->p ? "missing" : "not a string");
+  rc = recipient_string(addr, MSG_ADDRESS_MAX, "address", &r->address, err,
+                        errlen);
+  if (rc != SO_OK)
+    goto fail;
+  if (id->p && id->p[0] != '"') {
+    rc = msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                   "id: not a string");
+    goto fail;
+  }
+  if (id->p)
+    rc = recipient_string(id, MSG_RECIPIENT_ID_MAX, "id", &r->id, err, errlen);
+  else if (!(r->id = strdup(r->address)))
+    rc = msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                   "no memory");
+  if (rc != SO_OK)
+    goto fail;
+  if (vars->p && vars->p[0] != '{') {
+    rc = msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                   "vars: not an object");
+    goto fail;
+  }
+  if (vars->p) {
+    if (!(r->vars_json = malloc(vars->len + 1))) {
+      rc = msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENT,
+                     "no memory");
+      goto fail;
+    }
+    r->vars_json[msg__scan_compact(vars, r->vars_json)] = '\0';
+  }
+  return SO_OK;
+fail:
+  msg_recipient_cleanup(r);
+  return rc;
+}
+
+int msg_parse_recipient_line(const char *line, size_t len,
+                             struct msg_recipient *out, char *err,
+                             size_t errlen)
+{
+  static const char *const names[] = {"address", "id", "vars"};
+  struct msg__value v[3];
+  struct strictjson_result res;
+
+  memset(out, 0, sizeof *out);
+  if (err && errlen)
+    err[0] = '\0';
+  /* Cheap pre-checks on the common path; anything the fast path is not
+   * sure about (including every error strictjson_check reports) goes the
+   * json-c way, which words the error. */
+  if (!line || len > MSG_RECIPIENT_LINE_MAX ||
+      strictjson_check(line, len, MSG_MAX_DEPTH, &res) != SO_OK ||
+      res.root != '{' || !msg__scan_object(line, len, names, 3, v))
+    return msg__parse_recipient_line_slow(line, len, out, err, errlen);
+  return parse_recipient_text(&v[0], &v[1], &v[2], out, err, errlen);
 }
 
 void msg_recipient_cleanup(struct msg_recipient *r)
