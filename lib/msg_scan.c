@@ -174,6 +174,30 @@ bool msg__scan_object(const char *text, size_t len, const char *const *names,
   return skip_container(&w, &top);
 }
 
+void msg__scan_iter(const struct msg__value *array, struct msg__iter *it)
+{
+  it->p = array->p + 1;
+  it->end = array->p + array->len;
+}
+
+bool msg__scan_next(struct msg__iter *it, struct msg__value *elem)
+{
+  struct walk w = {it->p, it->end};
+  skip_ws(&w);
+  if (w.p >= w.end || *w.p == ']')
+    return false;
+  const char *start = w.p;
+  if (!skip_value(&w, NULL))
+    return false;
+  elem->p = start;
+  elem->len = (size_t)(w.p - start);
+  skip_ws(&w);
+  if (w.p < w.end && *w.p == ',')
+    w.p++;
+  it->p = w.p;
+  return true;
+}
+
 static unsigned hex_digit(char c)
 {
   if (c >= '0' && c <= '9')

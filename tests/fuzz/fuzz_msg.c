@@ -4,10 +4,10 @@
  * msg_parse_recipient_line. A message that parses must encode, the
  * encoding must parse, and encoding that again must give the same bytes
  * (the canonical form is a fixed point). A refusal must carry a known
- * reason code in printable ASCII. msg_parse_recipient_line's fast path
- * must agree with the json-c path (msg__parse_recipient_line_slow) on
- * every input: status, reason, id, address and vars bytes. Any violation
- * aborts. */
+ * reason code in printable ASCII. The fast paths of msg_parse and
+ * msg_parse_recipient_line must agree with the json-c paths
+ * (msg__parse_slow, msg__parse_recipient_line_slow) on every input: status,
+ * reason and every field, byte for byte. Any violation aborts. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +91,26 @@ static void check_same(const struct msg *a, const struct msg *b)
         "not_after changed", a->campaign_id);
 }
 
+/* msg_parse (fast path first) and the json-c path must agree exactly. */
+static void parse_differential(const char *body, size_t size,
+                               const struct msg_rules *rules, int rc,
+                               const struct msg *m, const char *err)
+{
+  char err_slow[MSG_ERR_LEN];
+  struct msg *s = NULL;
+  int rc_slow =
+      msg__parse_slow(body, size, rules, &s, err_slow, sizeof err_slow);
+  check(rc == rc_slow, "fast/slow msg_parse status differs", err_slow);
+  if (rc == SO_OK) {
+    check(m && s && m->schema == s->schema, "fast/slow schema differs", NULL);
+    check_same(m, s);
+  } else {
+    check(strcmp(err, err_slow) == 0, "fast/slow msg_parse reason differs",
+          err_slow);
+  }
+  msg_free(s);
+}
+
 /* Parse; if valid, check encode -> parse -> encode is a fixed point. */
 static void parse_round_trip(const char *body, size_t size)
 {
@@ -101,6 +121,7 @@ static void parse_round_trip(const char *body, size_t size)
   struct msg *m = NULL;
 
   int rc = msg_parse(body, size, &rules, &m, err, sizeof err);
+  parse_differential(body, size, &rules, rc, m, err);
   if (rc == SO_OK) {
     char *e1 = NULL, *e2 = NULL;
     size_t l1 = 0, l2 = 0;

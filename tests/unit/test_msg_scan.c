@@ -1,6 +1,7 @@
-/* test_msg_scan.c - msg_parse_recipient_line's fast path (msg_scan.c):
- * every case it special-cases gives the expected bytes, and exactly what
- * the json-c path (msg__parse_recipient_line_slow) gives. */
+/* test_msg_scan.c - the fast paths of msg_parse_recipient_line and
+ * msg_parse (msg_fast.c, msg_scan.c): every case they special-case gives
+ * the expected bytes, and exactly what the json-c paths
+ * (msg__parse_recipient_line_slow, msg__parse_slow) give. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -214,11 +215,104 @@ static void test_caps(void **state)
   }
 }
 
+/* msg_parse: the fast path accepts only what the json-c path accepts, and
+ * gives the same message; what it declines gets json-c's reason. */
+#define HEAD                                                \
+  "{\"schema\":1,\"campaign_id\":\"c-1\",\"scheduled_at\":" \
+  "\"2026-11-27T09:00:00Z\",\"channel\":\"email\","
+static const struct parse_case {
+  const char *body;
+  int rc;
+  const char *content; /* expected content_json on success */
+  const char *err;     /* expected reason on failure */
+} parse_cases[] = {
+    {HEAD "\"content\":{},\"recipients_url\":\"file:///l\"}", SO_OK, "{}",
+     NULL},
+    {HEAD "\"content\":{ \"s\" : \"\\u00e9\\/\\u001F\\ud836\\udc00\" , "
+          "\"n\":[-0,1.0,2E3]},\"recipients\":[ {\"address\":\"a\"} , "
+          "{\"id\":\"b\",\"address\":\"a\",\"vars\":{\"k\":\"\\/\"}} ],"
+          "\"not_after\":\"2026-11-27T10:00:00+01:00:00\"}",
+     SO_ERR_INVALID, NULL,
+     "bad_not_after: '2026-11-27T10:00:00+01:00:00' is not RFC 3339"},
+    {HEAD "\"content\":{ \"s\" : \"\\u00e9\\/\\u001F\\ud836\\udc00\" , "
+          "\"n\":[-0,1.0,2E3]},\"recipients\":[ {\"address\":\"a\"} , "
+          "{\"id\":\"b\",\"address\":\"a\",\"vars\":{\"k\":\"\\/\"}} ],"
+          "\"not_after\":\"2026-11-27T10:00:00.5+01:00\"}",
+     SO_OK, "{\"s\":\"\xc3\xa9/\\u001f\xef\xbf\xbd\",\"n\":[0,1.0,2E3]}", NULL},
+    {HEAD "\"content\":{},\"recipients\":[{\"address\":\"a\"},"
+          "{\"address\":\"a\"}]}",
+     SO_ERR_INVALID, NULL,
+     "duplicate_recipient: id 'a' at recipients[0] and recipients[1]"},
+    {HEAD "\"content\":{},\"recipients\":[]}", SO_ERR_INVALID, NULL,
+     "bad_recipients: empty array"},
+    {HEAD "\"content\":{},\"recipients\":[{\"address\":\"a\"}],"
+          "\"recipients_url\":\"file:///l\"}",
+     SO_ERR_INVALID, NULL,
+     "recipients_both: give recipients or recipients_url, not both"},
+    {"{\"schema\":1.0,\"campaign_id\":\"c\"}", SO_ERR_INVALID, NULL,
+     "bad_schema: not an integer"},
+    {"{\"schema\":-0,\"campaign_id\":\"c\"}", SO_ERR_INVALID, NULL,
+     "unsupported_schema: schema 0, this program reads 1"},
+    {"{\"schema\":1,\"campaign_id\":\"c\\u0000\"}", SO_ERR_INVALID, NULL,
+     "bad_campaign_id: contains '\\x00' at offset 1"},
+    {HEAD "\"content\":{},\"recipients_url\":\"file:///l\",\"x\":[{},{\"a\":"
+          "1,\"a\":1}]}",
+     SO_ERR_INVALID, NULL,
+     "duplicate_key: 9 members in the text, 8 distinct"},
+    {"{\"schema\":1,\"campaign_id\":\"c\",\"scheduled_at\":"
+     "\"2026-11-27T09:00:00Z\",\"channel\":\"fax\",\"content\":{},"
+     "\"recipients_url\":\"file:///l\"}",
+     SO_ERR_INVALID, NULL, "unknown_channel: 'fax' is not configured"},
+};
+
+static void test_parse(void **state)
+{
+  (void)state;
+  static const char *const channels[] = {"email", "sms"};
+  const struct msg_rules rules = {
+      .max_bytes = 65536, .channels = channels, .n_channels = 2};
+  for (size_t i = 0; i < sizeof parse_cases / sizeof parse_cases[0]; i++) {
+    const struct parse_case *c = &parse_cases[i];
+    char err[MSG_ERR_LEN], err_slow[MSG_ERR_LEN];
+    struct msg *m = NULL, *s = NULL;
+    size_t len = strlen(c->body);
+    int rc = msg_parse(c->body, len, &rules, &m, err, sizeof err);
+    int rc_slow =
+        msg__parse_slow(c->body, len, &rules, &s, err_slow, sizeof err_slow);
+    if (rc != c->rc || (rc != SO_OK && strcmp(err, c->err) != 0))
+      print_error("parse case %zu: rc %d (%s)\n", i, rc, rc ? err : "");
+    assert_int_equal(rc, c->rc);
+    assert_int_equal(rc_slow, c->rc);
+    if (rc != SO_OK) {
+      assert_null(m);
+      assert_string_equal(err, c->err);
+      assert_string_equal(err_slow, c->err);
+      continue;
+    }
+    assert_string_equal(m->content_json, c->content);
+    assert_string_equal(m->content_json, s->content_json);
+    assert_string_equal(m->campaign_id, s->campaign_id);
+    assert_string_equal(m->channel, s->channel);
+    assert_true(m->scheduled_at_ms == s->scheduled_at_ms);
+    assert_int_equal(m->has_not_after, s->has_not_after);
+    assert_true(m->not_after_ms == s->not_after_ms);
+    assert_int_equal(m->n_recipients, s->n_recipients);
+    for (size_t k = 0; k < m->n_recipients; k++)
+      expect_same(&m->recipients[k], SO_OK, "", &s->recipients[k], SO_OK, "");
+    assert_true((m->recipients_url == NULL) == (s->recipients_url == NULL));
+    if (m->recipients_url)
+      assert_string_equal(m->recipients_url, s->recipients_url);
+    msg_free(m);
+    msg_free(s);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cases),
       cmocka_unit_test(test_caps),
+      cmocka_unit_test(test_parse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
