@@ -110,7 +110,7 @@ static bool skip_container(struct walk *w, const struct wanted *top)
         return false;
       for (size_t i = 0; i < n_keys; i++)
         if (keys[i].n == key_len && memcmp(keys[i].s, key, key_len) == 0)
-          return false; /* json-c's path names the repeated key */
+          return false; /* the json-c path reports it */
       keys[n_keys].s = key;
       keys[n_keys].n = key_len;
       n_keys++;

@@ -5,6 +5,7 @@
 #include "strictjson.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 struct scan {
@@ -23,6 +24,16 @@ size_t strictjson_utf8_valid(const char *text, size_t len)
   size_t i = 0;
 
   while (i < len) {
+    /* Eight ASCII bytes at a time: most of the text is ASCII. */
+    uint64_t word;
+    while (len - i >= sizeof word) {
+      memcpy(&word, s + i, sizeof word);
+      if (word & UINT64_C(0x8080808080808080))
+        break;
+      i += sizeof word;
+    }
+    if (i == len)
+      break;
     unsigned c = s[i];
     size_t n;
     unsigned min, cp;

@@ -14,6 +14,7 @@
 
 #include "msg.h"
 #include "msg_internal.h"
+#include "strictjson.h"
 
 struct line_case {
   const char *line;
@@ -257,8 +258,7 @@ static const struct parse_case {
      "bad_campaign_id: contains '\\x00' at offset 1"},
     {HEAD "\"content\":{},\"recipients_url\":\"file:///l\",\"x\":[{},{\"a\":"
           "1,\"a\":1}]}",
-     SO_ERR_INVALID, NULL,
-     "duplicate_key: 9 members in the text, 8 distinct"},
+     SO_ERR_INVALID, NULL, "duplicate_key: 9 members in the text, 8 distinct"},
     {"{\"schema\":1,\"campaign_id\":\"c\",\"scheduled_at\":"
      "\"2026-11-27T09:00:00Z\",\"channel\":\"fax\",\"content\":{},"
      "\"recipients_url\":\"file:///l\"}",
@@ -307,12 +307,35 @@ static void test_parse(void **state)
   }
 }
 
+/* strictjson_utf8_valid skips ASCII eight bytes at a time: a bad byte is
+ * still found at its exact offset, wherever it falls in a word. */
+static void test_utf8_offsets(void **state)
+{
+  (void)state;
+  char buf[40];
+  for (size_t len = 1; len <= sizeof buf; len++) {
+    for (size_t pos = 0; pos < len; pos++) {
+      memset(buf, 'a', sizeof buf);
+      buf[pos] = (char)0xff;
+      assert_int_equal(strictjson_utf8_valid(buf, len), pos);
+      buf[pos] = (char)0xc3; /* a lead byte: valid only with its follower */
+      if (pos + 1 < len) {
+        buf[pos + 1] = (char)0xa9;
+        assert_int_equal(strictjson_utf8_valid(buf, len), len);
+        buf[pos + 1] = 'a';
+      }
+      assert_int_equal(strictjson_utf8_valid(buf, len), pos);
+    }
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cases),
       cmocka_unit_test(test_caps),
       cmocka_unit_test(test_parse),
+      cmocka_unit_test(test_utf8_offsets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
