@@ -48,19 +48,24 @@ static void skip_ws(struct walk *w)
     w->p++;
 }
 
+/* The bytes that end a run of plain string content in checked text. */
+static const unsigned char string_stop[256] = {['"'] = 1, ['\\'] = 1};
+
 /* w->p is on the opening quote; leaves it after the closing one. Sets
  * *escaped when the string has a backslash. */
 static void skip_string(struct walk *w, bool *escaped)
 {
-  w->p++;
-  while (w->p < w->end && *w->p != '"') {
-    if (*w->p == '\\') {
-      *escaped = true;
-      w->p++;
-    }
-    w->p++;
+  /* Locals: w->p and w->end would be reloaded around every byte read. */
+  const char *p = w->p + 1, *end = w->end;
+  for (;;) {
+    while (p < end && !string_stop[(unsigned char)*p])
+      p++;
+    if (p >= end || *p == '"')
+      break;
+    *escaped = true;
+    p += 2; /* the backslash and the byte it escapes */
   }
-  w->p++;
+  w->p = p + 1;
 }
 
 static void skip_scalar(struct walk *w)
