@@ -131,8 +131,8 @@ int msg__parse_object(const char *text, size_t len, const char *not_object_code,
 }
 
 /* Charset rules of campaign ids and channel names. */
-static int check_name(const char *s, size_t n, size_t max, bool allow_colon,
-                      const char *code, char *err, size_t errlen)
+int msg__check_name(const char *s, size_t n, size_t max, bool allow_colon,
+                    const char *code, char *err, size_t errlen)
 {
   char q[64];
   if (n == 0)
@@ -158,16 +158,15 @@ int msg_validate_campaign_id(const char *id, char *err, size_t errlen)
   if (!id)
     return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_CAMPAIGN_ID,
                      "missing");
-  return check_name(id, strlen(id), MSG_CAMPAIGN_ID_MAX, true,
-                    MSG_ERR_BAD_CAMPAIGN_ID, err, errlen);
+  return msg__check_name(id, strlen(id), MSG_CAMPAIGN_ID_MAX, true,
+                         MSG_ERR_BAD_CAMPAIGN_ID, err, errlen);
 }
 
 /* Recipient ids and addresses: 1..max bytes, no C0, DEL or C1 control
  * characters (they would end up in HTTP headers and logs). UTF-8 validity
  * was checked on the whole text. */
-static int check_printable(const char *s, size_t n, size_t max,
-                           const char *where, const char *field, char *err,
-                           size_t errlen)
+int msg__check_printable(const char *s, size_t n, size_t max, const char *where,
+                         const char *field, char *err, size_t errlen)
 {
   if (n == 0)
     return msg__fail(SO_ERR_INVALID, err, errlen, MSG_ERR_BAD_RECIPIENT,
@@ -222,8 +221,8 @@ static int parse_recipient(struct json_object *obj, const char *where,
                      rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
   const char *addr = json_object_get_string(v);
   size_t addr_len = (size_t)json_object_get_string_len(v);
-  rc = check_printable(addr, addr_len, MSG_ADDRESS_MAX, where, "address", err,
-                       errlen);
+  rc = msg__check_printable(addr, addr_len, MSG_ADDRESS_MAX, where, "address",
+                            err, errlen);
   if (rc != SO_OK)
     return rc;
   const char *id = addr;
@@ -235,8 +234,8 @@ static int parse_recipient(struct json_object *obj, const char *where,
   if (rc == SO_OK) {
     id = json_object_get_string(v);
     id_len = (size_t)json_object_get_string_len(v);
-    rc = check_printable(id, id_len, MSG_RECIPIENT_ID_MAX, where, "id", err,
-                         errlen);
+    rc = msg__check_printable(id, id_len, MSG_RECIPIENT_ID_MAX, where, "id",
+                              err, errlen);
     if (rc != SO_OK)
       return rc;
   }
@@ -265,7 +264,7 @@ static int cmp_recipient_id(const void *a, const void *b)
 
 /* Inline recipients must have distinct ids: the delivery ledger is keyed
  * by (campaign, recipient id), so a repeated id would silently be skipped. */
-static int check_unique_ids(const struct msg *m, char *err, size_t errlen)
+int msg__check_unique_ids(const struct msg *m, char *err, size_t errlen)
 {
   const struct msg_recipient **sorted =
       malloc(m->n_recipients * sizeof *sorted);
@@ -313,10 +312,10 @@ static int parse_recipients(struct json_object *arr, struct msg *m, char *err,
       return rc; /* msg_free releases the ones already parsed */
     m->n_recipients = i + 1;
   }
-  return check_unique_ids(m, err, errlen);
+  return msg__check_unique_ids(m, err, errlen);
 }
 
-static int check_url(const char *s, size_t n, char *err, size_t errlen)
+int msg__check_url(const char *s, size_t n, char *err, size_t errlen)
 {
   static const char *const schemes[] = {"file://", "http://", "https://"};
   if (n == 0 || n > MSG_URL_MAX)
@@ -383,8 +382,8 @@ static int parse_channel(struct json_object *root,
                      rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
   const char *s = json_object_get_string(v);
   size_t n = (size_t)json_object_get_string_len(v);
-  rc = check_name(s, n, MSG_CHANNEL_MAX, false, MSG_ERR_BAD_CHANNEL, err,
-                  errlen);
+  rc = msg__check_name(s, n, MSG_CHANNEL_MAX, false, MSG_ERR_BAD_CHANNEL, err,
+                       errlen);
   if (rc != SO_OK)
     return rc;
   if (rules && rules->channels) {
@@ -424,8 +423,8 @@ static int parse_fields(struct json_object *root, const struct msg_rules *rules,
                      rc == SO_ERR_NOTFOUND ? "missing" : "not a string");
   const char *id = json_object_get_string(v);
   size_t id_len = (size_t)json_object_get_string_len(v);
-  rc = check_name(id, id_len, MSG_CAMPAIGN_ID_MAX, true,
-                  MSG_ERR_BAD_CAMPAIGN_ID, err, errlen);
+  rc = msg__check_name(id, id_len, MSG_CAMPAIGN_ID_MAX, true,
+                       MSG_ERR_BAD_CAMPAIGN_ID, err, errlen);
   if (rc != SO_OK)
     return rc;
   if (!(m->campaign_id = dup_len(id, id_len)))
@@ -473,7 +472,7 @@ static int parse_fields(struct json_object *root, const struct msg_rules *rules,
                        "not a string but %s", type_name(url));
     const char *s = json_object_get_string(url);
     size_t n = (size_t)json_object_get_string_len(url);
-    if ((rc = check_url(s, n, err, errlen)) != SO_OK)
+    if ((rc = msg__check_url(s, n, err, errlen)) != SO_OK)
       return rc;
     if (!(m->recipients_url = dup_len(s, n)))
       return msg__fail(SO_ERR_NOMEM, err, errlen, MSG_ERR_BAD_RECIPIENTS_URL,
@@ -493,8 +492,8 @@ static int parse_fields(struct json_object *root, const struct msg_rules *rules,
   return SO_OK;
 }
 
-int msg_parse(const char *body, size_t len, const struct msg_rules *rules,
-              struct msg **out, char *err, size_t errlen)
+int msg__parse_slow(const char *body, size_t len, const struct msg_rules *rules,
+                    struct msg **out, char *err, size_t errlen)
 {
   size_t max =
       rules && rules->max_bytes ? rules->max_bytes : MSG_DEFAULT_MAX_BYTES;
@@ -529,9 +528,23 @@ fail:
   return rc;
 }
 
-int msg_parse_recipient_line(const char *line, size_t len,
-                             struct msg_recipient *out, char *err,
-                             size_t errlen)
+int msg_parse(const char *body, size_t len, const struct msg_rules *rules,
+              struct msg **out, char *err, size_t errlen)
+{
+  /* Valid messages take the fast path (msg_fast.c); whatever it declines,
+   * every invalid message included, the json-c path, which also words
+   * the error. */
+  if (msg__fast_parse(body, len, rules, out) == SO_OK) {
+    if (err && errlen)
+      err[0] = '\0';
+    return SO_OK;
+  }
+  return msg__parse_slow(body, len, rules, out, err, errlen);
+}
+
+int msg__parse_recipient_line_slow(const char *line, size_t len,
+                                   struct msg_recipient *out, char *err,
+                                   size_t errlen)
 {
   struct json_object *root = NULL;
   int rc;
@@ -550,6 +563,20 @@ int msg_parse_recipient_line(const char *line, size_t len,
     rc = parse_recipient(root, "", out, err, errlen);
   json_object_put(root);
   return rc;
+}
+
+int msg_parse_recipient_line(const char *line, size_t len,
+                             struct msg_recipient *out, char *err,
+                             size_t errlen)
+{
+  /* Valid lines take the fast path; anything it is not sure about, and
+   * every invalid line, the json-c path, which also words the error. */
+  if (msg__fast_recipient_line(line, len, out) == SO_OK) {
+    if (err && errlen)
+      err[0] = '\0';
+    return SO_OK;
+  }
+  return msg__parse_recipient_line_slow(line, len, out, err, errlen);
 }
 
 void msg_recipient_cleanup(struct msg_recipient *r)
@@ -648,8 +675,8 @@ int msg_peek_campaign_id(const char *body, size_t len, char *out, size_t outlen)
   } else if (peek_scan(body, len, &id, &id_len) != SO_OK) {
     id = NULL;
   }
-  if (id && check_name(id, id_len, MSG_CAMPAIGN_ID_MAX, true,
-                       MSG_ERR_BAD_CAMPAIGN_ID, NULL, 0) == SO_OK) {
+  if (id && msg__check_name(id, id_len, MSG_CAMPAIGN_ID_MAX, true,
+                            MSG_ERR_BAD_CAMPAIGN_ID, NULL, 0) == SO_OK) {
     if (outlen > id_len) {
       memcpy(out, id, id_len);
       out[id_len] = '\0';

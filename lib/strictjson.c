@@ -5,6 +5,7 @@
 #include "strictjson.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 struct scan {
@@ -23,6 +24,16 @@ size_t strictjson_utf8_valid(const char *text, size_t len)
   size_t i = 0;
 
   while (i < len) {
+    /* Eight ASCII bytes at a time: most of the text is ASCII. */
+    uint64_t word;
+    while (len - i >= sizeof word) {
+      memcpy(&word, s + i, sizeof word);
+      if (word & UINT64_C(0x8080808080808080))
+        break;
+      i += sizeof word;
+    }
+    if (i == len)
+      break;
     unsigned c = s[i];
     size_t n;
     unsigned min, cp;
@@ -92,11 +103,24 @@ static int hex4(struct scan *s, unsigned *out)
   return 0;
 }
 
+/* The bytes that end a run of plain string content: controls (refused),
+ * the closing quote and the backslash of an escape. */
+#define STOP4(c) [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1
+static const unsigned char string_stop[256] = {
+    STOP4(0x00), STOP4(0x04), STOP4(0x08), STOP4(0x0c), STOP4(0x10),
+    STOP4(0x14), STOP4(0x18), STOP4(0x1c), ['"'] = 1,   ['\\'] = 1};
+
 /* s->p is on the opening quote. UTF-8 was validated beforehand. */
 static int scan_string(struct scan *s, bool is_key)
 {
   s->p++;
   for (;;) {
+    /* Plain bytes first, through locals: s->p and s->end would be
+     * reloaded around every byte read (a char may alias them). */
+    const unsigned char *p = s->p, *end = s->end;
+    while (p < end && !string_stop[*p])
+      p++;
+    s->p = p;
     if (s->p >= s->end)
       return fail(s, STRICTJSON_BAD_JSON, "unterminated string");
     unsigned c = *s->p;

@@ -5,8 +5,9 @@
  * UTF-8, lone surrogate escapes (turned into U+FFFD), integers beyond 64
  * bits (saturated), and it keeps the last of repeated keys silently. Input
  * from other services must mean the same to every parser, so the campaign-
- * due codec checks the text with this first and hands json-c only what
- * passes; the member count lets it spot repeated keys (json-c keeps one).
+ * due codec checks the text with this first and hands json-c (or its own
+ * reader, msg_scan.c) only what passes; the member count lets it spot
+ * repeated keys (json-c keeps one).
  */
 #ifndef SENDONCE_STRICTJSON_H
 #define SENDONCE_STRICTJSON_H

@@ -14,6 +14,7 @@ if(SENDONCE_FUZZ)
   # without -fsanitize=fuzzer (and may carry other sanitizer flags).
   add_executable(fuzz_msg ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_msg.c
     ${PROJECT_SOURCE_DIR}/lib/msg.c ${PROJECT_SOURCE_DIR}/lib/msg_encode.c
+    ${PROJECT_SOURCE_DIR}/lib/msg_scan.c ${PROJECT_SOURCE_DIR}/lib/msg_fast.c
     ${PROJECT_SOURCE_DIR}/lib/strictjson.c
     ${PROJECT_SOURCE_DIR}/lib/clock.c ${PROJECT_SOURCE_DIR}/lib/status.c
     ${PROJECT_SOURCE_DIR}/lib/log.c)

@@ -4,13 +4,17 @@
  * msg_parse_recipient_line. A message that parses must encode, the
  * encoding must parse, and encoding that again must give the same bytes
  * (the canonical form is a fixed point). A refusal must carry a known
- * reason code in printable ASCII. Any violation aborts. */
+ * reason code in printable ASCII. The fast paths of msg_parse and
+ * msg_parse_recipient_line must agree with the json-c paths
+ * (msg__parse_slow, msg__parse_recipient_line_slow) on every input: status,
+ * reason and every field, byte for byte. Any violation aborts. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "msg.h"
+#include "msg_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -87,6 +91,26 @@ static void check_same(const struct msg *a, const struct msg *b)
         "not_after changed", a->campaign_id);
 }
 
+/* msg_parse (fast path first) and the json-c path must agree exactly. */
+static void parse_differential(const char *body, size_t size,
+                               const struct msg_rules *rules, int rc,
+                               const struct msg *m, const char *err)
+{
+  char err_slow[MSG_ERR_LEN];
+  struct msg *s = NULL;
+  int rc_slow =
+      msg__parse_slow(body, size, rules, &s, err_slow, sizeof err_slow);
+  check(rc == rc_slow, "fast/slow msg_parse status differs", err_slow);
+  if (rc == SO_OK) {
+    check(m && s && m->schema == s->schema, "fast/slow schema differs", NULL);
+    check_same(m, s);
+  } else {
+    check(strcmp(err, err_slow) == 0, "fast/slow msg_parse reason differs",
+          err_slow);
+  }
+  msg_free(s);
+}
+
 /* Parse; if valid, check encode -> parse -> encode is a fixed point. */
 static void parse_round_trip(const char *body, size_t size)
 {
@@ -97,6 +121,7 @@ static void parse_round_trip(const char *body, size_t size)
   struct msg *m = NULL;
 
   int rc = msg_parse(body, size, &rules, &m, err, sizeof err);
+  parse_differential(body, size, &rules, rc, m, err);
   if (rc == SO_OK) {
     char *e1 = NULL, *e2 = NULL;
     size_t l1 = 0, l2 = 0;
@@ -137,6 +162,53 @@ static void parse_wrapped(const uint8_t *data, size_t size, const char *pre,
   free(body);
 }
 
+static int same_str(const char *a, const char *b)
+{
+  return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* The fast and the json-c recipient line parsers must agree exactly. */
+static void recipient_differential(const char *line, size_t len)
+{
+  char err_fast[MSG_ERR_LEN], err_slow[MSG_ERR_LEN];
+  struct msg_recipient f, s;
+  int rc_fast =
+      msg_parse_recipient_line(line, len, &f, err_fast, sizeof err_fast);
+  int rc_slow =
+      msg__parse_recipient_line_slow(line, len, &s, err_slow, sizeof err_slow);
+  check(rc_fast == rc_slow, "fast/slow status differs", err_slow);
+  if (rc_fast == SO_OK) {
+    check(same_str(f.id, s.id), "fast/slow id differs", s.id);
+    check(same_str(f.address, s.address), "fast/slow address differs",
+          s.address);
+    check(same_str(f.vars_json, s.vars_json), "fast/slow vars differ",
+          s.vars_json);
+  } else {
+    check(strcmp(err_fast, err_slow) == 0, "fast/slow reason differs",
+          err_slow);
+    check(f.id == NULL && f.address == NULL && f.vars_json == NULL,
+          "recipient filled on failure", NULL);
+  }
+  msg_recipient_cleanup(&f);
+  msg_recipient_cleanup(&s);
+}
+
+/* The input as a whole line, and in the places of the values the fast
+ * path decodes (address, id) and re-serializes (vars). */
+static void recipient_wrapped(const uint8_t *data, size_t size, const char *pre,
+                              const char *post)
+{
+  size_t lp = strlen(pre), lq = strlen(post);
+  char *line = malloc(lp + size + lq);
+  if (!line)
+    return;
+  memcpy(line, pre, lp);
+  memcpy(line + lp, data, size);
+  memcpy(line + lp + size, post, lq);
+  recipient_differential(line, lp + size + lq);
+  free(line);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   const char *body = (const char *)data;
@@ -158,6 +230,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (msg_peek_campaign_id(body, size, id, sizeof id) == SO_OK)
     check(msg_validate_campaign_id(id, NULL, 0) == SO_OK, "peeked a bad id",
           id);
+
+  recipient_differential(body, size);
+  recipient_wrapped(data, size, "{\"address\":\"a\",\"vars\":", "}");
+  recipient_wrapped(data, size, "{\"id\":\"i\",\"address\":", "}\n");
+  recipient_wrapped(data, size, " {\"address\":\"a\",\"id\":", "} ");
 
   struct msg_recipient r;
   rc = msg_parse_recipient_line(body, size, &r, err, sizeof err);
