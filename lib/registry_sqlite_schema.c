@@ -10,6 +10,7 @@
  * batched, so that is one fsync per batch. */
 #include "registry_sqlite_schema.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,12 +287,29 @@ static int set_wal(sqlite3 *db, char *err, size_t errlen)
   return SO_OK;
 }
 
+/* Debian's SQLite is built without lookaside memory, so every statement
+ * mallocs its cursors and records afresh (about six allocations per
+ * mark), and with memory statistics on (the default) each allocation and
+ * free also takes a global mutex to count it: ~10% of a mark's
+ * instructions. Nothing in sendonce reads those statistics or sets a soft
+ * heap limit. The setting is process-wide and only possible before SQLite
+ * initialises; when something else in the process initialised it first,
+ * sqlite3_config refuses (SQLITE_MISUSE) and changes nothing, which is
+ * fine: the statistics are a cost, not a correctness matter. */
+static pthread_once_t memstatus_once = PTHREAD_ONCE_INIT;
+
+static void memstatus_off(void)
+{
+  (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int registry_sqlite_setup(const char *path, int busy_timeout_ms,
                           struct registry_sqlite_busy *busy, sqlite3 **out,
                           char *err, size_t errlen)
 {
   *out = NULL;
   sqlite3 *db = NULL;
+  pthread_once(&memstatus_once, memstatus_off);
   int rc = sqlite3_open_v2(path, &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
