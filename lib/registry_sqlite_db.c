@@ -49,8 +49,8 @@ static const char *const stmt_sql[ST_COUNT] = {
         " WHERE campaign_id = ?1",
     [ST_CLAIM_INFO] = "SELECT state, fence, lease_until, paused, " NOW
                       " FROM campaigns WHERE campaign_id = ?1",
-    [ST_FENCE_INFO] = "SELECT state, fence, lease_until > " NOW ", paused, " NOW
-                      " FROM campaigns WHERE campaign_id = ?1",
+    [ST_FENCE_INFO] = "SELECT state, fence, lease_until, paused, " NOW
+                      ", sent, rejected FROM campaigns WHERE campaign_id = ?1",
     [ST_RENEW] =
         "UPDATE campaigns SET lease_until =  ?9"
         " + ?2, updated_at =  ?9  WHERE campaign_id = ?1",
@@ -79,9 +79,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SET_TOTAL] =
         "UPDATE campaigns SET total = ?2, updated_at =  ?9"
         " WHERE campaign_id = ?1",
+    /* ?2: the total when finishing; NULL (complete) keeps it. */
     [ST_COMPLETE] =
         "UPDATE campaigns SET state = 'DONE', owner = NULL,"
-        " lease_until = 0, updated_at =  ?9  WHERE campaign_id = ?1",
+        " lease_until = 0, total = COALESCE(?2, total), updated_at =  ?9"
+        " WHERE campaign_id = ?1",
     [ST_RELEASE] =
         "UPDATE campaigns SET state = 'PUBLISHED', owner = NULL,"
         " lease_until = 0, attempts = attempts + ?2,"

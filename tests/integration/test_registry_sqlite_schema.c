@@ -340,6 +340,21 @@ static void test_fresh_is_v2(void **state)
   struct registry_counts counts = {0, 0};
   REG_OK(r, registry_finish(r, "fresh-1", cl.fence, 1, &counts));
   assert_int_equal(counts.sent, 1);
+  struct registry_campaign got;
+  REG_OK(r, registry_get(r, "fresh-1", &got));
+  assert_int_equal(got.state, CAMPAIGN_DONE);
+  assert_int_equal(got.total, 1);
+  registry_campaign_free(&got);
+  /* registry_complete shares finish's UPDATE (total bound as NULL): it
+   * keeps the total that set_total wrote. */
+  struct registry_new_campaign c2 = {"fresh-2", 1000, "email", "{}"};
+  REG_OK(r, registry_register_claim(r, &c2, "w", TTL_MS, &created, &cl));
+  REG_OK(r, registry_set_total(r, "fresh-2", cl.fence, 5));
+  REG_OK(r, registry_complete(r, "fresh-2", cl.fence));
+  REG_OK(r, registry_get(r, "fresh-2", &got));
+  assert_int_equal(got.state, CAMPAIGN_DONE);
+  assert_int_equal(got.total, 5);
+  registry_campaign_free(&got);
   registry_close(r);
   testdb_destroy(&db);
 }
