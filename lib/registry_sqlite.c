@@ -484,15 +484,72 @@ struct mark_step {
   bool *changed; /* NULL, or per mark: mark_one's *changed */
 };
 
+/* mark_run: marks[0..k) (one state, k a chunk size) as one statement,
+ * counting what moved into SENT/REJECTED. A statement only says how many
+ * rows it wrote, so when the caller wants to know per mark (`changed`)
+ * the chunk runs in a savepoint: all k written (the usual case: fresh
+ * recipients, outcomes of INFLIGHT ones) means every one was pending;
+ * fewer, and the chunk is undone and written a mark at a time by
+ * mark_one, which tells each. */
+static int mark_run(struct registry_sqlite *s, const char *id, int64_t now,
+                    const struct registry_mark *m, size_t k, int64_t *sent,
+                    int64_t *rejected, bool *changed)
+{
+  int rc = changed ? rsdb_savepoint(s) : SO_OK;
+  int changes = 0;
+  if (!rc)
+    rc = rsdb_mark_chunk(s, id, now,
+                         m[0].state == DELIVERY_INFLIGHT
+                             ? NULL
+                             : delivery_state_names[m[0].state],
+                         m, k, &changes);
+  bool all = !rc && changes == (int)k;
+  if (changed) {
+    /* SO_ERR_CONFLICT only asks for the rollback to the savepoint. */
+    int end = rsdb_savepoint_end(s, all ? SO_OK : SO_ERR_CONFLICT);
+    rc = rc ? rc : end;
+  }
+  if (rc)
+    return rc;
+  if (changed && !all) {
+    for (size_t j = 0; !rc && j < k; j++)
+      rc = mark_one(s, id, now, &m[j], sent, rejected, &changed[j]);
+    return rc;
+  }
+  for (size_t j = 0; changed && j < k; j++)
+    changed[j] = true;
+  if (m[0].state == DELIVERY_SENT)
+    *sent += changes;
+  else if (m[0].state == DELIVERY_REJECTED)
+    *rejected += changes;
+  return SO_OK;
+}
+
+/* chunk_size: how many of the n marks from m on go into one statement:
+ * the largest chunk (64, 16, 4) that their run of one state fills, else
+ * 1 (mark_one). */
+static size_t chunk_size(const struct registry_mark *m, size_t n)
+{
+  size_t run = 1;
+  while (run < n && run < 64 && m[run].state == m[0].state)
+    run++;
+  return run >= 64 ? 64 : run >= 16 ? 16 : run >= 4 ? 4 : 1;
+}
+
 static int mark_job(struct registry_sqlite *x, void *arg)
 {
   const struct mark_step *a = arg;
   int64_t now = 0;
   int rc = fence_check(x, a->id, a->fence, &now);
   int64_t sent = 0, rejected = 0;
-  for (size_t i = 0; !rc && i < a->n; i++)
-    rc = mark_one(x, a->id, now, &a->marks[i], &sent, &rejected,
-                  a->changed ? &a->changed[i] : NULL);
+  for (size_t i = 0, k = 0; !rc && i < a->n; i += k) {
+    k = chunk_size(&a->marks[i], a->n - i);
+    bool *changed = a->changed ? &a->changed[i] : NULL;
+    if (k == 1)
+      rc = mark_one(x, a->id, now, &a->marks[i], &sent, &rejected, changed);
+    else
+      rc = mark_run(x, a->id, now, &a->marks[i], k, &sent, &rejected, changed);
+  }
   if (rc || sent + rejected == 0)
     return rc;
   sqlite3_stmt *st = rsdb_stmt(x, ST_BUMP, &rc);

@@ -33,3 +33,11 @@ sendonce_add_test(NAME test_registry_sqlite_schema LABEL integration
                   TIMEOUT 120
                   SOURCES integration/test_registry_sqlite_schema.c
                           integration/registry_testdb.c)
+
+# SQLite marks written several rows per statement: random calls of
+# registry_mark and registry_mark_pending checked against a model of
+# registry.h's semantics (pending answers, rows, counters).
+sendonce_add_test(NAME test_registry_sqlite_marks LABEL integration
+                  TIMEOUT 120
+                  SOURCES integration/test_registry_sqlite_marks.c
+                          integration/registry_testdb.c)
