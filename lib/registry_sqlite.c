@@ -24,6 +24,7 @@
  *    instant. Reads run on the caller's own connection, outside the group.
  *  - Statements, their cache and the row readers: registry_sqlite_db.c.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -575,37 +576,49 @@ static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
  * the recipient was pending before the call (a final row is never
  * written); a later one of the same id may find it made final by this
  * call, so every mark of an id takes the answer of its first. */
-struct mark_pos {
-  const char *id;
-  size_t i;
-};
-
-static int by_id_then_position(const void *pa, const void *pb)
+static uint64_t id_hash(const char *id)
 {
-  const struct mark_pos *a = pa, *b = pb;
-  int c = strcmp(a->id, b->id);
-  return c ? c : (a->i > b->i) - (a->i < b->i);
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  return h;
+}
+
+/* same_answers: every later mark of an id takes the pending answer of its
+ * first, found through an open-addressing table of first positions
+ * (`slot`: cap entries, a power of two at least 2n, zeroed; position + 1,
+ * 0 free). It replaced a sort of the n ids (~700 instructions per mark). */
+static void same_answers(const struct registry_mark *marks, size_t n,
+                         size_t *slot, size_t cap, bool *pending)
+{
+  for (size_t i = 0; i < n; i++) {
+    const char *rid = marks[i].recipient_id;
+    size_t at = (size_t)id_hash(rid) & (cap - 1);
+    while (slot[at] && strcmp(marks[slot[at] - 1].recipient_id, rid) != 0)
+      at = (at + 1) & (cap - 1);
+    if (slot[at])
+      pending[i] = pending[slot[at] - 1];
+    else
+      slot[at] = i + 1;
+  }
 }
 
 static int sqlite_mark_pending(struct registry *r, const char *id,
                                int64_t fence, const struct registry_mark *marks,
                                size_t n, bool *pending)
 {
-  struct mark_pos *order = malloc((n ? n : 1) * sizeof(*order));
-  if (!order)
+  /* Allocated first: out of memory must not come after the write. */
+  size_t cap = 16;
+  while (cap < 2 * n)
+    cap *= 2;
+  size_t *slot = n > 1 ? calloc(cap, sizeof(*slot)) : NULL;
+  if (n > 1 && !slot)
     return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
   struct mark_step a = {id, fence, marks, n, pending};
   int rc = write_step(to_sqlite(r), mark_job, &a);
-  if (rc == SO_OK && n > 1) {
-    for (size_t i = 0; i < n; i++)
-      order[i] = (struct mark_pos){marks[i].recipient_id, i};
-    qsort(order, n, sizeof(*order), by_id_then_position);
-    for (size_t i = 1; i < n; i++) {
-      if (strcmp(order[i].id, order[i - 1].id) == 0)
-        pending[order[i].i] = pending[order[i - 1].i];
-    }
-  }
-  free(order);
+  if (rc == SO_OK && slot)
+    same_answers(marks, n, slot, cap, pending);
+  free(slot);
   return rc;
 }
 
