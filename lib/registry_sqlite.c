@@ -388,11 +388,45 @@ struct register_claim_step {
   struct claim_step claim;
 };
 
+/* A new campaign (the usual case: a trigger seen first by its consumer)
+ * is inserted already claimed, in one statement stamped with one reading
+ * of the clock; only when the row exists does the claim read and update
+ * it. Measured: ~20,000 instructions less per new campaign than insert,
+ * claim read and claim UPDATE (which also moved the row's entry in the
+ * state index). */
 static int register_claim_job(struct registry_sqlite *x, void *arg)
 {
   struct register_claim_step *a = arg;
-  int rc = register_job(x, &a->reg);
-  return rc ? rc : claim_job(x, &a->claim);
+  const struct registry_new_campaign *c = a->reg.c;
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(x, ST_NOW, &rc);
+  if (!st)
+    return rc;
+  bool row = false;
+  rc = rsdb_step(x, st, &row, "reading the clock");
+  int64_t now = row ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  st = rc ? NULL : rsdb_stmt(x, ST_REGISTER_CLAIMED, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, c->campaign_id);
+  rsdb_bind_text(st, 2, a->claim.owner);
+  sqlite3_bind_int64(st, 3, c->scheduled_at_ms);
+  rsdb_bind_text(st, 4, c->channel);
+  rsdb_bind_text(st, 5, c->payload);
+  sqlite3_bind_int64(st, 6, a->claim.ttl_ms);
+  sqlite3_bind_int64(st, 9, now);
+  rc = rsdb_exec(x, st, &a->reg.changes, "registering claimed");
+  if (rc || a->reg.changes != 1)
+    return rc ? rc : claim_job(x, &a->claim);
+  *a->claim.out = (struct registry_claim){
+      .kind = REGISTRY_CLAIM_CLAIMED,
+      .state = CAMPAIGN_PROCESSING,
+      .fence = 1,
+      .lease_until_ms = now + a->claim.ttl_ms,
+      .registry_now_ms = now,
+  };
+  return SO_OK;
 }
 
 static int sqlite_register_claim(struct registry *r,

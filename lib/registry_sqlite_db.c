@@ -58,6 +58,14 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel,"
         " payload, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, " NOW
         ", " NOW ") ON CONFLICT (campaign_id) DO NOTHING",
+    /* A campaign first seen from its trigger, inserted already claimed:
+     * what ST_REGISTER then ST_CLAIM make of a new row (fence 1), in one
+     * write. ?2 owner, ?6 the lease ttl, ?9 the step's time. */
+    [ST_REGISTER_CLAIMED] =
+        "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel,"
+        " payload, owner, fence, lease_until, progress_at, created_at,"
+        " updated_at) VALUES (?1, 'PROCESSING', ?3, ?4, ?5, ?2, 1, ?9 + ?6,"
+        " ?9, ?9, ?9) ON CONFLICT (campaign_id) DO NOTHING",
     [ST_BEGIN_PUBLISH] =
         "UPDATE campaigns SET publish_owner = ?2, publish_until = " NOW
         " + ?3, updated_at = " NOW

@@ -1,4 +1,11 @@
-/* test_registry_sqlite_marks.c - the SQLite registry writes runs of marks
+/* test_registry_sqlite_marks.c - write steps whose SQLite statements are
+ * shaped unlike the step they stand for, checked against what the plain
+ * shape writes.
+ *
+ * A new campaign's register_claim is one INSERT of the claimed row: it
+ * must write what registry_register then registry_claim write.
+ *
+ * The SQLite registry writes runs of marks
  * of one state 4, 16 or 64 rows per statement, and falls back to a mark at
  * a time when registry_mark_pending needs to know which rows a chunk
  * wrote. Checked against a model of registry.h's semantics, call by call:
@@ -211,10 +218,60 @@ static void test_marks_match_model(void **state)
   testdb_destroy(&db);
 }
 
+static void test_register_claim_row(void **state)
+{
+  (void)state;
+  struct testdb db;
+  testdb_create(&db, REGISTRY_SQLITE);
+  struct registry *r = testdb_open(&db);
+  struct registry_new_campaign a = {"rc-merged", 1234, "sms", "{\"p\":1}"};
+  struct registry_new_campaign b = {"rc-steps", 1234, "sms", "{\"p\":1}"};
+  bool created = false;
+  struct registry_claim cl;
+  REG_OK(r, registry_register_claim(r, &a, "w-1", TTL_MS, &created, &cl));
+  assert_true(created);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl.state, CAMPAIGN_PROCESSING);
+  assert_int_equal(cl.fence, 1);
+  assert_int_equal(cl.lease_until_ms, cl.registry_now_ms + TTL_MS);
+  REG_OK(r, registry_register(r, &b, CAMPAIGN_PUBLISHED, &created));
+  REG_OK(r, registry_claim(r, "rc-steps", "w-1", TTL_MS, &cl));
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  /* Every column but the id and the times, and the times' relations. */
+  char *rows = testdb_query(
+      &db,
+      "SELECT state, scheduled_at, channel, payload, owner, fence,"
+      " publish_owner, publish_until, paused, attempts, total, sent,"
+      " rejected, republished, republished_at, last_error,"
+      " lease_until - progress_at, progress_at = updated_at,"
+      " created_at <= updated_at, updated_at > 0"
+      " FROM campaigns ORDER BY campaign_id");
+  char want[512];
+  snprintf(
+      want, sizeof(want),
+      "PROCESSING|1234|sms|{\"p\":1}|w-1|1|~|0|0|0|-1|0|0|0|0|~|%d|1|1|1\n"
+      "PROCESSING|1234|sms|{\"p\":1}|w-1|1|~|0|0|0|-1|0|0|0|0|~|%d|1|1|1\n",
+      TTL_MS, TTL_MS);
+  assert_string_equal(rows, want);
+  free(rows);
+  /* The state index has it (lists go through it) and is sound. */
+  struct registry_campaign *list = NULL;
+  size_t n = 0;
+  REG_OK(r, registry_list(r, CAMPAIGN_PROCESSING, 10, &list, &n));
+  assert_int_equal(n, 2);
+  registry_campaigns_free(list, n);
+  char *check = testdb_query(&db, "PRAGMA integrity_check");
+  assert_string_equal(check, "ok\n");
+  free(check);
+  registry_close(r);
+  testdb_destroy(&db);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_marks_match_model),
+      cmocka_unit_test(test_register_claim_row),
   };
   return cmocka_run_group_tests_name("registry_sqlite_marks", tests, NULL,
                                      NULL);
