@@ -22,9 +22,9 @@
  *    after that COMMIT, so "returned" still means "committed durably", and
  *    each job reads the clock itself, so each step still has its own
  *    instant. Reads run on the caller's own connection, outside the group.
- *  - Statements, their cache and the row readers: registry_sqlite_db.c.
+ *  - Statements, their cache and the row readers: registry_sqlite_db.c;
+ *    how a step's delivery marks are written: registry_sqlite_marks.c.
  */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +34,9 @@
 #include "registry_backend.h"
 #include "registry_sqlite_db.h"
 #include "registry_sqlite_group.h"
+#include "registry_sqlite_marks.h"
 #include "registry_sqlite_operator.h"
 #include "registry_sqlite_schema.h"
-
-static const char *const delivery_state_names[] = {"INFLIGHT", "SENT",
-                                                   "REJECTED"};
 
 static struct registry_sqlite *to_sqlite(struct registry *r)
 {
@@ -477,99 +475,13 @@ static int sqlite_pending(struct registry *r, const char *id, int64_t fence,
   return rsdb_end(s, rc);
 }
 
-/* mark_one: one mark; *changed (if not NULL) says whether it wrote the
- * row, that is whether the recipient was pending (absent or INFLIGHT). */
-static int mark_one(struct registry_sqlite *s, const char *id, int64_t now,
-                    const struct registry_mark *m, int64_t *sent,
-                    int64_t *rejected, bool *changed)
-{
-  int rc;
-  bool final = m->state != DELIVERY_INFLIGHT;
-  sqlite3_stmt *st =
-      rsdb_stmt(s, final ? ST_MARK_FINAL : ST_MARK_INFLIGHT, &rc);
-  if (!st)
-    return rc;
-  rsdb_bind_text(st, 1, id);
-  rsdb_bind_text(st, 2, m->recipient_id);
-  sqlite3_bind_int64(st, 9, now);
-  if (final) {
-    rsdb_bind_text(st, 3, delivery_state_names[m->state]);
-    rsdb_bind_text(st, 4, m->error);
-  }
-  int changes = 0;
-  rc = rsdb_exec(s, st, &changes, "marking a delivery");
-  if (changed)
-    *changed = changes == 1;
-  /* Counted only when this statement moved the row into SENT/REJECTED:
-   * a repeated mark changes nothing and counts nothing. */
-  if (!rc && final && changes == 1) {
-    if (m->state == DELIVERY_SENT)
-      (*sent)++;
-    else
-      (*rejected)++;
-  }
-  return rc;
-}
-
 struct mark_step {
   const char *id;
   int64_t fence;
   const struct registry_mark *marks;
   size_t n;
-  bool *changed; /* NULL, or per mark: mark_one's *changed */
+  bool *changed; /* NULL, or per mark: whether it wrote (rsmk_write) */
 };
-
-/* mark_run: marks[0..k) (one state, k a chunk size) as one statement,
- * counting what moved into SENT/REJECTED. A statement only says how many
- * rows it wrote, so when the caller wants to know per mark (`changed`)
- * the chunk runs in a savepoint: all k written (the usual case: fresh
- * recipients, outcomes of INFLIGHT ones) means every one was pending;
- * fewer, and the chunk is undone and written a mark at a time by
- * mark_one, which tells each. */
-static int mark_run(struct registry_sqlite *s, const char *id, int64_t now,
-                    const struct registry_mark *m, size_t k, int64_t *sent,
-                    int64_t *rejected, bool *changed)
-{
-  int rc = changed ? rsdb_savepoint(s) : SO_OK;
-  int changes = 0;
-  if (!rc)
-    rc = rsdb_mark_chunk(s, id, now,
-                         m[0].state == DELIVERY_INFLIGHT
-                             ? NULL
-                             : delivery_state_names[m[0].state],
-                         m, k, &changes);
-  bool all = !rc && changes == (int)k;
-  if (changed) {
-    /* SO_ERR_CONFLICT only asks for the rollback to the savepoint. */
-    int end = rsdb_savepoint_end(s, all ? SO_OK : SO_ERR_CONFLICT);
-    rc = rc ? rc : end;
-  }
-  if (rc)
-    return rc;
-  if (changed && !all) {
-    for (size_t j = 0; !rc && j < k; j++)
-      rc = mark_one(s, id, now, &m[j], sent, rejected, &changed[j]);
-    return rc;
-  }
-  for (size_t j = 0; changed && j < k; j++)
-    changed[j] = true;
-  if (m[0].state == DELIVERY_SENT)
-    *sent += changes;
-  else if (m[0].state == DELIVERY_REJECTED)
-    *rejected += changes;
-  return SO_OK;
-}
-
-/* chunk_size: how many of the n marks from m on go into one statement:
- * the largest chunk (64, 16, 4) that their run of one state fills, else
- * 1 (mark_one). */
-static size_t chunk_size(const struct registry_mark *m, size_t n)
-{
-  size_t run = 1;
-  while (run < n && run < 64 && m[run].state == m[0].state)
-    run++;
-  return run >= 64 ? 64 : run >= 16 ? 16 : run >= 4 ? 4 : 1;
-}
 
 static int mark_job(struct registry_sqlite *x, void *arg)
 {
@@ -577,14 +489,9 @@ static int mark_job(struct registry_sqlite *x, void *arg)
   int64_t now = 0;
   int rc = fence_check(x, a->id, a->fence, &now);
   int64_t sent = 0, rejected = 0;
-  for (size_t i = 0, k = 0; !rc && i < a->n; i += k) {
-    k = chunk_size(&a->marks[i], a->n - i);
-    bool *changed = a->changed ? &a->changed[i] : NULL;
-    if (k == 1)
-      rc = mark_one(x, a->id, now, &a->marks[i], &sent, &rejected, changed);
-    else
-      rc = mark_run(x, a->id, now, &a->marks[i], k, &sent, &rejected, changed);
-  }
+  if (!rc)
+    rc =
+        rsmk_write(x, a->id, now, a->marks, a->n, a->changed, &sent, &rejected);
   if (rc || sent + rejected == 0)
     return rc;
   sqlite3_stmt *st = rsdb_stmt(x, ST_BUMP, &rc);
@@ -610,33 +517,6 @@ static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
  * the recipient was pending before the call (a final row is never
  * written); a later one of the same id may find it made final by this
  * call, so every mark of an id takes the answer of its first. */
-static uint64_t id_hash(const char *id)
-{
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-    h = (h ^ *p) * 1099511628211ull;
-  return h;
-}
-
-/* same_answers: every later mark of an id takes the pending answer of its
- * first, found through an open-addressing table of first positions
- * (`slot`: cap entries, a power of two at least 2n, zeroed; position + 1,
- * 0 free). It replaced a sort of the n ids (~700 instructions per mark). */
-static void same_answers(const struct registry_mark *marks, size_t n,
-                         size_t *slot, size_t cap, bool *pending)
-{
-  for (size_t i = 0; i < n; i++) {
-    const char *rid = marks[i].recipient_id;
-    size_t at = (size_t)id_hash(rid) & (cap - 1);
-    while (slot[at] && strcmp(marks[slot[at] - 1].recipient_id, rid) != 0)
-      at = (at + 1) & (cap - 1);
-    if (slot[at])
-      pending[i] = pending[slot[at] - 1];
-    else
-      slot[at] = i + 1;
-  }
-}
-
 static int sqlite_mark_pending(struct registry *r, const char *id,
                                int64_t fence, const struct registry_mark *marks,
                                size_t n, bool *pending)
@@ -651,7 +531,7 @@ static int sqlite_mark_pending(struct registry *r, const char *id,
   struct mark_step a = {id, fence, marks, n, pending};
   int rc = write_step(to_sqlite(r), mark_job, &a);
   if (rc == SO_OK && slot)
-    same_answers(marks, n, slot, cap, pending);
+    rsmk_same_answers(marks, n, slot, cap, pending);
   free(slot);
   return rc;
 }
