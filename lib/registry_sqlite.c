@@ -22,7 +22,8 @@
  *    after that COMMIT, so "returned" still means "committed durably", and
  *    each job reads the clock itself, so each step still has its own
  *    instant. Reads run on the caller's own connection, outside the group.
- *  - Statements, their cache and the row readers: registry_sqlite_db.c.
+ *  - Statements, their cache and the row readers: registry_sqlite_db.c;
+ *    how a step's delivery marks are written: registry_sqlite_marks.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +34,9 @@
 #include "registry_backend.h"
 #include "registry_sqlite_db.h"
 #include "registry_sqlite_group.h"
+#include "registry_sqlite_marks.h"
 #include "registry_sqlite_operator.h"
 #include "registry_sqlite_schema.h"
-
-static const char *const delivery_state_names[] = {"INFLIGHT", "SENT",
-                                                   "REJECTED"};
 
 static struct registry_sqlite *to_sqlite(struct registry *r)
 {
@@ -53,6 +52,7 @@ struct fence_info {
   bool live;
   bool paused;
   int64_t now; /* the transaction's time, stamped on what it writes */
+  struct registry_counts counts; /* sent and rejected as read */
 };
 
 static int fence_read(struct registry_sqlite *s, const char *id,
@@ -72,9 +72,13 @@ static int fence_read(struct registry_sqlite *s, const char *id,
     rc = rsdb_parse_state(s, st, 0, &fi->state);
   if (!rc) {
     fi->fence = sqlite3_column_int64(st, 1);
-    fi->live = sqlite3_column_int(st, 2) != 0;
     fi->paused = sqlite3_column_int(st, 3) != 0;
     fi->now = sqlite3_column_int64(st, 4);
+    /* Compared here, not in SQL: the clock expression costs ~1,000
+     * instructions per use, and `now` is read anyway. */
+    fi->live = sqlite3_column_int64(st, 2) > fi->now;
+    fi->counts.sent = sqlite3_column_int64(st, 5);
+    fi->counts.rejected = sqlite3_column_int64(st, 6);
   }
   sqlite3_reset(st);
   return rc;
@@ -86,6 +90,19 @@ static int fence_read(struct registry_sqlite *s, const char *id,
  * transaction stamp it (bound as ?9), so everything a fenced op writes
  * carries the instant at which its lease was seen live, as PostgreSQL's
  * now() (transaction start) does. */
+static int fence_verify(struct registry_sqlite *s, const char *id,
+                        int64_t fence, const struct fence_info *fi)
+{
+  if (fi->state != CAMPAIGN_PROCESSING || fi->fence != fence || !fi->live)
+    return registry_set_error(
+        &s->base, SO_ERR_STALE_FENCE,
+        "registry: stale fence: campaign=%s fence=%lld current_fence=%lld "
+        "state=%s lease_live=%d",
+        id, (long long)fence, (long long)fi->fence,
+        campaign_state_name(fi->state), fi->live ? 1 : 0);
+  return SO_OK;
+}
+
 static int fence_check(struct registry_sqlite *s, const char *id, int64_t fence,
                        int64_t *now)
 {
@@ -94,14 +111,7 @@ static int fence_check(struct registry_sqlite *s, const char *id, int64_t fence,
   if (rc)
     return rc;
   *now = fi.now;
-  if (fi.state != CAMPAIGN_PROCESSING || fi.fence != fence || !fi.live)
-    return registry_set_error(
-        &s->base, SO_ERR_STALE_FENCE,
-        "registry: stale fence: campaign=%s fence=%lld current_fence=%lld "
-        "state=%s lease_live=%d",
-        id, (long long)fence, (long long)fi.fence,
-        campaign_state_name(fi.state), fi.live ? 1 : 0);
-  return SO_OK;
+  return fence_verify(s, id, fence, &fi);
 }
 
 /* ---- write steps -------------------------------------------------------- */
@@ -376,11 +386,45 @@ struct register_claim_step {
   struct claim_step claim;
 };
 
+/* A new campaign (the usual case: a trigger seen first by its consumer)
+ * is inserted already claimed, in one statement stamped with one reading
+ * of the clock; only when the row exists does the claim read and update
+ * it. Measured: ~20,000 instructions less per new campaign than insert,
+ * claim read and claim UPDATE (which also moved the row's entry in the
+ * state index). */
 static int register_claim_job(struct registry_sqlite *x, void *arg)
 {
   struct register_claim_step *a = arg;
-  int rc = register_job(x, &a->reg);
-  return rc ? rc : claim_job(x, &a->claim);
+  const struct registry_new_campaign *c = a->reg.c;
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(x, ST_NOW, &rc);
+  if (!st)
+    return rc;
+  bool row = false;
+  rc = rsdb_step(x, st, &row, "reading the clock");
+  int64_t now = row ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  st = rc ? NULL : rsdb_stmt(x, ST_REGISTER_CLAIMED, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, c->campaign_id);
+  rsdb_bind_text(st, 2, a->claim.owner);
+  sqlite3_bind_int64(st, 3, c->scheduled_at_ms);
+  rsdb_bind_text(st, 4, c->channel);
+  rsdb_bind_text(st, 5, c->payload);
+  sqlite3_bind_int64(st, 6, a->claim.ttl_ms);
+  sqlite3_bind_int64(st, 9, now);
+  rc = rsdb_exec(x, st, &a->reg.changes, "registering claimed");
+  if (rc || a->reg.changes != 1)
+    return rc ? rc : claim_job(x, &a->claim);
+  *a->claim.out = (struct registry_claim){
+      .kind = REGISTRY_CLAIM_CLAIMED,
+      .state = CAMPAIGN_PROCESSING,
+      .fence = 1,
+      .lease_until_ms = now + a->claim.ttl_ms,
+      .registry_now_ms = now,
+  };
+  return SO_OK;
 }
 
 static int sqlite_register_claim(struct registry *r,
@@ -431,46 +475,12 @@ static int sqlite_pending(struct registry *r, const char *id, int64_t fence,
   return rsdb_end(s, rc);
 }
 
-/* mark_one: one mark; *changed (if not NULL) says whether it wrote the
- * row, that is whether the recipient was pending (absent or INFLIGHT). */
-static int mark_one(struct registry_sqlite *s, const char *id, int64_t now,
-                    const struct registry_mark *m, int64_t *sent,
-                    int64_t *rejected, bool *changed)
-{
-  int rc;
-  bool final = m->state != DELIVERY_INFLIGHT;
-  sqlite3_stmt *st =
-      rsdb_stmt(s, final ? ST_MARK_FINAL : ST_MARK_INFLIGHT, &rc);
-  if (!st)
-    return rc;
-  rsdb_bind_text(st, 1, id);
-  rsdb_bind_text(st, 2, m->recipient_id);
-  sqlite3_bind_int64(st, 9, now);
-  if (final) {
-    rsdb_bind_text(st, 3, delivery_state_names[m->state]);
-    rsdb_bind_text(st, 4, m->error);
-  }
-  int changes = 0;
-  rc = rsdb_exec(s, st, &changes, "marking a delivery");
-  if (changed)
-    *changed = changes == 1;
-  /* Counted only when this statement moved the row into SENT/REJECTED:
-   * a repeated mark changes nothing and counts nothing. */
-  if (!rc && final && changes == 1) {
-    if (m->state == DELIVERY_SENT)
-      (*sent)++;
-    else
-      (*rejected)++;
-  }
-  return rc;
-}
-
 struct mark_step {
   const char *id;
   int64_t fence;
   const struct registry_mark *marks;
   size_t n;
-  bool *changed; /* NULL, or per mark: mark_one's *changed */
+  bool *changed; /* NULL, or per mark: whether it wrote (rsmk_write) */
 };
 
 static int mark_job(struct registry_sqlite *x, void *arg)
@@ -479,9 +489,9 @@ static int mark_job(struct registry_sqlite *x, void *arg)
   int64_t now = 0;
   int rc = fence_check(x, a->id, a->fence, &now);
   int64_t sent = 0, rejected = 0;
-  for (size_t i = 0; !rc && i < a->n; i++)
-    rc = mark_one(x, a->id, now, &a->marks[i], &sent, &rejected,
-                  a->changed ? &a->changed[i] : NULL);
+  if (!rc)
+    rc =
+        rsmk_write(x, a->id, now, a->marks, a->n, a->changed, &sent, &rejected);
   if (rc || sent + rejected == 0)
     return rc;
   sqlite3_stmt *st = rsdb_stmt(x, ST_BUMP, &rc);
@@ -507,37 +517,22 @@ static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
  * the recipient was pending before the call (a final row is never
  * written); a later one of the same id may find it made final by this
  * call, so every mark of an id takes the answer of its first. */
-struct mark_pos {
-  const char *id;
-  size_t i;
-};
-
-static int by_id_then_position(const void *pa, const void *pb)
-{
-  const struct mark_pos *a = pa, *b = pb;
-  int c = strcmp(a->id, b->id);
-  return c ? c : (a->i > b->i) - (a->i < b->i);
-}
-
 static int sqlite_mark_pending(struct registry *r, const char *id,
                                int64_t fence, const struct registry_mark *marks,
                                size_t n, bool *pending)
 {
-  struct mark_pos *order = malloc((n ? n : 1) * sizeof(*order));
-  if (!order)
+  /* Allocated first: out of memory must not come after the write. */
+  size_t cap = 16;
+  while (cap < 2 * n)
+    cap *= 2;
+  size_t *slot = n > 1 ? calloc(cap, sizeof(*slot)) : NULL;
+  if (n > 1 && !slot)
     return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
   struct mark_step a = {id, fence, marks, n, pending};
   int rc = write_step(to_sqlite(r), mark_job, &a);
-  if (rc == SO_OK && n > 1) {
-    for (size_t i = 0; i < n; i++)
-      order[i] = (struct mark_pos){marks[i].recipient_id, i};
-    qsort(order, n, sizeof(*order), by_id_then_position);
-    for (size_t i = 1; i < n; i++) {
-      if (strcmp(order[i].id, order[i - 1].id) == 0)
-        pending[order[i].i] = pending[order[i - 1].i];
-    }
-  }
-  free(order);
+  if (rc == SO_OK && slot)
+    rsmk_same_answers(marks, n, slot, cap, pending);
+  free(slot);
   return rc;
 }
 
@@ -554,9 +549,11 @@ static int sqlite_complete(struct registry *r, const char *id, int64_t fence)
                        "completing");
 }
 
-/* finish: set_total then complete in one job (each checks the fence; the
- * second check is in the same transaction, so it cannot fail where the
- * first passed, and costs one index lookup). */
+/* finish: set_total and complete as one job: one fence read (which also
+ * reads the counters: DONE does not change them, and the write lock is
+ * held from the read to the commit) and one UPDATE, ST_COMPLETE with the
+ * total bound. steps[0] carries the id, fence and total; steps[1] names
+ * the completion. */
 struct finish_step {
   struct fenced_step steps[2];
   struct registry_counts *counts;
@@ -565,20 +562,20 @@ struct finish_step {
 static int finish_job(struct registry_sqlite *x, void *arg)
 {
   struct finish_step *a = arg;
-  int rc = fenced_job(x, &a->steps[0]);
+  const struct fenced_step *f = &a->steps[0];
+  struct fence_info fi;
+  int rc = fence_read(x, f->id, &fi);
   if (!rc)
-    rc = fenced_job(x, &a->steps[1]);
-  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_COUNTS, &rc);
+    rc = fence_verify(x, f->id, f->fence, &fi);
+  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_COMPLETE, &rc);
   if (!st)
     return rc;
-  rsdb_bind_text(st, 1, a->steps[0].id);
-  bool row = false;
-  rc = rsdb_step(x, st, &row, "reading the counters");
-  if (!rc && row) {
-    a->counts->sent = sqlite3_column_int64(st, 0);
-    a->counts->rejected = sqlite3_column_int64(st, 1);
-  }
-  sqlite3_reset(st);
+  rsdb_bind_text(st, 1, f->id);
+  sqlite3_bind_int64(st, 2, *f->arg_i);
+  sqlite3_bind_int64(st, 9, fi.now);
+  rc = rsdb_exec(x, st, NULL, a->steps[1].what);
+  if (!rc && a->counts)
+    *a->counts = fi.counts;
   return rc;
 }
 
@@ -648,7 +645,7 @@ static int sqlite_control(struct registry *r, const char *id, int64_t fence,
   if (!rc && fi.fence == fence && fi.state == CAMPAIGN_DEAD)
     *out = REGISTRY_CONTROL_CANCEL;
   else if (!rc)
-    rc = fence_check(s, id, fence, &fi.now);
+    rc = fence_verify(s, id, fence, &fi);
   if (!rc && fi.state == CAMPAIGN_PROCESSING)
     *out = fi.paused ? REGISTRY_CONTROL_PAUSE : REGISTRY_CONTROL_RUN;
   return rsdb_end(s, rc);

@@ -14,6 +14,36 @@
   "lease_until, attempts, total, sent, rejected, republished, "        \
   "republished_at, progress_at, updated_at, paused, last_error, " NOW
 
+/* Multi-row marks: ST_MARK_INFLIGHT and ST_MARK_FINAL for 4, 16 or 64
+ * recipients in one statement. Each statement execution has a fixed cost
+ * (cursors opened and allocated, the record buffers, the halt) about as
+ * large as a row's own work, so writing a run of marks with one statement
+ * per row spent half its instructions on statements. ?1 the campaign id,
+ * ?2 the step's time, ?3 (final) the state; then, in the order the rows
+ * appear, each row's anonymous parameters (SQLite numbers a bare ? one
+ * past the largest so far): its recipient id (INFLIGHT), or its recipient
+ * id and error (final). Rows are applied in order, as separate statements
+ * would be: a later row of the same id sees the earlier one. */
+#define MARK_INFLIGHT_COLS                                            \
+  "INSERT INTO deliveries (campaign_id, updated_at, state, attempts," \
+  " recipient_id) VALUES "
+#define MARK_INFLIGHT_ROW "(?1, ?2, 'INFLIGHT', 1, ?)"
+#define MARK_INFLIGHT_UPSERT                                   \
+  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE SET"     \
+  " attempts = attempts + 1, updated_at = excluded.updated_at" \
+  " WHERE state = 'INFLIGHT'"
+#define MARK_FINAL_COLS                                               \
+  "INSERT INTO deliveries (campaign_id, updated_at, state, attempts," \
+  " recipient_id, error) VALUES "
+#define MARK_FINAL_ROW "(?1, ?2, ?3, 1, ?, ?)"
+#define MARK_FINAL_UPSERT                                  \
+  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE SET" \
+  " state = excluded.state, error = excluded.error,"       \
+  " updated_at = excluded.updated_at WHERE state NOT IN ('SENT', 'REJECTED')"
+#define ROWS_4(r) r "," r "," r "," r
+#define ROWS_16(r) ROWS_4(r) "," ROWS_4(r) "," ROWS_4(r) "," ROWS_4(r)
+#define ROWS_64(r) ROWS_16(r) "," ROWS_16(r) "," ROWS_16(r) "," ROWS_16(r)
+
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN",
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -28,6 +58,14 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel,"
         " payload, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, " NOW
         ", " NOW ") ON CONFLICT (campaign_id) DO NOTHING",
+    /* A campaign first seen from its trigger, inserted already claimed:
+     * what ST_REGISTER then ST_CLAIM make of a new row (fence 1), in one
+     * write. ?2 owner, ?6 the lease ttl, ?9 the step's time. */
+    [ST_REGISTER_CLAIMED] =
+        "INSERT INTO campaigns (campaign_id, state, scheduled_at, channel,"
+        " payload, owner, fence, lease_until, progress_at, created_at,"
+        " updated_at) VALUES (?1, 'PROCESSING', ?3, ?4, ?5, ?2, 1, ?9 + ?6,"
+        " ?9, ?9, ?9) ON CONFLICT (campaign_id) DO NOTHING",
     [ST_BEGIN_PUBLISH] =
         "UPDATE campaigns SET publish_owner = ?2, publish_until = " NOW
         " + ?3, updated_at = " NOW
@@ -49,8 +87,8 @@ static const char *const stmt_sql[ST_COUNT] = {
         " WHERE campaign_id = ?1",
     [ST_CLAIM_INFO] = "SELECT state, fence, lease_until, paused, " NOW
                       " FROM campaigns WHERE campaign_id = ?1",
-    [ST_FENCE_INFO] = "SELECT state, fence, lease_until > " NOW ", paused, " NOW
-                      " FROM campaigns WHERE campaign_id = ?1",
+    [ST_FENCE_INFO] = "SELECT state, fence, lease_until, paused, " NOW
+                      ", sent, rejected FROM campaigns WHERE campaign_id = ?1",
     [ST_RENEW] =
         "UPDATE campaigns SET lease_until =  ?9"
         " + ?2, updated_at =  ?9  WHERE campaign_id = ?1",
@@ -72,6 +110,18 @@ static const char *const stmt_sql[ST_COUNT] = {
         " state = excluded.state, error = excluded.error,"
         " updated_at = excluded.updated_at"
         " WHERE state NOT IN ('SENT', 'REJECTED')",
+    [ST_MARK_INFLIGHT_4] =
+        MARK_INFLIGHT_COLS ROWS_4(MARK_INFLIGHT_ROW) MARK_INFLIGHT_UPSERT,
+    [ST_MARK_INFLIGHT_16] =
+        MARK_INFLIGHT_COLS ROWS_16(MARK_INFLIGHT_ROW) MARK_INFLIGHT_UPSERT,
+    [ST_MARK_INFLIGHT_64] =
+        MARK_INFLIGHT_COLS ROWS_64(MARK_INFLIGHT_ROW) MARK_INFLIGHT_UPSERT,
+    [ST_MARK_FINAL_4] =
+        MARK_FINAL_COLS ROWS_4(MARK_FINAL_ROW) MARK_FINAL_UPSERT,
+    [ST_MARK_FINAL_16] =
+        MARK_FINAL_COLS ROWS_16(MARK_FINAL_ROW) MARK_FINAL_UPSERT,
+    [ST_MARK_FINAL_64] =
+        MARK_FINAL_COLS ROWS_64(MARK_FINAL_ROW) MARK_FINAL_UPSERT,
     [ST_BUMP] =
         "UPDATE campaigns SET sent = sent + ?2, rejected = rejected"
         " + ?3, progress_at =  ?9 , updated_at =  ?9"
@@ -79,9 +129,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SET_TOTAL] =
         "UPDATE campaigns SET total = ?2, updated_at =  ?9"
         " WHERE campaign_id = ?1",
+    /* ?2: the total when finishing; NULL (complete) keeps it. */
     [ST_COMPLETE] =
         "UPDATE campaigns SET state = 'DONE', owner = NULL,"
-        " lease_until = 0, updated_at =  ?9  WHERE campaign_id = ?1",
+        " lease_until = 0, total = COALESCE(?2, total), updated_at =  ?9"
+        " WHERE campaign_id = ?1",
     [ST_RELEASE] =
         "UPDATE campaigns SET state = 'PUBLISHED', owner = NULL,"
         " lease_until = 0, attempts = attempts + ?2,"
@@ -204,6 +256,38 @@ int rsdb_exec(struct registry_sqlite *s, sqlite3_stmt *st, int *changes,
     *changes = sqlite3_changes(s->db);
   sqlite3_reset(st);
   return SO_OK;
+}
+
+int rsdb_mark_chunk(struct registry_sqlite *s, const char *id, int64_t now,
+                    const char *final_state, const struct registry_mark *m,
+                    size_t k, int *changes)
+{
+  static const enum stmt_id stmts[2][3] = {
+      {ST_MARK_INFLIGHT_4, ST_MARK_INFLIGHT_16, ST_MARK_INFLIGHT_64},
+      {ST_MARK_FINAL_4, ST_MARK_FINAL_16, ST_MARK_FINAL_64},
+  };
+  bool final = final_state != NULL;
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(s,
+                               stmts[final][k == 64   ? 2
+                                            : k == 16 ? 1
+                                                      : 0],
+                               &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, now);
+  if (final)
+    rsdb_bind_text(st, 3, final_state);
+  for (size_t j = 0; j < k; j++) {
+    if (final) {
+      rsdb_bind_text(st, 4 + 2 * (int)j, m[j].recipient_id);
+      rsdb_bind_text(st, 5 + 2 * (int)j, m[j].error);
+    } else {
+      rsdb_bind_text(st, 3 + (int)j, m[j].recipient_id);
+    }
+  }
+  return rsdb_exec(s, st, changes, "marking deliveries");
 }
 
 static int rsdb_simple(struct registry_sqlite *s, enum stmt_id id,

@@ -28,6 +28,7 @@ enum stmt_id {
   ST_NOW,
   ST_STATE,
   ST_REGISTER,
+  ST_REGISTER_CLAIMED,
   ST_BEGIN_PUBLISH,
   ST_MARK_PUBLISHED,
   ST_LIST_DUE,
@@ -38,6 +39,12 @@ enum stmt_id {
   ST_DELIVERY_STATE,
   ST_MARK_INFLIGHT,
   ST_MARK_FINAL,
+  ST_MARK_INFLIGHT_4, /* the same marks, 4, 16 or 64 rows per statement */
+  ST_MARK_INFLIGHT_16,
+  ST_MARK_INFLIGHT_64,
+  ST_MARK_FINAL_4,
+  ST_MARK_FINAL_16,
+  ST_MARK_FINAL_64,
   ST_BUMP,
   ST_SET_TOTAL,
   ST_COMPLETE,
@@ -86,6 +93,15 @@ int rsdb_step(struct registry_sqlite *s, sqlite3_stmt *st, bool *row,
  * number of rows the statement changed. */
 int rsdb_exec(struct registry_sqlite *s, sqlite3_stmt *st, int *changes,
               const char *what);
+
+/* rsdb_mark_chunk: k (4, 16 or 64) consecutive marks m[0..k) in one
+ * statement: INFLIGHT when final_state is NULL, else all final_state
+ * ("SENT" or "REJECTED") with each mark's error; stamped `now`. *changes
+ * gets how many rows it wrote (inserted, or updated because they were
+ * still pending). */
+int rsdb_mark_chunk(struct registry_sqlite *s, const char *id, int64_t now,
+                    const char *final_state, const struct registry_mark *m,
+                    size_t k, int *changes);
 
 /* rsdb_begin: BEGIN IMMEDIATE (write) or BEGIN (read). rsdb_end: commit
  * when rc is SO_OK, else roll back keeping the first failure's message;

@@ -28,7 +28,7 @@ struct registry_sqlite_busy {
 /* The SQLite schema version this program knows: the number of its
  * migrations. Each backend counts its own, because a backend's physical
  * schema can change (table layout) without the other's. */
-#define REGISTRY_SQLITE_SCHEMA_VERSION 1
+#define REGISTRY_SQLITE_SCHEMA_VERSION 2
 
 /* registry_sqlite_setup: open `path` (creating it), set the pragmas the
  * registry relies on (WAL, synchronous=FULL, foreign keys), install a busy

@@ -24,3 +24,20 @@ sendonce_add_test(NAME test_registry_group LABEL integration TIMEOUT 240
                   SOURCES integration/test_registry_group.c
                           integration/registry_testdb.c
                   LIBS Threads::Threads)
+
+# SQLite schema versions: a version-1 database migrated to 2 (tables
+# rebuilt WITHOUT ROWID) with its rows intact and usable, a fresh one at 2,
+# a newer one refused, a migration that fails its foreign-key check
+# rolled back.
+sendonce_add_test(NAME test_registry_sqlite_schema LABEL integration
+                  TIMEOUT 120
+                  SOURCES integration/test_registry_sqlite_schema.c
+                          integration/registry_testdb.c)
+
+# SQLite marks written several rows per statement: random calls of
+# registry_mark and registry_mark_pending checked against a model of
+# registry.h's semantics (pending answers, rows, counters).
+sendonce_add_test(NAME test_registry_sqlite_marks LABEL integration
+                  TIMEOUT 120
+                  SOURCES integration/test_registry_sqlite_marks.c
+                          integration/registry_testdb.c)
