@@ -95,12 +95,17 @@ int pg_conn_status(struct registry_pg *r, const PGresult *res);
  * migrations. Each backend counts its own, because a backend's physical
  * schema can change (storage parameters, table layout) without the
  * other's. A database that is newer is refused. */
-#define REGISTRY_PG_SCHEMA_VERSION 1
+#define REGISTRY_PG_SCHEMA_VERSION 2
 
 /* pg_migrate: apply the schema migrations up to REGISTRY_PG_SCHEMA_VERSION in
  * one transaction under an advisory lock (registry_pg_schema.c). A newer
  * database gives SO_ERR_SCHEMA. */
 int pg_migrate(struct registry_pg *r, char *err, size_t errlen) SO_MUST_CHECK;
+
+/* registry_pg_migration: the SQL of migration `version` (1-based: it
+ * brings the schema from version-1 to version), NULL if there is none.
+ * For tests that build an older schema. */
+const char *registry_pg_migration(int version);
 
 /* ---- the statements (registry_pg_schema.c) ------------------------ */
 

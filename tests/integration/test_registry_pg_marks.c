@@ -8,7 +8,11 @@
  *    rows already in every state keeps the semantics of registry.h
  *    (a final state is never left, attempts counted as SQLite counts them,
  *    counters bumped only by real changes), and a repeated batch counts
- *    nothing.
+ *    nothing;
+ *  - migration 2 on a version-1 registry holding rows: rows kept, the
+ *    INFLIGHT -> SENT update stays on its page (fillfactor), the foreign
+ *    key gone and its ON DELETE CASCADE done by the trigger, and no mark
+ *    writes a row for a campaign that does not exist.
  *
  * Real PostgreSQL (scripts/setup), a schema of its own, dropped at the end.
  */
@@ -371,11 +375,113 @@ static void test_mixed_batch_on_existing_rows(void **state)
   registry_close(r);
 }
 
+/* ---- migration 2 on a version-1 registry with rows -------------------- */
+
+/* rows_on_pages: "recipient|heap page" lines of the campaign's n-* rows:
+ * equal before and after an update when no row left its page. */
+static char *rows_on_pages(const struct testdb *d, const char *id)
+{
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "SELECT recipient_id, (ctid::text::point)[0]::bigint FROM "
+           "deliveries WHERE campaign_id = '%s' AND recipient_id LIKE 'n-%%' "
+           "ORDER BY recipient_id COLLATE \"C\"",
+           id);
+  return testdb_query(d, sql);
+}
+
+static void test_migration_from_v1(void **state)
+{
+  (void)state;
+  struct testdb old;
+  testdb_create(&old, REGISTRY_POSTGRESQL);
+  testdb_exec(&old,
+              "CREATE TABLE schema_version (version integer PRIMARY KEY, "
+              "applied_at bigint NOT NULL)");
+  testdb_exec(&old, registry_pg_migration(1));
+  testdb_exec(&old,
+              "INSERT INTO schema_version VALUES (1, 0);"
+              "INSERT INTO campaigns (campaign_id, state, scheduled_at, "
+              "channel, payload, owner, fence, lease_until, created_at, "
+              "updated_at) VALUES ('run', 'PROCESSING', 0, 'email', '{}', "
+              "'w1', 3, 4102444800000, 0, 0),"
+              "('gone', 'DONE', 0, 'email', '{}', NULL, 1, 0, 0, 0);"
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) SELECT 'gone', 'g-' || i, 'SENT', 1, 0 "
+              "FROM generate_series(1, 1000) i;"
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) VALUES ('run', 'i-1', 'INFLIGHT', 1, 0),"
+              "('run', 's-1', 'SENT', 1, 0)");
+
+  struct registry *r = testdb_open(&old); /* migrates 1 -> 2 */
+  char sql[128];
+  snprintf(sql, sizeof(sql), "SELECT max(version) FROM schema_version");
+  assert_int_equal(testdb_query_int(&old, sql), REGISTRY_PG_SCHEMA_VERSION);
+  assert_int_equal(testdb_query_int(&old, "SELECT count(*) FROM deliveries"),
+                   1002);
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM pg_constraint "
+                                    "WHERE conrelid = 'deliveries'::regclass "
+                                    "AND contype = 'f'"),
+                   0);
+
+  /* The campaign goes on under its fence. */
+  const struct registry_mark done[] = {{"i-1", DELIVERY_SENT, NULL},
+                                       {"s-1", DELIVERY_SENT, NULL}};
+  REG_OK(r, registry_mark(r, "run", 3, done, 2));
+  struct registry_campaign got;
+  REG_OK(r, registry_get(r, "run", &got));
+  assert_int_equal(got.sent, 1);
+  registry_campaign_free(&got);
+
+  /* New rows: a batch marked INFLIGHT fills its pages only half, so the
+   * SENT update finds room on the same page (a HOT update). With the
+   * version-1 layout the first page is full and its rows move. */
+  enum { N = 400 };
+  struct registry_mark m[N];
+  char names[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof(names[i]), "n-%03d", i);
+    m[i] = (struct registry_mark){names[i], DELIVERY_INFLIGHT, NULL};
+  }
+  REG_OK(r, registry_mark(r, "run", 3, m, N));
+  char *before = rows_on_pages(&old, "run");
+  for (int i = 0; i < N; i++)
+    m[i].state = DELIVERY_SENT;
+  REG_OK(r, registry_mark(r, "run", 3, m, N));
+  char *after = rows_on_pages(&old, "run");
+  assert_string_equal(after, before);
+  free(before);
+  free(after);
+
+  /* No row for a campaign that does not exist (the key used to say so;
+   * the fenced lock does now). */
+  assert_int_equal(registry_mark(r, "nope", 1, done, 2), SO_ERR_NOTFOUND);
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM deliveries "
+                                    "WHERE campaign_id = 'nope'"),
+                   0);
+
+  /* Deleting a campaign still deletes its deliveries, and only its. */
+  testdb_exec(&old, "DELETE FROM campaigns WHERE campaign_id = 'gone'");
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM deliveries "
+                                    "WHERE campaign_id = 'gone'"),
+                   0);
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM deliveries "
+                                    "WHERE campaign_id = 'run'"),
+                   2 + N);
+  registry_close(r);
+  testdb_destroy(&old);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batch_cost_flat_in_campaign_size),
       cmocka_unit_test(test_mixed_batch_on_existing_rows),
+      cmocka_unit_test(test_migration_from_v1),
   };
   return cmocka_run_group_tests_name("registry_pg_marks", tests, group_setup,
                                      group_teardown);
