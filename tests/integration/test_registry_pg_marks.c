@@ -81,10 +81,10 @@ static int64_t claim(struct registry *r, const char *id)
 
 /* ---- a batch costs the same in a campaign of any size ------------------ */
 
-static PGconn *raw_connect(void)
+static PGconn *raw_connect(const struct testdb *d)
 {
   const char *keys[] = {"dbname", "password", NULL};
-  const char *vals[] = {db.pg_conninfo, db.pg_password, NULL};
+  const char *vals[] = {d->pg_conninfo, d->pg_password, NULL};
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c || PQstatus(c) != CONNECTION_OK)
     fail_msg("connect: %s", c ? PQerrorMessage(c) : "out of memory");
@@ -166,28 +166,26 @@ struct cost {
 };
 
 /* One batch of BATCH new ids on campaign id: pending, INFLIGHT, SENT, as
- * the consumer runs them, in a transaction that is rolled back. */
+ * the consumer runs them, in a transaction that is rolled back. The mark
+ * statement's parameters are the groups of registry_pg_marks.c: $3 the
+ * ids marked SENT, $4 those marked INFLIGHT, the rest empty. */
 static struct cost batch_cost(PGconn *c, const char *id, int64_t fence)
 {
   char f[24];
   snprintf(f, sizeof(f), "%lld", (long long)fence);
   char *ids = array_of(NULL, BATCH);
-  char *inflight = array_of("INFLIGHT", BATCH);
-  char *sent = array_of("SENT", BATCH);
-  char *errors = array_of("NULL", BATCH);
   struct cost k;
   raw_exec(c, "BEGIN");
   const char *pp[] = {id, f, ids};
   k.pending = buffers(c, "pend", 3, pp);
-  const char *pi[] = {id, f, ids, inflight, errors};
-  k.inflight = buffers(c, "mark", 5, pi);
-  const char *ps[] = {id, f, ids, sent, errors};
-  k.sent = buffers(c, "mark", 5, ps);
+  const char *pi[] = {id,   f,    "{}", ids,  "{}", "{}",
+                      "{}", "{}", "{}", "{}", "{}"};
+  k.inflight = buffers(c, "mark", 11, pi);
+  const char *ps[] = {id,   f,    ids,  "{}", "{}", "{}",
+                      "{}", "{}", "{}", "{}", "{}"};
+  k.sent = buffers(c, "mark", 11, ps);
   raw_exec(c, "ROLLBACK");
   free(ids);
-  free(inflight);
-  free(sent);
-  free(errors);
   return k;
 }
 
@@ -217,9 +215,10 @@ static void test_batch_cost_flat_in_campaign_size(void **state)
    * values and with the generic plan the registry settles on after five
    * runs (plan_cache_mode = auto, see registry_pg_conn.c): both must look
    * each id up. */
-  PGconn *c = raw_connect();
+  PGconn *c = raw_connect(&db);
+  raw_exec(c, PG_SESSION_PLANNER);
   prepare(c, "pend", registry_pg_sql[S_PENDING], 0);
-  prepare(c, "mark", registry_pg_sql[S_MARK], 0);
+  prepare(c, "mark", registry_pg_sql[S_MARK_PENDING], 0);
   const char *modes[] = {"force_custom_plan", "force_generic_plan"};
   for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
     char set[64];
@@ -264,6 +263,47 @@ static void test_batch_cost_flat_in_campaign_size(void **state)
                                     "attempts = 1"),
                    BATCH);
   registry_close(r);
+}
+
+/* The plans the statements keep while deliveries grows: made on an empty
+ * table whose statistics say so (ANALYZE), cached (the generic plan) and
+ * reused once the campaign holds many rows, as during a big campaign's
+ * first minute. */
+static void test_batch_cost_flat_as_table_grows(void **state)
+{
+  (void)state;
+  struct testdb g;
+  testdb_create(&g, REGISTRY_POSTGRESQL);
+  struct registry *r = testdb_open(&g);
+  int64_t fence = claim(r, "grow");
+  testdb_exec(&g,
+              "ALTER TABLE deliveries SET (autovacuum_enabled = false);"
+              "ANALYZE deliveries");
+  PGconn *c = raw_connect(&g);
+  raw_exec(c, PG_SESSION_PLANNER);
+  raw_exec(c, "SET plan_cache_mode = force_generic_plan");
+  prepare(c, "pend", registry_pg_sql[S_PENDING], 0);
+  prepare(c, "mark", registry_pg_sql[S_MARK_PENDING], 0);
+  struct cost empty = batch_cost(c, "grow", fence);
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+           "attempts, updated_at) SELECT 'grow', 'old-' || i, 'SENT', 1, 0 "
+           "FROM generate_series(1, %d) i",
+           BIG_ROWS);
+  testdb_exec(&g, sql);
+  struct cost grown = batch_cost(c, "grow", fence);
+  print_message(
+      "cached generic plans: buffers per batch of %d: pending %ld/%ld, "
+      "INFLIGHT %ld/%ld, SENT %ld/%ld (empty/%d-row table)\n",
+      BATCH, empty.pending, grown.pending, empty.inflight, grown.inflight,
+      empty.sent, grown.sent, BIG_ROWS);
+  assert_true(grown.pending < 10 * BATCH);
+  assert_true(grown.inflight < 10 * BATCH);
+  assert_true(grown.sent < 20 * BATCH);
+  PQfinish(c);
+  registry_close(r);
+  testdb_destroy(&g);
 }
 
 /* ---- one mixed batch: the semantics of registry.h --------------------- */
@@ -480,6 +520,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batch_cost_flat_in_campaign_size),
+      cmocka_unit_test(test_batch_cost_flat_as_table_grows),
       cmocka_unit_test(test_mixed_batch_on_existing_rows),
       cmocka_unit_test(test_migration_from_v1),
   };
