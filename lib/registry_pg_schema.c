@@ -131,9 +131,11 @@ const char *registry_pg_migration(int version)
  *  - $4, ids marked INFLIGHT once: a plain INSERT of those absent (bi),
  *    an attempt more for those INFLIGHT (bu), nothing for final ones.
  *    Which exist is one primary-key probe per id (bx). A plain INSERT
- *    costs half of an ON CONFLICT one (no speculative insertion); no other
- *    transaction can add rows of this campaign meanwhile, as every writer
- *    holds the campaign's row lock;
+ *    costs half of an ON CONFLICT one (no speculative insertion). No
+ *    other transaction adds rows of this campaign meanwhile (every writer
+ *    holds the campaign's row lock), but the snapshot predates the wait
+ *    for that lock: rows its holder committed meanwhile make a unique
+ *    violation, and the op runs again (registry_pg_conn.c);
  *  - $5-$7 (ids, states, errors), the rest whose first mark is final, and
  *    $8-$11 (ids, states, errors, tries), the rest: INSERT ... ON CONFLICT
  *    updating a row still INFLIGHT (w0 counts no attempt, w1 adds tries;

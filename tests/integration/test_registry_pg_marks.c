@@ -28,6 +28,8 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "integration/registry_testdb.h"
 #include "registry.h"
@@ -306,6 +308,70 @@ static void test_batch_cost_flat_as_table_grows(void **state)
   testdb_destroy(&g);
 }
 
+/* ---- a mark that waited for the lock of a writer of the same rows ----- */
+
+struct race_mark {
+  struct registry *r;
+  int64_t fence;
+  int rc;
+};
+
+static void *race_mark_main(void *arg)
+{
+  struct race_mark *m = arg;
+  const struct registry_mark marks[] = {{"race-1", DELIVERY_INFLIGHT, NULL},
+                                        {"race-2", DELIVERY_INFLIGHT, NULL}};
+  m->rc = registry_mark(m->r, "race", m->fence, marks, 2);
+  return NULL;
+}
+
+/* The mark statement's snapshot is taken before it waits for the
+ * campaign's row lock; the holder inserts one of its recipients and
+ * commits. The statement's plain INSERT then meets that row (a unique
+ * violation): the op runs again and counts the row as INFLIGHT. */
+static void test_mark_after_lock_wait(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&db);
+  struct race_mark m = {r, claim(r, "race"), -1};
+  PGconn *c = raw_connect(&db);
+  raw_exec(c,
+           "BEGIN; SELECT 1 FROM campaigns WHERE campaign_id = 'race' "
+           "FOR UPDATE; INSERT INTO deliveries (campaign_id, recipient_id, "
+           "state, attempts, updated_at) VALUES ('race', 'race-1', "
+           "'INFLIGHT', 1, 0)");
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, race_mark_main, &m), 0);
+  /* Until the mark waits for our lock. */
+  long waiting = 0;
+  for (int i = 0; i < 500 && !waiting; i++) {
+    PGresult *res = PQexec(c,
+                           "SELECT count(*) FROM pg_stat_activity WHERE "
+                           "pg_backend_pid() = ANY (pg_blocking_pids(pid))");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    waiting = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (!waiting) {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  assert_true(waiting > 0);
+  raw_exec(c, "COMMIT");
+  assert_int_equal(pthread_join(th, NULL), 0);
+  if (m.rc != SO_OK)
+    fail_msg("mark after the lock wait: %s: %s", so_strerror(m.rc),
+             registry_errmsg(r));
+  char *rows = testdb_query(&db,
+                            "SELECT recipient_id, state, attempts FROM "
+                            "deliveries WHERE campaign_id = 'race' "
+                            "ORDER BY recipient_id");
+  assert_string_equal(rows, "race-1|INFLIGHT|2\nrace-2|INFLIGHT|1\n");
+  free(rows);
+  PQfinish(c);
+  registry_close(r);
+}
+
 /* ---- one mixed batch: the semantics of registry.h --------------------- */
 
 static char *rows_of(const char *id)
@@ -522,6 +588,7 @@ int main(void)
       cmocka_unit_test(test_batch_cost_flat_in_campaign_size),
       cmocka_unit_test(test_batch_cost_flat_as_table_grows),
       cmocka_unit_test(test_mixed_batch_on_existing_rows),
+      cmocka_unit_test(test_mark_after_lock_wait),
       cmocka_unit_test(test_migration_from_v1),
   };
   return cmocka_run_group_tests_name("registry_pg_marks", tests, group_setup,
