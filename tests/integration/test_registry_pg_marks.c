@@ -214,9 +214,8 @@ static void test_batch_cost_flat_in_campaign_size(void **state)
   testdb_exec(&db, sql);
 
   /* The registry's own statements, with a custom plan for the actual
-   * values and with the generic plan the registry settles on after five
-   * runs (plan_cache_mode = auto, see registry_pg_conn.c): both must look
-   * each id up. */
+   * values and with the generic plan the registry uses
+   * (PG_SESSION_PLANNER): both must look each id up. */
   PGconn *c = raw_connect(&db);
   raw_exec(c, PG_SESSION_PLANNER);
   prepare(c, "pend", registry_pg_sql[S_PENDING], 0);
