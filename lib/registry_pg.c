@@ -498,15 +498,31 @@ static int mark_run(struct registry *base, enum pg_stmt stmt, const char *id,
                               so_strerror(rc));
   char f[24];
   fmt_i64(f, fence);
-  const char *p[2 + PG_MARKS_NPARAMS] = {id, f};
+  const char *p[3 + PG_MARKS_NPARAMS] = {id, f};
   for (size_t i = 0; i < PG_MARKS_NPARAMS; i++)
     p[2 + i] = pm.params[i].data;
   PGresult *res = NULL;
-  /* Idempotent: a repeated mark changes nothing and counts nothing. */
-  rc = fenced(r, stmt, "writing delivery marks", 2 + PG_MARKS_NPARAMS, p,
-              IDEMPOTENT, pending ? &res : NULL);
+  /* The recipients marked INFLIGHT once are normally fresh, so the
+   * statement inserts them without looking them up first, unless a
+   * recent call met existing rows (a resumed campaign). When it meets
+   * one, the insert fails (a unique violation, nothing written) and the
+   * op runs again with the lookups; they stay on until a call finds
+   * every such recipient fresh. A second unique violation is a row
+   * committed while the statement waited for the campaign's lock (its
+   * snapshot is older): a new attempt sees it. */
+  for (int attempt = 0;; attempt++) {
+    p[2 + PG_MARKS_NPARAMS] = r->marks_check ? "true" : "false";
+    /* Idempotent: a repeated mark changes nothing and counts nothing. */
+    rc = fenced(r, stmt, "writing delivery marks", 3 + PG_MARKS_NPARAMS, p,
+                IDEMPOTENT, pending ? &res : NULL);
+    if (rc != SO_ERR_CONFLICT || !r->unique_violation || attempt == 2)
+      break;
+    r->marks_check = true;
+  }
   if (!rc && pending) {
     pg_marks_pending(&pm, res, pending, n);
+    if (r->marks_check && pg_marks_fresh(&pm))
+      r->marks_check = false;
     PQclear(res);
   }
   pg_marks_free(&pm);

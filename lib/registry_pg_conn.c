@@ -72,13 +72,9 @@ int pg_conn_status(struct registry_pg *r, const PGresult *res)
   int rc = pg_sqlstate_status(state);
   if (rc == SO_ERR_CONFLICT && state && state[0] == '4' && state[1] == '0')
     r->retryable = true;
-  /* A unique violation: a row committed after this statement's snapshot
-   * was taken, as a mark statement that waited for the campaign's row
-   * lock meets the rows of the holder it waited for (its plain INSERT
-   * found them absent). Nothing was written; run the op again, with a new
-   * snapshot, as for a serialization failure. */
-  if (state && strcmp(state, "23505") == 0)
-    r->retryable = true;
+  /* A unique violation: the op may want to run again (marks, see
+   * registry_pg.c). */
+  r->unique_violation = state && strcmp(state, "23505") == 0;
   /* A terminated backend answers the statement with a FATAL 57P01 before
    * libpq has read the EOF that follows: the connection is lost all the
    * same. */
@@ -250,6 +246,7 @@ int pg_conn_ready(struct registry_pg *r)
 {
   r->lost = false;
   r->retryable = false;
+  r->unique_violation = false;
   if (PQstatus(r->conn) == CONNECTION_OK && pg_idle_alive(r)) {
     /* Nothing of ours spans calls: a transaction left open by a failure
      * is rolled back before the next op. */

@@ -75,10 +75,12 @@ struct registry_pg {
   PGconn *conn;               /* never NULL once open */
   int statement_timeout_ms;   /* 0 = none */
   bool prepared[PG_STMT_MAX]; /* per connection: cleared on reconnect */
-  bool lost;      /* the connection broke during the current attempt */
-  bool retryable; /* the last failure was 40001/40P01 (retry whole op) */
-  bool doomed;    /* the server announced it is closing the connection */
-  bool down;      /* the last reconnect failed (logged once) */
+  bool lost;             /* the connection broke during the current attempt */
+  bool retryable;        /* the last failure was 40001/40P01 (retry whole op) */
+  bool doomed;           /* the server announced it is closing the connection */
+  bool down;             /* the last reconnect failed (logged once) */
+  bool unique_violation; /* the last failure was 23505 (registry_pg.c) */
+  bool marks_check;      /* marks look their first INFLIGHTs up first */
 };
 
 /* pg_conn_open: connect (conninfo expanded as dbname, password added from

@@ -178,6 +178,19 @@ void pg_marks_pending(const struct pg_marks *pm, const PGresult *res,
     pending[i] = pm->written[pm->of_mark[i]];
 }
 
+bool pg_marks_fresh(const struct pg_marks *pm)
+{
+  size_t seen = 0;
+  for (size_t i = 0; i < pm->n_eff; i++) {
+    if (group_of(&pm->eff[i]) != G_INFLIGHT)
+      continue;
+    if (!pm->written[i])
+      return false;
+    seen++;
+  }
+  return seen > 0;
+}
+
 void pg_marks_free(struct pg_marks *pm)
 {
   for (size_t i = 0; i < PG_MARKS_NPARAMS; i++)

@@ -21,7 +21,8 @@
 #include "registry.h"
 #include "registry_pg_conn.h"
 
-/* The statements' parameters after $1 (id) and $2 (fence). */
+/* The statements' array parameters, after $1 (id) and $2 (fence); $12
+ * says whether to look the first INFLIGHT marks' rows up (MARK_WITH). */
 #define PG_MARKS_NPARAMS 9
 
 struct pg_marks_effect; /* one recipient's collapsed effect */
@@ -46,6 +47,11 @@ int pg_marks_build(struct pg_marks *pm, const struct registry_mark *marks,
  * was absent or INFLIGHT. */
 void pg_marks_pending(const struct pg_marks *pm, const PGresult *res,
                       bool *pending, size_t n);
+
+/* pg_marks_fresh: after pg_marks_pending, whether there were recipients
+ * marked INFLIGHT once and every one was written (as a fresh one is): a
+ * hint that the next call's need no lookup. */
+bool pg_marks_fresh(const struct pg_marks *pm);
 
 /* pg_marks_free: release what pg_marks_build allocated; pm is zeroed. */
 void pg_marks_free(struct pg_marks *pm);

@@ -130,12 +130,15 @@ const char *registry_pg_migration(int version)
  *    insert of those absent (sn; rare: SENT normally follows our INFLIGHT);
  *  - $4, ids marked INFLIGHT once: a plain INSERT of those absent (bi),
  *    an attempt more for those INFLIGHT (bu), nothing for final ones.
- *    Which exist is one primary-key probe per id (bx). A plain INSERT
+ *    Which exist is one primary-key probe per id (bx), made only when $12
+ *    is true: these are normally fresh recipients, so the caller first
+ *    tries without (16% of the statement's CPU), and a unique violation
+ *    (nothing written) makes it run again with the probe. A plain INSERT
  *    costs half of an ON CONFLICT one (no speculative insertion). No
  *    other transaction adds rows of this campaign meanwhile (every writer
  *    holds the campaign's row lock), but the snapshot predates the wait
  *    for that lock: rows its holder committed meanwhile make a unique
- *    violation, and the op runs again (registry_pg_conn.c);
+ *    violation, and the op runs again (mark_run in registry_pg.c);
  *  - $5-$7 (ids, states, errors), the rest whose first mark is final, and
  *    $8-$11 (ids, states, errors, tries), the rest: INSERT ... ON CONFLICT
  *    updating a row still INFLIGHT (w0 counts no attempt, w1 adds tries;
@@ -165,8 +168,9 @@ const char *registry_pg_migration(int version)
   " FROM unnest($3::text[]) AS a(id), t WHERE " LOCKED                       \
   " AND a.id NOT IN (SELECT id FROM sa) ON CONFLICT DO NOTHING "             \
   " RETURNING d.recipient_id AS id, d.state), "                              \
-  "bx AS (SELECT b.id, (SELECT x.state FROM deliveries x "                   \
-  " WHERE x.campaign_id = $1 AND x.recipient_id = b.id) AS state "           \
+  "bx AS (SELECT b.id, CASE WHEN $12::boolean THEN (SELECT x.state "         \
+  " FROM deliveries x WHERE x.campaign_id = $1 "                             \
+  " AND x.recipient_id = b.id) END AS state "                                \
   " FROM unnest($4::text[]) AS b(id)), "                                     \
   "bi AS (INSERT INTO deliveries AS d " DELIVERY_COLS                        \
   " SELECT $1, b.id, 'INFLIGHT', 1, NULL, t.n "                              \

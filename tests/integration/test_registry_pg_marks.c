@@ -170,7 +170,8 @@ struct cost {
 /* One batch of BATCH new ids on campaign id: pending, INFLIGHT, SENT, as
  * the consumer runs them, in a transaction that is rolled back. The mark
  * statement's parameters are the groups of registry_pg_marks.c: $3 the
- * ids marked SENT, $4 those marked INFLIGHT, the rest empty. */
+ * ids marked SENT, $4 those marked INFLIGHT (looked up first: $12), the
+ * rest empty. */
 static struct cost batch_cost(PGconn *c, const char *id, int64_t fence)
 {
   char f[24];
@@ -181,11 +182,11 @@ static struct cost batch_cost(PGconn *c, const char *id, int64_t fence)
   const char *pp[] = {id, f, ids};
   k.pending = buffers(c, "pend", 3, pp);
   const char *pi[] = {id,   f,    "{}", ids,  "{}", "{}",
-                      "{}", "{}", "{}", "{}", "{}"};
-  k.inflight = buffers(c, "mark", 11, pi);
+                      "{}", "{}", "{}", "{}", "{}", "true"};
+  k.inflight = buffers(c, "mark", 12, pi);
   const char *ps[] = {id,   f,    ids,  "{}", "{}", "{}",
-                      "{}", "{}", "{}", "{}", "{}"};
-  k.sent = buffers(c, "mark", 11, ps);
+                      "{}", "{}", "{}", "{}", "{}", "true"};
+  k.sent = buffers(c, "mark", 12, ps);
   raw_exec(c, "ROLLBACK");
   free(ids);
   return k;
@@ -305,6 +306,57 @@ static void test_batch_cost_flat_as_table_grows(void **state)
   PQfinish(c);
   registry_close(r);
   testdb_destroy(&g);
+}
+
+/* ---- a resumed campaign: INFLIGHT marks for rows that exist ----------- */
+
+/* The mark statement first inserts recipients marked INFLIGHT without
+ * looking them up; on a resumed campaign they exist, and the op must run
+ * again with the lookups and answer as before, on a fresh handle and on
+ * one that has just seen fresh recipients. */
+static void test_resume_marks_existing_rows(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&db);
+  int64_t fence = claim(r, "resume");
+  testdb_exec(&db,
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) SELECT 'resume', 'r-' || i, "
+              "CASE WHEN i % 10 = 0 THEN 'INFLIGHT' ELSE 'SENT' END, 1, 0 "
+              "FROM generate_series(0, 99) i");
+  enum { N = 120 };
+  struct registry_mark m[N];
+  char names[N][16];
+  bool pending[N];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < N; i++) {
+      /* round 0: r-0..r-99 exist, r-100..r-119 are fresh; round 1:
+       * fresh r-150..r-219 first, then r-0..r-49 again. */
+      int k = round == 0 ? i : (i + 150) % 220;
+      snprintf(names[i], sizeof(names[i]), "r-%d", k);
+      m[i] = (struct registry_mark){names[i], DELIVERY_INFLIGHT, NULL};
+    }
+    REG_OK(r, registry_mark_pending(r, "resume", fence, m, N, pending));
+    for (int i = 0; i < N; i++) {
+      int k = (int)strtol(names[i] + 2, NULL, 10);
+      bool want = k >= 100 || k % 10 == 0; /* fresh, or INFLIGHT */
+      if (pending[i] != want)
+        fail_msg("round %d: pending(%s) = %d, want %d", round, names[i],
+                 pending[i], want);
+    }
+  }
+  /* Rows exist once each (100 + 20 + 70); r-10, INFLIGHT, counted an
+   * attempt in each round. */
+  assert_int_equal(testdb_query_int(&db,
+                                    "SELECT count(*) FROM deliveries WHERE "
+                                    "campaign_id = 'resume'"),
+                   190);
+  assert_int_equal(testdb_query_int(&db,
+                                    "SELECT attempts FROM deliveries WHERE "
+                                    "campaign_id = 'resume' AND "
+                                    "recipient_id = 'r-10'"),
+                   3);
+  registry_close(r);
 }
 
 /* ---- a mark that waited for the lock of a writer of the same rows ----- */
@@ -588,6 +640,7 @@ int main(void)
       cmocka_unit_test(test_batch_cost_flat_as_table_grows),
       cmocka_unit_test(test_mixed_batch_on_existing_rows),
       cmocka_unit_test(test_mark_after_lock_wait),
+      cmocka_unit_test(test_resume_marks_existing_rows),
       cmocka_unit_test(test_migration_from_v1),
   };
   return cmocka_run_group_tests_name("registry_pg_marks", tests, group_setup,
