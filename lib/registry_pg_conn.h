@@ -75,12 +75,14 @@ struct registry_pg {
   PGconn *conn;               /* never NULL once open */
   int statement_timeout_ms;   /* 0 = none */
   bool prepared[PG_STMT_MAX]; /* per connection: cleared on reconnect */
-  bool lost;             /* the connection broke during the current attempt */
-  bool retryable;        /* the last failure was 40001/40P01 (retry whole op) */
-  bool doomed;           /* the server announced it is closing the connection */
-  bool down;             /* the last reconnect failed (logged once) */
-  bool unique_violation; /* the last failure was 23505 (registry_pg.c) */
-  bool marks_check;      /* marks look their first INFLIGHTs up first */
+  bool lost;      /* the connection broke during the current attempt */
+  bool retryable; /* the last failure was 40001/40P01 (retry whole op) */
+  bool doomed;    /* the server announced it is closing the connection */
+  bool down;      /* the last reconnect failed (logged once) */
+
+  /* The mark statements' (registry_pg.c, mark_run). */
+  bool unique_violation; /* the last failure was 23505 */
+  bool marks_check;      /* look first INFLIGHT marks' rows up first */
 };
 
 /* pg_conn_open: connect (conninfo expanded as dbname, password added from
