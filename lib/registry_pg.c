@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "registry_pg_conn.h"
+#include "registry_pg_marks.h"
 
 /* Whether an op may simply run again after the connection broke in the
  * middle of it (it may have committed): yes when running it twice leaves
@@ -483,68 +484,49 @@ static int pg_pending(struct registry *base, const char *id, int64_t fence,
   return SO_OK;
 }
 
-static const char *delivery_state_sql(enum delivery_state s)
-{
-  switch (s) {
-    case DELIVERY_SENT:
-      return "SENT";
-    case DELIVERY_REJECTED:
-      return "REJECTED";
-    case DELIVERY_INFLIGHT:
-    default:
-      return "INFLIGHT";
-  }
-}
-
-/* mark_run: S_MARK or S_MARK_PENDING with the marks as three arrays;
- * *out (if not NULL) gets the result. */
+/* mark_run: S_MARK or S_MARK_PENDING for the call's marks; *pending (if
+ * not NULL) gets which marks' recipients were pending. */
 static int mark_run(struct registry *base, enum pg_stmt stmt, const char *id,
                     int64_t fence, const struct registry_mark *marks, size_t n,
-                    PGresult **out)
+                    bool *pending)
 {
   struct registry_pg *r = pg(base);
-  struct pg_buf ids = {0}, states = {0}, errors = {0};
-  const char **names = NULL;
-  int rc = SO_OK;
-  if (n == 0) {
-    rc = pg_buf_array(&ids, NULL, 0, 0);
-    if (!rc)
-      rc = pg_buf_array(&states, NULL, 0, 0);
-    if (!rc)
-      rc = pg_buf_array(&errors, NULL, 0, 0);
-  } else {
-    names = malloc(n * sizeof(*names));
-    if (!names) {
-      rc = SO_ERR_NOMEM;
-      goto fail;
-    }
-    for (size_t i = 0; i < n; i++)
-      names[i] = delivery_state_sql(marks[i].state);
-    rc = pg_buf_array(&ids, &marks[0].recipient_id, sizeof(*marks), n);
-    if (!rc)
-      rc = pg_buf_array(&states, &names[0], sizeof(*names), n);
-    if (!rc)
-      rc = pg_buf_array(&errors, &marks[0].error, sizeof(*marks), n);
-  }
+  struct pg_marks pm = {0};
+  int rc = pg_marks_build(&pm, marks, n);
   if (rc)
-    goto fail;
+    return registry_set_error(base, rc, "registry postgresql: marks: %s",
+                              so_strerror(rc));
   char f[24];
   fmt_i64(f, fence);
-  const char *p[] = {id, f, ids.data, states.data, errors.data};
-  /* Idempotent: a repeated mark changes nothing and counts nothing. */
-  rc = fenced(r, stmt, "writing delivery marks", 5, p, IDEMPOTENT, out);
-  free(names);
-  pg_buf_free(&ids);
-  pg_buf_free(&states);
-  pg_buf_free(&errors);
+  const char *p[3 + PG_MARKS_NPARAMS] = {id, f};
+  for (size_t i = 0; i < PG_MARKS_NPARAMS; i++)
+    p[2 + i] = pm.params[i].data;
+  PGresult *res = NULL;
+  /* The recipients marked INFLIGHT once are normally fresh, so the
+   * statement inserts them without looking them up first, unless a
+   * recent call met existing rows (a resumed campaign). When it meets
+   * one, the insert fails (a unique violation, nothing written) and the
+   * op runs again with the lookups; they stay on until a call finds
+   * every such recipient fresh. A second unique violation is a row
+   * committed while the statement waited for the campaign's lock (its
+   * snapshot is older): a new attempt sees it. */
+  for (int attempt = 0;; attempt++) {
+    p[2 + PG_MARKS_NPARAMS] = r->marks_check ? "true" : "false";
+    /* Idempotent: a repeated mark changes nothing and counts nothing. */
+    rc = fenced(r, stmt, "writing delivery marks", 3 + PG_MARKS_NPARAMS, p,
+                IDEMPOTENT, pending ? &res : NULL);
+    if (rc != SO_ERR_CONFLICT || !r->unique_violation || attempt == 2)
+      break;
+    r->marks_check = true;
+  }
+  if (!rc && pending) {
+    pg_marks_pending(&pm, res, pending, n);
+    if (r->marks_check && pg_marks_fresh(&pm))
+      r->marks_check = false;
+    PQclear(res);
+  }
+  pg_marks_free(&pm);
   return rc;
-fail:
-  free(names);
-  pg_buf_free(&ids);
-  pg_buf_free(&states);
-  pg_buf_free(&errors);
-  return registry_set_error(base, rc, "registry postgresql: marks: %s",
-                            so_strerror(rc));
 }
 
 static int pg_mark(struct registry *base, const char *id, int64_t fence,
@@ -553,23 +535,16 @@ static int pg_mark(struct registry *base, const char *id, int64_t fence,
   return mark_run(base, S_MARK, id, fence, marks, n, NULL);
 }
 
-/* mark_pending: the rows name the 1-based positions of the marks whose
- * recipient was pending; every other position was final. (A retry after a
- * lost connection sees this call's own INFLIGHT rows as pending, which is
- * what it would have answered anyway; its final marks then read as not
- * pending, which only the counters could care about, and they count on
- * the server.) */
+/* mark_pending: the rows name the recipients that were pending; every
+ * other mark's recipient was final. (A retry after a lost connection sees
+ * this call's own INFLIGHT rows as pending, which is what it would have
+ * answered anyway; its final marks then read as not pending, which only
+ * the counters could care about, and they count on the server.) */
 static int pg_mark_pending(struct registry *base, const char *id, int64_t fence,
                            const struct registry_mark *marks, size_t n,
                            bool *pending)
 {
-  PGresult *res = NULL;
-  int rc = mark_run(base, S_MARK_PENDING, id, fence, marks, n, &res);
-  if (rc)
-    return rc;
-  flag_positions(res, 0, pending, n, true);
-  PQclear(res);
-  return SO_OK;
+  return mark_run(base, S_MARK_PENDING, id, fence, marks, n, pending);
 }
 
 static int pg_set_total(struct registry *base, const char *id, int64_t fence,

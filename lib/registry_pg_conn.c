@@ -72,6 +72,9 @@ int pg_conn_status(struct registry_pg *r, const PGresult *res)
   int rc = pg_sqlstate_status(state);
   if (rc == SO_ERR_CONFLICT && state && state[0] == '4' && state[1] == '0')
     r->retryable = true;
+  /* A unique violation: the op may want to run again (marks, see
+   * registry_pg.c). */
+  r->unique_violation = state && strcmp(state, "23505") == 0;
   /* A terminated backend answers the statement with a FATAL 57P01 before
    * libpq has read the EOF that follows: the connection is lost all the
    * same. */
@@ -159,24 +162,13 @@ static void pg_notice_cb(void *arg, const PGresult *res)
   log_debug("registry: postgresql: server notice: %s", msg);
 }
 
-/* Per-connection settings, run after every (re)connect.
- *
- * plan_cache_mode = auto (PostgreSQL's default, set in case a server or
- * role default says otherwise): after five custom plans a prepared
- * statement keeps its generic plan when that is estimated no dearer. The
- * hot statements (marks, pending) are written so that every plan of them
- * looks each recipient up in the primary key, whatever the parameters or
- * the statistics, so the generic plan is as good and saves planning the
- * mark statement on every batch: 25-30% of the server's CPU per batch of
- * 100 (force_custom_plan, used before, was a guard against a mark
- * statement whose generic plan scanned a whole campaign). */
+/* Per-connection settings, run after every (re)connect: PG_SESSION_PLANNER
+ * (see registry_pg_conn.h) and the statement timeout. */
 static int pg_session_setup(struct registry_pg *r)
 {
   memset(r->prepared, 0, sizeof(r->prepared));
-  char sql[128];
-  snprintf(sql, sizeof(sql),
-           "SET plan_cache_mode = auto; "
-           "SET statement_timeout = %d",
+  char sql[192];
+  snprintf(sql, sizeof(sql), PG_SESSION_PLANNER "; SET statement_timeout = %d",
            r->statement_timeout_ms > 0 ? r->statement_timeout_ms : 0);
   return pg_conn_simple(r, sql, "setting up the session");
 }
@@ -254,6 +246,7 @@ int pg_conn_ready(struct registry_pg *r)
 {
   r->lost = false;
   r->retryable = false;
+  r->unique_violation = false;
   if (PQstatus(r->conn) == CONNECTION_OK && pg_idle_alive(r)) {
     /* Nothing of ours spans calls: a transaction left open by a failure
      * is rolled back before the next op. */

@@ -52,12 +52,49 @@ static const char *const migrations[] = {
     " error text,"
     " updated_at bigint NOT NULL,"
     " PRIMARY KEY (campaign_id, recipient_id));",
+    /* 2: deliveries laid out for the mark writer.
+     *
+     * fillfactor 50: a recipient's row is inserted INFLIGHT and updated
+     * to SENT moments later. With full pages the new version goes to
+     * another page and needs a new primary-key entry; with half of each
+     * page left free it stays on its page as a HOT update (no column the
+     * update sets is indexed), and pruning reclaims the old version. The
+     * table ends no larger: non-HOT updates took the same space elsewhere,
+     * and the primary key no longer grows with every update.
+     *
+     * The foreign key goes: its check ran a query per inserted row (12%
+     * of the server's CPU per mark). Integrity holds without it: every
+     * delivery row is written by a fenced mark statement, which first
+     * locks the campaign's row FOR UPDATE and writes nothing unless that
+     * row exists, is PROCESSING and carries the writer's fence; the lock
+     * is held until commit, so the campaign cannot be deleted between the
+     * check and the insert. What the key also did, ON DELETE CASCADE, a
+     * statement trigger on campaigns does now for whoever deletes
+     * campaigns by hand (the programs never do); its search_path is the
+     * registry's schema, fixed when the migration runs. */
+    "ALTER TABLE deliveries SET (fillfactor = 50);"
+    "ALTER TABLE deliveries DROP CONSTRAINT deliveries_campaign_id_fkey;"
+    "CREATE FUNCTION deliveries_cascade() RETURNS trigger "
+    " LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ BEGIN"
+    " DELETE FROM deliveries d USING gone g"
+    "  WHERE d.campaign_id = g.campaign_id;"
+    " RETURN NULL; END $$;"
+    "CREATE TRIGGER campaigns_delete_cascade AFTER DELETE ON campaigns"
+    " REFERENCING OLD TABLE AS gone"
+    " FOR EACH STATEMENT EXECUTE FUNCTION deliveries_cascade();",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 _Static_assert(MIGRATION_COUNT == REGISTRY_PG_SCHEMA_VERSION,
                "one migration per schema version");
+
+const char *registry_pg_migration(int version)
+{
+  if (version < 1 || version > MIGRATION_COUNT)
+    return NULL;
+  return migrations[version - 1];
+}
 
 /* ---- the statements of the ops ---------------------------------- */
 
@@ -77,50 +114,101 @@ _Static_assert(MIGRATION_COUNT == REGISTRY_PG_SCHEMA_VERSION,
 /* The lifecycle fields an op leaves when it ends a lease. */
 #define NO_LEASE "owner = NULL, lease_until = 0, updated_at = t.n"
 
-/* S_MARK's work (see there), shared by S_MARK_PENDING: everything but
- * the final SELECT. */
-#define MARK_WITH                                                       \
-  "WITH t AS (SELECT " PG_NOW_MS                                        \
-  " AS n), "                                                            \
-  "lock AS (SELECT c.campaign_id FROM campaigns c, t "                  \
-  " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "                 \
-  " AND c.state = 'PROCESSING' AND c.lease_until > t.n "                \
-  " FOR UPDATE OF c), "                                                 \
-  "u AS (SELECT x.id, x.st, x.err, x.ord, min(x.ord) FILTER "           \
-  " (WHERE x.st <> 'INFLIGHT') OVER (PARTITION BY x.id) AS ff "         \
-  " FROM unnest($3::text[], $4::text[], $5::text[]) "                   \
-  " WITH ORDINALITY AS x(id, st, err, ord) "                            \
-  " WHERE EXISTS (SELECT 1 FROM lock)), "                               \
-  "m AS (SELECT DISTINCT ON (u.id) u.id, u.st, "                        \
-  " CASE WHEN u.st = 'INFLIGHT' THEN NULL ELSE u.err END AS err, "      \
-  " count(*) FILTER (WHERE u.st = 'INFLIGHT' AND "                      \
-  " (u.ff IS NULL OR u.ord < u.ff)) OVER (PARTITION BY u.id) AS tries " \
-  " FROM u ORDER BY u.id, (u.st <> 'INFLIGHT') DESC, u.ord), "          \
-  "wr AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "     \
-  " state, attempts, error, updated_at) "                               \
-  " SELECT $1, m.id, m.st, m.tries, m.err, t.n "                        \
-  " FROM m CROSS JOIN t WHERE m.tries > 0 "                             \
-  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "                 \
-  " SET state = excluded.state, "                                       \
-  " attempts = d.attempts + excluded.attempts, "                        \
-  " error = CASE WHEN excluded.state = 'INFLIGHT' THEN d.error "        \
-  " ELSE excluded.error END, updated_at = excluded.updated_at "         \
-  " WHERE d.state = 'INFLIGHT' RETURNING d.recipient_id, d.state), "    \
-  "wr0 AS (INSERT INTO deliveries AS d (campaign_id, recipient_id, "    \
-  " state, attempts, error, updated_at) "                               \
-  " SELECT $1, m.id, m.st, 1, m.err, t.n "                              \
-  " FROM m CROSS JOIN t WHERE m.tries = 0 "                             \
-  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "                 \
-  " SET state = excluded.state, error = excluded.error, "               \
-  " updated_at = excluded.updated_at "                                  \
-  " WHERE d.state = 'INFLIGHT' RETURNING d.recipient_id, d.state), "    \
-  "ch AS (SELECT recipient_id AS id, state FROM wr "                    \
-  " UNION ALL SELECT recipient_id, state FROM wr0), "                   \
-  "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "        \
-  " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch), "         \
-  "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "             \
-  " rejected = c.rejected + cnt.j, progress_at = t.n, "                 \
-  " updated_at = t.n FROM cnt, t, lock "                                \
+/* Columns of a new deliveries row. */
+#define DELIVERY_COLS \
+  "(campaign_id, recipient_id, state, attempts, error, updated_at)"
+
+/* Every write below runs only once the fenced row lock is held. */
+#define LOCKED "EXISTS (SELECT 1 FROM lock)"
+
+/* S_MARK's work, shared by S_MARK_PENDING (see there): everything but
+ * the final SELECT. $1 id, $2 fence, then the call's marks collapsed to
+ * one effect per recipient and grouped (registry_pg_marks.c), each group
+ * written by the cheapest statement that fits it:
+ *  - $3, ids whose first mark is SENT: an UPDATE of the rows still
+ *    INFLIGHT (sa; a HOT update, see migration 2), and for the others an
+ *    insert of those absent (sn; rare: SENT normally follows our INFLIGHT);
+ *  - $4, ids marked INFLIGHT once: a plain INSERT of those absent (bi),
+ *    an attempt more for those INFLIGHT (bu), nothing for final ones.
+ *    Which exist is one primary-key probe per id (bx), made only when $12
+ *    is true: these are normally fresh recipients, so the caller first
+ *    tries without (16% of the statement's CPU), and a unique violation
+ *    (nothing written) makes it run again with the probe. A plain INSERT
+ *    costs half of an ON CONFLICT one (no speculative insertion). No
+ *    other transaction adds rows of this campaign meanwhile (every writer
+ *    holds the campaign's row lock), but the snapshot predates the wait
+ *    for that lock: rows its holder committed meanwhile make a unique
+ *    violation, and the op runs again (mark_run in registry_pg.c);
+ *  - $5-$7 (ids, states, errors), the rest whose first mark is final, and
+ *    $8-$11 (ids, states, errors, tries), the rest: INSERT ... ON CONFLICT
+ *    updating a row still INFLIGHT (w0 counts no attempt, w1 adds tries;
+ *    the upsert cannot tell 0 tries from 1 by the proposed row).
+ * Every id is in one group only, so no row is written twice. Each group
+ * finds its rows by the full primary key (= ANY on the ids, or the
+ * conflict arbiter): one probe per id whatever the planner's statistics,
+ * so a batch costs the same in a campaign of any size. Nothing is written
+ * unless the fenced lock (lock) holds. Only real changes come back (ch),
+ * and only those bump the counters (bump; a batch that counts nothing
+ * leaves the campaign row alone, as SQLite does). */
+#define MARK_WITH                                                            \
+  "WITH t AS (SELECT " PG_NOW_MS                                             \
+  " AS n), "                                                                 \
+  "lock AS (SELECT c.campaign_id FROM campaigns c, t "                       \
+  " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "                      \
+  " AND c.state = 'PROCESSING' AND c.lease_until > t.n "                     \
+  " FOR UPDATE OF c), "                                                      \
+  "sa AS (UPDATE deliveries d SET state = 'SENT', error = NULL, "            \
+  " updated_at = t.n FROM t WHERE d.ctid = ANY (ARRAY(SELECT (SELECT "       \
+  " x.ctid FROM deliveries x WHERE x.campaign_id = $1 "                      \
+  " AND x.recipient_id = a.id) FROM unnest($3::text[]) AS a(id))) "          \
+  " AND d.state = 'INFLIGHT' AND " LOCKED                                    \
+  " RETURNING d.recipient_id AS id, d.state), "                              \
+  "sn AS (INSERT INTO deliveries AS d " DELIVERY_COLS                        \
+  " SELECT $1, a.id, 'SENT', 1, NULL, t.n "                                  \
+  " FROM unnest($3::text[]) AS a(id), t WHERE " LOCKED                       \
+  " AND a.id NOT IN (SELECT id FROM sa) ON CONFLICT DO NOTHING "             \
+  " RETURNING d.recipient_id AS id, d.state), "                              \
+  "bx AS (SELECT b.id, CASE WHEN $12::boolean THEN (SELECT x.state "         \
+  " FROM deliveries x WHERE x.campaign_id = $1 "                             \
+  " AND x.recipient_id = b.id) END AS state "                                \
+  " FROM unnest($4::text[]) AS b(id)), "                                     \
+  "bi AS (INSERT INTO deliveries AS d " DELIVERY_COLS                        \
+  " SELECT $1, b.id, 'INFLIGHT', 1, NULL, t.n "                              \
+  " FROM bx AS b, t WHERE " LOCKED                                           \
+  " AND b.state IS NULL "                                                    \
+  " RETURNING d.recipient_id AS id, d.state), "                              \
+  "bu AS (UPDATE deliveries d SET attempts = d.attempts + 1, "               \
+  " updated_at = t.n FROM t WHERE d.ctid = ANY (ARRAY(SELECT (SELECT "       \
+  " x.ctid FROM deliveries x WHERE x.campaign_id = $1 "                      \
+  " AND x.recipient_id = b.id) FROM bx AS b WHERE b.state = 'INFLIGHT')) "   \
+  " AND d.state = 'INFLIGHT' AND " LOCKED                                    \
+  " RETURNING d.recipient_id AS id, d.state), "                              \
+  "w0 AS (INSERT INTO deliveries AS d " DELIVERY_COLS                        \
+  " SELECT $1, g.id, g.st, 1, g.err, t.n "                                   \
+  " FROM unnest($5::text[], $6::text[], $7::text[]) AS g(id, st, err), t "   \
+  " WHERE " LOCKED                                                           \
+  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "                      \
+  " SET state = excluded.state, error = excluded.error, "                    \
+  " updated_at = excluded.updated_at WHERE d.state = 'INFLIGHT' "            \
+  " RETURNING d.recipient_id AS id, d.state), "                              \
+  "w1 AS (INSERT INTO deliveries AS d " DELIVERY_COLS                        \
+  " SELECT $1, g.id, g.st, g.tries, g.err, t.n "                             \
+  " FROM unnest($8::text[], $9::text[], $10::text[], $11::int[]) "           \
+  " AS g(id, st, err, tries), t WHERE " LOCKED                               \
+  " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "                      \
+  " SET state = excluded.state, attempts = d.attempts + excluded.attempts, " \
+  " error = CASE WHEN excluded.state = 'INFLIGHT' THEN d.error "             \
+  " ELSE excluded.error END, updated_at = excluded.updated_at "              \
+  " WHERE d.state = 'INFLIGHT' RETURNING d.recipient_id AS id, d.state), "   \
+  "ch AS (SELECT id, state FROM sa UNION ALL SELECT id, state FROM sn "      \
+  " UNION ALL SELECT id, state FROM bi UNION ALL SELECT id, state FROM bu "  \
+  " UNION ALL SELECT id, state FROM w0 "                                     \
+  " UNION ALL SELECT id, state FROM w1), "                                   \
+  "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "             \
+  " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch), "              \
+  "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                  \
+  " rejected = c.rejected + cnt.j, progress_at = t.n, "                      \
+  " updated_at = t.n FROM cnt, t, lock "                                     \
   " WHERE c.campaign_id = lock.campaign_id AND cnt.s + cnt.j > 0) "
 
 _Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
@@ -187,32 +275,16 @@ const char *const registry_pg_sql[S_COUNT] = {
         "(SELECT r.i FROM unnest($3::text[]) WITH ORDINALITY AS r(id, i) "
         " WHERE (SELECT d.state FROM deliveries d WHERE d.campaign_id = $1 "
         " AND d.recipient_id = r.id) <> 'INFLIGHT') r ON ok.ok",
-    /* Fence check and row lock first (lock): with a stale fence it is
-     * empty and nothing is written. Then one row per recipient (m) with the
-     * effect of applying its marks in order, as SQLite does one by one: the
-     * first SENT/REJECTED wins (a final state is never left) and the
-     * INFLIGHT marks before it count attempts (tries); a new row starts at
-     * 1 attempt. Each row is then one INSERT ... ON CONFLICT on the
-     * primary key (an index lookup per id, whatever the planner's
-     * statistics, so a batch costs the same in a campaign of any size),
-     * updating only a row still INFLIGHT. The upsert's update cannot tell
-     * tries 0 (first mark final) from 1 by the proposed row, so those ids
-     * go through a second upsert (wr0) that counts no attempt. Only real
-     * changes come back, and only those bump the counters (bump; a batch
-     * that counts nothing, INFLIGHT marks or repeats, leaves the campaign
-     * row alone, as SQLite does). The one row returned is the fence
-     * verdict; the lock keeps any other writer of this campaign out. */
+    /* The marks (MARK_WITH); the one row returned is the fence verdict,
+     * none with a stale fence (and then nothing was written). */
     [S_MARK] = MARK_WITH "SELECT 1 FROM lock",
     /* S_MARK that also says which recipients were pending before it:
-     * exactly those its upserts wrote (absent, or INFLIGHT and so
-     * updated; a final row fails the upsert's WHERE; ch has each id at
-     * most once). A NULL row for the fence verdict, then one per mark
-     * position whose id is among them; no row at all with a stale
+     * exactly those it wrote (absent, or INFLIGHT and so updated; a final
+     * row is never written; ch has each id at most once). A NULL row for
+     * the fence verdict, then the id of each; no row at all with a stale
      * fence. */
-    [S_MARK_PENDING] = MARK_WITH
-    "SELECT NULL::bigint FROM lock UNION ALL "
-    "SELECT x.ord FROM unnest($3::text[]) WITH ORDINALITY AS x(id, ord) "
-    "JOIN ch ON ch.id = x.id",
+    [S_MARK_PENDING] =
+        MARK_WITH "SELECT NULL::text FROM lock UNION ALL SELECT id FROM ch",
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",

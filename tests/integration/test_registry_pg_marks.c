@@ -8,7 +8,11 @@
  *    rows already in every state keeps the semantics of registry.h
  *    (a final state is never left, attempts counted as SQLite counts them,
  *    counters bumped only by real changes), and a repeated batch counts
- *    nothing.
+ *    nothing;
+ *  - migration 2 on a version-1 registry holding rows: rows kept, the
+ *    INFLIGHT -> SENT update stays on its page (fillfactor), the foreign
+ *    key gone and its ON DELETE CASCADE done by the trigger, and no mark
+ *    writes a row for a campaign that does not exist.
  *
  * Real PostgreSQL (scripts/setup), a schema of its own, dropped at the end.
  */
@@ -24,6 +28,8 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "integration/registry_testdb.h"
 #include "registry.h"
@@ -77,10 +83,10 @@ static int64_t claim(struct registry *r, const char *id)
 
 /* ---- a batch costs the same in a campaign of any size ------------------ */
 
-static PGconn *raw_connect(void)
+static PGconn *raw_connect(const struct testdb *d)
 {
   const char *keys[] = {"dbname", "password", NULL};
-  const char *vals[] = {db.pg_conninfo, db.pg_password, NULL};
+  const char *vals[] = {d->pg_conninfo, d->pg_password, NULL};
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c || PQstatus(c) != CONNECTION_OK)
     fail_msg("connect: %s", c ? PQerrorMessage(c) : "out of memory");
@@ -162,28 +168,27 @@ struct cost {
 };
 
 /* One batch of BATCH new ids on campaign id: pending, INFLIGHT, SENT, as
- * the consumer runs them, in a transaction that is rolled back. */
+ * the consumer runs them, in a transaction that is rolled back. The mark
+ * statement's parameters are the groups of registry_pg_marks.c: $3 the
+ * ids marked SENT, $4 those marked INFLIGHT (looked up first: $12), the
+ * rest empty. */
 static struct cost batch_cost(PGconn *c, const char *id, int64_t fence)
 {
   char f[24];
   snprintf(f, sizeof(f), "%lld", (long long)fence);
   char *ids = array_of(NULL, BATCH);
-  char *inflight = array_of("INFLIGHT", BATCH);
-  char *sent = array_of("SENT", BATCH);
-  char *errors = array_of("NULL", BATCH);
   struct cost k;
   raw_exec(c, "BEGIN");
   const char *pp[] = {id, f, ids};
   k.pending = buffers(c, "pend", 3, pp);
-  const char *pi[] = {id, f, ids, inflight, errors};
-  k.inflight = buffers(c, "mark", 5, pi);
-  const char *ps[] = {id, f, ids, sent, errors};
-  k.sent = buffers(c, "mark", 5, ps);
+  const char *pi[] = {id,   f,    "{}", ids,  "{}", "{}",
+                      "{}", "{}", "{}", "{}", "{}", "true"};
+  k.inflight = buffers(c, "mark", 12, pi);
+  const char *ps[] = {id,   f,    ids,  "{}", "{}", "{}",
+                      "{}", "{}", "{}", "{}", "{}", "true"};
+  k.sent = buffers(c, "mark", 12, ps);
   raw_exec(c, "ROLLBACK");
   free(ids);
-  free(inflight);
-  free(sent);
-  free(errors);
   return k;
 }
 
@@ -210,12 +215,12 @@ static void test_batch_cost_flat_in_campaign_size(void **state)
   testdb_exec(&db, sql);
 
   /* The registry's own statements, with a custom plan for the actual
-   * values and with the generic plan the registry settles on after five
-   * runs (plan_cache_mode = auto, see registry_pg_conn.c): both must look
-   * each id up. */
-  PGconn *c = raw_connect();
+   * values and with the generic plan the registry uses
+   * (PG_SESSION_PLANNER): both must look each id up. */
+  PGconn *c = raw_connect(&db);
+  raw_exec(c, PG_SESSION_PLANNER);
   prepare(c, "pend", registry_pg_sql[S_PENDING], 0);
-  prepare(c, "mark", registry_pg_sql[S_MARK], 0);
+  prepare(c, "mark", registry_pg_sql[S_MARK_PENDING], 0);
   const char *modes[] = {"force_custom_plan", "force_generic_plan"};
   for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
     char set[64];
@@ -259,6 +264,162 @@ static void test_batch_cost_flat_in_campaign_size(void **state)
                                     "LIKE 'new-%' AND state = 'SENT' AND "
                                     "attempts = 1"),
                    BATCH);
+  registry_close(r);
+}
+
+/* The plans the statements keep while deliveries grows: made on an empty
+ * table whose statistics say so (ANALYZE), cached (the generic plan) and
+ * reused once the campaign holds many rows, as during a big campaign's
+ * first minute. */
+static void test_batch_cost_flat_as_table_grows(void **state)
+{
+  (void)state;
+  struct testdb g;
+  testdb_create(&g, REGISTRY_POSTGRESQL);
+  struct registry *r = testdb_open(&g);
+  int64_t fence = claim(r, "grow");
+  testdb_exec(&g,
+              "ALTER TABLE deliveries SET (autovacuum_enabled = false);"
+              "ANALYZE deliveries");
+  PGconn *c = raw_connect(&g);
+  raw_exec(c, PG_SESSION_PLANNER);
+  raw_exec(c, "SET plan_cache_mode = force_generic_plan");
+  prepare(c, "pend", registry_pg_sql[S_PENDING], 0);
+  prepare(c, "mark", registry_pg_sql[S_MARK_PENDING], 0);
+  struct cost empty = batch_cost(c, "grow", fence);
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+           "attempts, updated_at) SELECT 'grow', 'old-' || i, 'SENT', 1, 0 "
+           "FROM generate_series(1, %d) i",
+           BIG_ROWS);
+  testdb_exec(&g, sql);
+  struct cost grown = batch_cost(c, "grow", fence);
+  print_message(
+      "cached generic plans: buffers per batch of %d: pending %ld/%ld, "
+      "INFLIGHT %ld/%ld, SENT %ld/%ld (empty/%d-row table)\n",
+      BATCH, empty.pending, grown.pending, empty.inflight, grown.inflight,
+      empty.sent, grown.sent, BIG_ROWS);
+  assert_true(grown.pending < 10 * BATCH);
+  assert_true(grown.inflight < 10 * BATCH);
+  assert_true(grown.sent < 20 * BATCH);
+  PQfinish(c);
+  registry_close(r);
+  testdb_destroy(&g);
+}
+
+/* ---- a resumed campaign: INFLIGHT marks for rows that exist ----------- */
+
+/* The mark statement first inserts recipients marked INFLIGHT without
+ * looking them up; on a resumed campaign they exist, and the op must run
+ * again with the lookups and answer as before, on a fresh handle and on
+ * one that has just seen fresh recipients. */
+static void test_resume_marks_existing_rows(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&db);
+  int64_t fence = claim(r, "resume");
+  testdb_exec(&db,
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) SELECT 'resume', 'r-' || i, "
+              "CASE WHEN i % 10 = 0 THEN 'INFLIGHT' ELSE 'SENT' END, 1, 0 "
+              "FROM generate_series(0, 99) i");
+  enum { N = 120 };
+  struct registry_mark m[N];
+  char names[N][16];
+  bool pending[N];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < N; i++) {
+      /* round 0: r-0..r-99 exist, r-100..r-119 are fresh; round 1:
+       * fresh r-150..r-219 first, then r-0..r-49 again. */
+      int k = round == 0 ? i : (i + 150) % 220;
+      snprintf(names[i], sizeof(names[i]), "r-%d", k);
+      m[i] = (struct registry_mark){names[i], DELIVERY_INFLIGHT, NULL};
+    }
+    REG_OK(r, registry_mark_pending(r, "resume", fence, m, N, pending));
+    for (int i = 0; i < N; i++) {
+      int k = (int)strtol(names[i] + 2, NULL, 10);
+      bool want = k >= 100 || k % 10 == 0; /* fresh, or INFLIGHT */
+      if (pending[i] != want)
+        fail_msg("round %d: pending(%s) = %d, want %d", round, names[i],
+                 pending[i], want);
+    }
+  }
+  /* Rows exist once each (100 + 20 + 70); r-10, INFLIGHT, counted an
+   * attempt in each round. */
+  assert_int_equal(testdb_query_int(&db,
+                                    "SELECT count(*) FROM deliveries WHERE "
+                                    "campaign_id = 'resume'"),
+                   190);
+  assert_int_equal(testdb_query_int(&db,
+                                    "SELECT attempts FROM deliveries WHERE "
+                                    "campaign_id = 'resume' AND "
+                                    "recipient_id = 'r-10'"),
+                   3);
+  registry_close(r);
+}
+
+/* ---- a mark that waited for the lock of a writer of the same rows ----- */
+
+struct race_mark {
+  struct registry *r;
+  int64_t fence;
+  int rc;
+};
+
+static void *race_mark_main(void *arg)
+{
+  struct race_mark *m = arg;
+  const struct registry_mark marks[] = {{"race-1", DELIVERY_INFLIGHT, NULL},
+                                        {"race-2", DELIVERY_INFLIGHT, NULL}};
+  m->rc = registry_mark(m->r, "race", m->fence, marks, 2);
+  return NULL;
+}
+
+/* The mark statement's snapshot is taken before it waits for the
+ * campaign's row lock; the holder inserts one of its recipients and
+ * commits. The statement's plain INSERT then meets that row (a unique
+ * violation): the op runs again and counts the row as INFLIGHT. */
+static void test_mark_after_lock_wait(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&db);
+  struct race_mark m = {r, claim(r, "race"), -1};
+  PGconn *c = raw_connect(&db);
+  raw_exec(c,
+           "BEGIN; SELECT 1 FROM campaigns WHERE campaign_id = 'race' "
+           "FOR UPDATE; INSERT INTO deliveries (campaign_id, recipient_id, "
+           "state, attempts, updated_at) VALUES ('race', 'race-1', "
+           "'INFLIGHT', 1, 0)");
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, race_mark_main, &m), 0);
+  /* Until the mark waits for our lock. */
+  long waiting = 0;
+  for (int i = 0; i < 500 && !waiting; i++) {
+    PGresult *res = PQexec(c,
+                           "SELECT count(*) FROM pg_stat_activity WHERE "
+                           "pg_backend_pid() = ANY (pg_blocking_pids(pid))");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    waiting = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (!waiting) {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  assert_true(waiting > 0);
+  raw_exec(c, "COMMIT");
+  assert_int_equal(pthread_join(th, NULL), 0);
+  if (m.rc != SO_OK)
+    fail_msg("mark after the lock wait: %s: %s", so_strerror(m.rc),
+             registry_errmsg(r));
+  char *rows = testdb_query(&db,
+                            "SELECT recipient_id, state, attempts FROM "
+                            "deliveries WHERE campaign_id = 'race' "
+                            "ORDER BY recipient_id");
+  assert_string_equal(rows, "race-1|INFLIGHT|2\nrace-2|INFLIGHT|1\n");
+  free(rows);
+  PQfinish(c);
   registry_close(r);
 }
 
@@ -371,11 +532,116 @@ static void test_mixed_batch_on_existing_rows(void **state)
   registry_close(r);
 }
 
+/* ---- migration 2 on a version-1 registry with rows -------------------- */
+
+/* rows_on_pages: "recipient|heap page" lines of the campaign's n-* rows:
+ * equal before and after an update when no row left its page. */
+static char *rows_on_pages(const struct testdb *d, const char *id)
+{
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "SELECT recipient_id, (ctid::text::point)[0]::bigint FROM "
+           "deliveries WHERE campaign_id = '%s' AND recipient_id LIKE 'n-%%' "
+           "ORDER BY recipient_id COLLATE \"C\"",
+           id);
+  return testdb_query(d, sql);
+}
+
+static void test_migration_from_v1(void **state)
+{
+  (void)state;
+  struct testdb old;
+  testdb_create(&old, REGISTRY_POSTGRESQL);
+  testdb_exec(&old,
+              "CREATE TABLE schema_version (version integer PRIMARY KEY, "
+              "applied_at bigint NOT NULL)");
+  testdb_exec(&old, registry_pg_migration(1));
+  testdb_exec(&old,
+              "INSERT INTO schema_version VALUES (1, 0);"
+              "INSERT INTO campaigns (campaign_id, state, scheduled_at, "
+              "channel, payload, owner, fence, lease_until, created_at, "
+              "updated_at) VALUES ('run', 'PROCESSING', 0, 'email', '{}', "
+              "'w1', 3, 4102444800000, 0, 0),"
+              "('gone', 'DONE', 0, 'email', '{}', NULL, 1, 0, 0, 0);"
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) SELECT 'gone', 'g-' || i, 'SENT', 1, 0 "
+              "FROM generate_series(1, 1000) i;"
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) VALUES ('run', 'i-1', 'INFLIGHT', 1, 0),"
+              "('run', 's-1', 'SENT', 1, 0)");
+
+  struct registry *r = testdb_open(&old); /* migrates 1 -> 2 */
+  char sql[128];
+  snprintf(sql, sizeof(sql), "SELECT max(version) FROM schema_version");
+  assert_int_equal(testdb_query_int(&old, sql), REGISTRY_PG_SCHEMA_VERSION);
+  assert_int_equal(testdb_query_int(&old, "SELECT count(*) FROM deliveries"),
+                   1002);
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM pg_constraint "
+                                    "WHERE conrelid = 'deliveries'::regclass "
+                                    "AND contype = 'f'"),
+                   0);
+
+  /* The campaign goes on under its fence. */
+  const struct registry_mark done[] = {{"i-1", DELIVERY_SENT, NULL},
+                                       {"s-1", DELIVERY_SENT, NULL}};
+  REG_OK(r, registry_mark(r, "run", 3, done, 2));
+  struct registry_campaign got;
+  REG_OK(r, registry_get(r, "run", &got));
+  assert_int_equal(got.sent, 1);
+  registry_campaign_free(&got);
+
+  /* New rows: a batch marked INFLIGHT fills its pages only half, so the
+   * SENT update finds room on the same page (a HOT update). With the
+   * version-1 layout the first page is full and its rows move. */
+  enum { N = 400 };
+  struct registry_mark m[N];
+  char names[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof(names[i]), "n-%03d", i);
+    m[i] = (struct registry_mark){names[i], DELIVERY_INFLIGHT, NULL};
+  }
+  REG_OK(r, registry_mark(r, "run", 3, m, N));
+  char *before = rows_on_pages(&old, "run");
+  for (int i = 0; i < N; i++)
+    m[i].state = DELIVERY_SENT;
+  REG_OK(r, registry_mark(r, "run", 3, m, N));
+  char *after = rows_on_pages(&old, "run");
+  assert_string_equal(after, before);
+  free(before);
+  free(after);
+
+  /* No row for a campaign that does not exist (the key used to say so;
+   * the fenced lock does now). */
+  assert_int_equal(registry_mark(r, "nope", 1, done, 2), SO_ERR_NOTFOUND);
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM deliveries "
+                                    "WHERE campaign_id = 'nope'"),
+                   0);
+
+  /* Deleting a campaign still deletes its deliveries, and only its. */
+  testdb_exec(&old, "DELETE FROM campaigns WHERE campaign_id = 'gone'");
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM deliveries "
+                                    "WHERE campaign_id = 'gone'"),
+                   0);
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM deliveries "
+                                    "WHERE campaign_id = 'run'"),
+                   2 + N);
+  registry_close(r);
+  testdb_destroy(&old);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batch_cost_flat_in_campaign_size),
+      cmocka_unit_test(test_batch_cost_flat_as_table_grows),
       cmocka_unit_test(test_mixed_batch_on_existing_rows),
+      cmocka_unit_test(test_mark_after_lock_wait),
+      cmocka_unit_test(test_resume_marks_existing_rows),
+      cmocka_unit_test(test_migration_from_v1),
   };
   return cmocka_run_group_tests_name("registry_pg_marks", tests, group_setup,
                                      group_teardown);

@@ -633,7 +633,7 @@ static void test_newer_schema_refused(void **state)
   snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.schema_version",
            d.schema);
   v = admin_query(admin, sql);
-  assert_string_equal(v, "2");
+  assert_int_equal(strtol(v, NULL, 10), REGISTRY_PG_SCHEMA_VERSION + 1);
   free(v);
   PQfinish(admin);
   pgdb_destroy(&d);
@@ -678,7 +678,8 @@ static void test_concurrent_first_open(void **state)
   snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.schema_version",
            d.schema);
   char *v = admin_query(admin, sql);
-  assert_string_equal(v, "1");
+  /* Each migration applied once: one row per version. */
+  assert_int_equal(strtol(v, NULL, 10), REGISTRY_PG_SCHEMA_VERSION);
   free(v);
   PQfinish(admin);
   pgdb_destroy(&d);
