@@ -7,6 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msg_internal.h"
+#include "strictjson.h"
+
+/* The fast path for recipients' vars (fast_vars()): json-c costs ~12k
+ * instructions per recipient (json_tokener_parse_ex also switches the
+ * locale on every call), and in a typical campaign every recipient has
+ * vars. vars_json that strictjson_check accepts, at most FAST_DEPTH deep
+ * (json-c refuses 32), means the same to json-c's parser, and msg_scan.c
+ * reads it byte for byte as json-c would (see there). Whatever that path
+ * is unsure of or fails on is rendered again through json-c, so errors
+ * and their wording are always json-c's. */
+#define FAST_DEPTH 16
+#define FAST_NAMES 16 /* MSG_SCAN_MAX_NAMES in msg_scan.c */
+#define KEY_MAX 256   /* lookup()'s key buffer */
+
 enum seg_kind {
   SEG_TEXT,
   SEG_CAMPAIGN_ID,
@@ -24,6 +39,7 @@ struct seg {
   enum seg_kind kind;
   size_t off;
   size_t len;
+  size_t var; /* SEG_VAR: index of its first name in var_names */
 };
 
 struct template
@@ -46,6 +62,11 @@ struct template
   size_t c_section_end;   /* index in csegs, or n_csegs */
   char *lit;              /* the pre-rendered runs */
   bool lit_too_large;     /* the runs alone exceed TEMPLATE_MAX_BODY */
+  /* The distinct first names of the {{vars.*}} paths, for fast_vars();
+   * var_fast is false when there are too many or one is too long. */
+  char *var_names[FAST_NAMES];
+  size_t n_var_names;
+  bool var_fast;
 };
 
 /* A growing output buffer with a hard cap. */
@@ -141,7 +162,7 @@ static int add_seg(struct template *t, enum seg_kind kind, size_t off,
     t->segs = segs;
     *cap = ncap;
   }
-  t->segs[t->n_segs++] = (struct seg){kind, off, len};
+  t->segs[t->n_segs++] = (struct seg){kind, off, len, 0};
   return SO_OK;
 }
 
@@ -243,6 +264,36 @@ static int check_sections(struct template *t, char *err, size_t errlen)
   return SO_OK;
 }
 
+/* collect_var_names: note each {{vars.*}} path's first name for the fast
+ * path, which looks them all up in one walk over a recipient's vars. */
+static int collect_var_names(struct template *t)
+{
+  t->var_fast = true;
+  for (size_t i = 0; i < t->n_segs && t->var_fast; i++) {
+    struct seg *sg = &t->segs[i];
+    if (sg->kind != SEG_VAR)
+      continue;
+    const char *name = t->text + sg->off;
+    const char *dot = memchr(name, '.', sg->len);
+    size_t len = dot ? (size_t)(dot - name) : sg->len;
+    size_t j = 0;
+    while (j < t->n_var_names && !name_is(name, len, t->var_names[j]))
+      j++;
+    if (len >= KEY_MAX || (j == t->n_var_names && j == FAST_NAMES)) {
+      t->var_fast = false; /* json-c's lookup decides */
+      break;
+    }
+    if (j == t->n_var_names) {
+      t->var_names[j] = strndup(name, len);
+      if (!t->var_names[j])
+        return SO_ERR_NOMEM;
+      t->n_var_names++;
+    }
+    sg->var = j;
+  }
+  return SO_OK;
+}
+
 int template_parse(const char *text, struct template **out, char *err,
                    size_t errlen)
 {
@@ -293,6 +344,8 @@ int template_parse(const char *text, struct template **out, char *err,
   }
   if ((rc = check_sections(t, err, errlen)) != SO_OK)
     goto fail;
+  if ((rc = collect_var_names(t)) != SO_OK)
+    goto fail;
   *out = t;
   return SO_OK;
 
@@ -313,6 +366,8 @@ void template_free(struct template *t)
   free(t->lit);
   free(t->segs);
   free(t->text);
+  for (size_t i = 0; i < t->n_var_names; i++)
+    free(t->var_names[i]);
   free(t);
 }
 
@@ -357,11 +412,69 @@ static int put_value(struct buf *b, json_object *v)
   return buf_put_escaped(b, s, strlen(s));
 }
 
-/* One recipient while rendering: its data and its parsed vars. */
+/* One recipient while rendering: its data and its vars, either parsed by
+ * json-c or (fast path) the values of var_names[] in its vars_json. */
 struct ctx {
   const struct template_recipient *r;
   json_object *vars;
+  const struct msg__value *vals;
 };
+
+/* fast_vars: find the values of t->var_names[] in vars_json without
+ * json-c. False when not sure of giving what json-c would (including
+ * every invalid input): the caller must then take the json-c path. */
+static bool fast_vars(const struct template *t, const char *vars_json,
+                      struct msg__value *vals)
+{
+  size_t len = strlen(vars_json);
+  struct strictjson_result res;
+  if (strictjson_check(vars_json, len, FAST_DEPTH, &res) != SO_OK ||
+      res.root != '{')
+    return false;
+  return msg__scan_object(vars_json, len, (const char *const *)t->var_names,
+                          t->n_var_names, vals);
+}
+
+/* put_var_fast: {{vars.PATH}} from the values fast_vars() found, as
+ * put_value() would render json-c's value. SO_ERR_INVALID when absent or
+ * not sure (the caller renders the recipient again through json-c). */
+static int put_var_fast(const struct template *t, const struct seg *sg,
+                        const struct msg__value *vals, struct buf *b)
+{
+  const char *path = t->text + sg->off, *end = path + sg->len;
+  const char *dot = memchr(path, '.', sg->len);
+  struct msg__value v = vals[sg->var];
+  while (v.p && dot) { /* the rest of a dotted path, one name at a time */
+    const char *name = dot + 1;
+    dot = memchr(name, '.', (size_t)(end - name));
+    size_t len = dot ? (size_t)(dot - name) : (size_t)(end - name);
+    char key[KEY_MAX];
+    const char *keys[1] = {key};
+    if (len >= KEY_MAX || v.p[0] != '{')
+      return SO_ERR_INVALID;
+    memcpy(key, name, len);
+    key[len] = '\0';
+    struct msg__value sub;
+    if (!msg__scan_object(v.p, v.len, keys, 1, &sub))
+      return SO_ERR_INVALID;
+    v = sub;
+  }
+  if (!v.p)
+    return SO_ERR_INVALID;
+  if (v.p[0] == 'n')
+    return SO_OK;                                 /* null renders as nothing */
+  if (v.p[0] == '"' && !memchr(v.p, '\\', v.len)) /* checked: no escapes */
+    return buf_put(b, v.p + 1, v.len - 2);
+  char small[KEY_MAX], *tmp = v.len <= sizeof(small) ? small : malloc(v.len);
+  if (!tmp)
+    return SO_ERR_NOMEM;
+  size_t n =
+      v.p[0] == '"' ? msg__scan_string(&v, tmp) : msg__scan_compact(&v, tmp);
+  int rc = buf_put_escaped(b, tmp, n);
+  if (tmp != small)
+    free(tmp);
+  return rc;
+}
 
 static int parse_vars(const struct template_recipient *r, json_object **out,
                       char *err, size_t errlen)
@@ -449,7 +562,7 @@ static int compile(const struct template *t, const char *campaign_id,
       else if (rc != SO_OK)
         goto fail;
     }
-    c->segs[c->n++] = (struct seg){SEG_TEXT, start, lit.len - start};
+    c->segs[c->n++] = (struct seg){SEG_TEXT, start, lit.len - start, 0};
   }
   if (c->section_begin == SIZE_MAX)
     c->section_begin = c->n;
@@ -481,6 +594,8 @@ static int render_seg(const struct template *t, const struct seg *sg,
     case SEG_ADDRESS:
       return buf_put_escaped(b, c->r->address, strlen(c->r->address));
     case SEG_VAR:
+      if (c->vals)
+        return put_var_fast(t, sg, c->vals, b);
       if (!c->vars || !lookup(c->vars, t->text + sg->off, sg->len, &v)) {
         snprintf(err, errlen, "recipient %s: vars.%.*s missing", c->r->id,
                  (int)sg->len, t->text + sg->off);
@@ -561,19 +676,45 @@ static int render_range(const struct template *t, size_t from, size_t to,
   return SO_OK;
 }
 
+/* render_recipient: compiled segments [from, to) for recipient r, after
+ * a "," when `comma`. The fast path first; if it is unsure or fails for
+ * any reason, its output is cut off and the json-c path renders the
+ * recipient, so results and errors are exactly that path's. */
+static int render_recipient(const struct template *t, size_t from, size_t to,
+                            const struct template_recipient *r, bool comma,
+                            struct buf *b, char *err, size_t errlen)
+{
+  size_t mark = b->len;
+  struct msg__value vals[FAST_NAMES];
+  if (t->var_fast && r->id && r->address && r->vars_json &&
+      fast_vars(t, r->vars_json, vals)) {
+    struct ctx c = {r, NULL, vals};
+    int rc = comma ? buf_put(b, ",", 1) : SO_OK;
+    if (rc == SO_OK)
+      rc = render_range(t, from, to, &c, b, err, errlen);
+    if (rc == SO_OK)
+      return SO_OK;
+    b->len = mark;
+    if (b->p)
+      b->p[mark] = '\0';
+  }
+  struct ctx c = {r, NULL, NULL};
+  int rc = parse_vars(r, &c.vars, err, errlen);
+  if (rc == SO_OK && comma)
+    rc = buf_put(b, ",", 1);
+  if (rc == SO_OK)
+    rc = render_range(t, from, to, &c, b, err, errlen);
+  json_object_put(c.vars);
+  return rc;
+}
+
 static int render_section(const struct template *t,
                           const struct template_recipient *r, size_t n,
                           struct buf *b, size_t *bad, char *err, size_t errlen)
 {
   for (size_t j = 0; j < n; j++) {
-    struct ctx c = {&r[j], NULL};
-    int rc = parse_vars(&r[j], &c.vars, err, errlen);
-    if (rc == SO_OK && j > 0)
-      rc = buf_put(b, ",", 1);
-    if (rc == SO_OK)
-      rc = render_range(t, t->c_section_begin + 1, t->c_section_end, &c, b, err,
-                        errlen);
-    json_object_put(c.vars);
+    int rc = render_recipient(t, t->c_section_begin + 1, t->c_section_end,
+                              &r[j], j > 0, b, err, errlen);
     if (rc != SO_OK) {
       if (rc == SO_ERR_INVALID)
         *bad = j;
@@ -589,7 +730,7 @@ int template_render_into(const struct template *t,
                          char *err, size_t errlen)
 {
   struct buf b = {*buf, 0, *cap};
-  struct ctx c = {n > 0 ? &r[0] : NULL, NULL};
+  struct ctx c = {n > 0 ? &r[0] : NULL, NULL, NULL};
   int rc = SO_ERR_INVALID;
   *outlen = 0;
   *bad = n;
@@ -612,12 +753,9 @@ int template_render_into(const struct template *t,
       rc = render_range(t, t->c_section_end + 1, t->n_csegs, &c, &b, err,
                         errlen);
   } else {
-    rc = parse_vars(&r[0], &c.vars, err, errlen);
-    if (rc == SO_OK)
-      rc = render_range(t, 0, t->n_csegs, &c, &b, err, errlen);
+    rc = render_recipient(t, 0, t->n_csegs, &r[0], false, &b, err, errlen);
     if (rc == SO_ERR_INVALID)
       *bad = 0;
-    json_object_put(c.vars);
   }
   if (rc == SO_OK)
     rc = buf_put(&b, "", 0); /* NUL-terminated, also when empty */
