@@ -50,7 +50,7 @@ struct template
   size_t section_begin; /* index of SEG_SECTION_BEGIN, or n_segs */
   size_t section_end;   /* index of SEG_SECTION_END, or n_segs */
   char *campaign_id;    /* NULL until bound */
-  json_object *content; /* NULL until bound */
+  json_object *content; /* json-c's content, if bind parsed it so */
   /* What template_bind() compiles for rendering: runs of segments that
    * are the same for every recipient (text, campaign id, content) become
    * one SEG_TEXT whose off/len point into `lit`, rendered once per
@@ -435,45 +435,96 @@ static bool fast_vars(const struct template *t, const char *vars_json,
                           t->n_var_names, vals);
 }
 
-/* put_var_fast: {{vars.PATH}} from the values fast_vars() found, as
- * put_value() would render json-c's value. SO_ERR_INVALID when absent or
- * not sure (the caller renders the recipient again through json-c). */
-static int put_var_fast(const struct template *t, const struct seg *sg,
-                        const struct msg__value *vals, struct buf *b)
+/* find_fast: follow the dotted path[0..len) from the object value *v (text
+ * msg_scan.c may read) as lookup() does in json-c's tree. False when
+ * absent or not sure. */
+static bool find_fast(struct msg__value *v, const char *path, size_t len)
 {
-  const char *path = t->text + sg->off, *end = path + sg->len;
-  const char *dot = memchr(path, '.', sg->len);
-  struct msg__value v = vals[sg->var];
-  while (v.p && dot) { /* the rest of a dotted path, one name at a time */
-    const char *name = dot + 1;
-    dot = memchr(name, '.', (size_t)(end - name));
-    size_t len = dot ? (size_t)(dot - name) : (size_t)(end - name);
+  const char *end = path + len;
+  for (;;) {
+    const char *dot = memchr(path, '.', (size_t)(end - path));
+    size_t n = dot ? (size_t)(dot - path) : (size_t)(end - path);
     char key[KEY_MAX];
     const char *keys[1] = {key};
-    if (len >= KEY_MAX || v.p[0] != '{')
-      return SO_ERR_INVALID;
-    memcpy(key, name, len);
-    key[len] = '\0';
     struct msg__value sub;
-    if (!msg__scan_object(v.p, v.len, keys, 1, &sub))
-      return SO_ERR_INVALID;
-    v = sub;
+    if (n >= KEY_MAX || v->p[0] != '{')
+      return false;
+    memcpy(key, path, n);
+    key[n] = '\0';
+    if (!msg__scan_object(v->p, v->len, keys, 1, &sub) || !sub.p)
+      return false;
+    *v = sub;
+    if (!dot)
+      return true;
+    path = dot + 1;
   }
-  if (!v.p)
-    return SO_ERR_INVALID;
-  if (v.p[0] == 'n')
-    return SO_OK;                                 /* null renders as nothing */
-  if (v.p[0] == '"' && !memchr(v.p, '\\', v.len)) /* checked: no escapes */
-    return buf_put(b, v.p + 1, v.len - 2);
-  char small[KEY_MAX], *tmp = v.len <= sizeof(small) ? small : malloc(v.len);
+}
+
+/* put_fast: the value *v as put_value() renders json-c's value of it. */
+static int put_fast(const struct msg__value *v, struct buf *b)
+{
+  if (v->p[0] == 'n')
+    return SO_OK; /* null renders as nothing */
+  if (v->p[0] == '"' && !memchr(v->p, '\\', v->len)) /* checked: no escapes */
+    return buf_put(b, v->p + 1, v->len - 2);
+  char small[KEY_MAX], *tmp = v->len <= sizeof(small) ? small : malloc(v->len);
   if (!tmp)
     return SO_ERR_NOMEM;
   size_t n =
-      v.p[0] == '"' ? msg__scan_string(&v, tmp) : msg__scan_compact(&v, tmp);
+      v->p[0] == '"' ? msg__scan_string(v, tmp) : msg__scan_compact(v, tmp);
   int rc = buf_put_escaped(b, tmp, n);
   if (tmp != small)
     free(tmp);
   return rc;
+}
+
+/* put_var_fast: {{vars.PATH}} from the values fast_vars() found.
+ * SO_ERR_INVALID when absent or not sure (the caller renders the
+ * recipient again through json-c). */
+static int put_var_fast(const struct template *t, const struct seg *sg,
+                        const struct msg__value *vals, struct buf *b)
+{
+  const char *path = t->text + sg->off;
+  const char *dot = memchr(path, '.', sg->len);
+  struct msg__value v = vals[sg->var];
+  if (!v.p ||
+      (dot && !find_fast(&v, dot + 1, sg->len - (size_t)(dot + 1 - path))))
+    return SO_ERR_INVALID;
+  return put_fast(&v, b);
+}
+
+/* A campaign's content while binding: json-c's tree, or (fast path) its
+ * text, checked by fast_content(). */
+struct content {
+  json_object *obj;
+  struct msg__value text;
+};
+
+/* fast_content: whether content_json can be read without json-c: strict
+ * JSON, an object, and every {{content.*}} found with certainty. Else
+ * json-c parses it (and words any error). */
+static bool fast_content(const struct template *t, const char *content_json,
+                         struct msg__value *out)
+{
+  size_t len = strlen(content_json);
+  struct strictjson_result res;
+  if (strictjson_check(content_json, len, FAST_DEPTH, &res) != SO_OK ||
+      res.root != '{')
+    return false;
+  *out = (struct msg__value){content_json, len};
+  bool walked = false; /* find_fast's first step walks the whole text */
+  for (size_t i = 0; i < t->n_segs; i++) {
+    struct msg__value v = *out;
+    const struct seg *sg = &t->segs[i];
+    if (sg->kind != SEG_CONTENT)
+      continue;
+    if (!find_fast(&v, t->text + sg->off, sg->len))
+      return false;
+    walked = true;
+  }
+  /* Without {{content.*}}, still leave to json-c what only it reads
+   * (repeated keys): the walk checks the whole text. */
+  return walked || msg__scan_object(content_json, len, NULL, 0, NULL);
 }
 
 static int parse_vars(const struct template_recipient *r, json_object **out,
@@ -500,7 +551,7 @@ static int parse_vars(const struct template_recipient *r, json_object **out,
 /* const_seg: append a segment that is the same for every recipient
  * (text, campaign id, content.NAME - checked present by the caller). */
 static int const_seg(const struct template *t, const struct seg *sg,
-                     const char *campaign_id, json_object *content,
+                     const char *campaign_id, const struct content *content,
                      struct buf *b)
 {
   json_object *v = NULL;
@@ -510,7 +561,13 @@ static int const_seg(const struct template *t, const struct seg *sg,
     case SEG_CAMPAIGN_ID:
       return buf_put_escaped(b, campaign_id, strlen(campaign_id));
     case SEG_CONTENT:
-      if (!lookup(content, t->text + sg->off, sg->len, &v))
+      if (!content->obj) {
+        struct msg__value fv = content->text;
+        if (!find_fast(&fv, t->text + sg->off, sg->len))
+          return SO_ERR_INVALID; /* fast_content() found it: cannot be */
+        return put_fast(&fv, b);
+      }
+      if (!lookup(content->obj, t->text + sg->off, sg->len, &v))
         return SO_ERR_INVALID;
       return put_value(b, v);
     default:
@@ -534,7 +591,7 @@ struct compiled {
 
 /* compile: fold each run of per-campaign segments into one literal. */
 static int compile(const struct template *t, const char *campaign_id,
-                   json_object *content, struct compiled *c)
+                   const struct content *content, struct compiled *c)
 {
   struct buf lit = {NULL, 0, 0};
   int rc = SO_ERR_NOMEM;
@@ -619,33 +676,38 @@ int template_bind(struct template *t, const char *campaign_id,
     return SO_ERR_INVALID;
   }
   char *id = strdup(campaign_id);
-  json_object *content = content_json ? json_tokener_parse(content_json)
-                                      : json_object_new_object();
-  if (!id || !content || !json_object_is_type(content, json_type_object)) {
+  struct content content = {NULL, {NULL, 0}};
+  if (id && content_json && fast_content(t, content_json, &content.text))
+    goto compile; /* every {{content.*}} is there */
+  content.obj = content_json ? json_tokener_parse(content_json)
+                             : json_object_new_object();
+  if (!id || !content.obj ||
+      !json_object_is_type(content.obj, json_type_object)) {
     int rc = id ? SO_ERR_INVALID : SO_ERR_NOMEM;
     snprintf(err, errlen, "%s",
              id ? "content is not a JSON object" : "out of memory");
     free(id);
-    json_object_put(content);
+    json_object_put(content.obj);
     return rc;
   }
   for (size_t i = 0; i < t->n_segs; i++) {
     json_object *v;
     const struct seg *sg = &t->segs[i];
     if (sg->kind == SEG_CONTENT &&
-        !lookup(content, t->text + sg->off, sg->len, &v)) {
+        !lookup(content.obj, t->text + sg->off, sg->len, &v)) {
       snprintf(err, errlen, "content.%.*s missing", (int)sg->len,
                t->text + sg->off);
       free(id);
-      json_object_put(content);
+      json_object_put(content.obj);
       return SO_ERR_INVALID;
     }
   }
+compile:;
   struct compiled c;
-  if (compile(t, id, content, &c) != SO_OK) {
+  if (compile(t, id, &content, &c) != SO_OK) {
     snprintf(err, errlen, "out of memory");
     free(id);
-    json_object_put(content);
+    json_object_put(content.obj);
     return SO_ERR_NOMEM;
   }
   free(t->campaign_id);
@@ -653,7 +715,7 @@ int template_bind(struct template *t, const char *campaign_id,
   free(t->csegs);
   free(t->lit);
   t->campaign_id = id;
-  t->content = content;
+  t->content = content.obj; /* NULL when read without json-c */
   t->csegs = c.segs;
   t->n_csegs = c.n;
   t->c_section_begin = c.section_begin;

@@ -1,8 +1,9 @@
-/* test_template_diff.c - template rendering of {{vars.*}} compared with a
- * json-c reference over generated vars: template.c reads vars without
- * json-c when it is sure (strictjson + msg_scan.c) and must give the same
- * bytes, the same errors and the same failing recipient as the json-c
- * path it replaced, which the reference here re-implements. */
+/* test_template_diff.c - template rendering of {{vars.*}} and
+ * {{content.*}} compared with a json-c reference over generated JSON:
+ * template.c reads vars and content without json-c when it is sure
+ * (strictjson + msg_scan.c) and must give the same bytes, the same errors
+ * and the same failing recipient as the json-c path it replaced, which
+ * the reference here re-implements. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -290,13 +291,15 @@ static const struct {
 } sets[] = {{paths_a, 1},    {paths_b, 3},     {paths_c, 3},   {paths_d, 3},
             {paths_long, 2}, {paths_many, 18}, {paths_none, 0}};
 
-static struct template *make_template(const char *const *paths, size_t n,
-                                      bool batch)
+/* parse_paths: "<{{WHERE.P1}}|...>", in a section when `batch`. */
+static struct template *parse_paths(const char *where, const char *const *paths,
+                                    size_t n, bool batch)
 {
   struct str text = {NULL, 0, 0};
   str_puts(&text, batch ? "[{{campaign_id}}{{#recipients}}<" : "<");
   for (size_t i = 0; i < n; i++) {
-    str_puts(&text, i > 0 ? "|{{ vars." : "{{vars.");
+    str_puts(&text, i > 0 ? "|{{ " : "{{");
+    str_puts(&text, where);
     str_puts(&text, paths[i]);
     str_puts(&text, "}}");
   }
@@ -307,9 +310,41 @@ static struct template *make_template(const char *const *paths, size_t n,
   if (rc != SO_OK)
     print_error("template_parse(%s): %s\n", text.p, err);
   assert_int_equal(rc, SO_OK);
-  assert_int_equal(template_bind(t, "c1", NULL, err, sizeof(err)), SO_OK);
   free(text.p);
   return t;
+}
+
+static struct template *make_template(const char *const *paths, size_t n,
+                                      bool batch)
+{
+  struct template *t = parse_paths("vars.", paths, n, batch);
+  char err[256] = "";
+  assert_int_equal(template_bind(t, "c1", NULL, err, sizeof(err)), SO_OK);
+  return t;
+}
+
+/* check_content: bind `content` to "<{{content.P1}}|...>" and render. */
+static void check_content(struct template *t, const char *const *paths,
+                          size_t n, const char *content, struct str *want)
+{
+  struct template_recipient r = {"r1", "a@x", NULL};
+  char *out = NULL, err[256] = "";
+  size_t len = 0, bad = 99;
+  want->len = 0;
+  bool ok = ref_render(want, paths, n, content ? content : "{}");
+  int rc = template_bind(t, "c1", content, err, sizeof(err));
+  if (ok != (rc == SO_OK))
+    print_error("content %s: want %s, got %d: %s\n", content,
+                ok ? want->p : "failure", rc, err);
+  assert_int_equal(rc, ok ? SO_OK : SO_ERR_INVALID);
+  if (!ok) {
+    assert_true(strstr(err, "content") != NULL);
+    return;
+  }
+  assert_int_equal(
+      template_render(t, &r, 1, &out, &len, &bad, err, sizeof(err)), SO_OK);
+  assert_string_equal(out, want->p);
+  free(out);
 }
 
 static void check_single(struct template *t, const char *const *paths, size_t n,
@@ -373,15 +408,21 @@ static void test_generated_vars_match_json_c(void **state)
     struct template *single = make_template(sets[k].paths, sets[k].n, false);
     struct template *batch = make_template(sets[k].paths, sets[k].n, true);
     check_single(single, sets[k].paths, sets[k].n, NULL, &want);
+    struct template *content =
+        parse_paths("content.", sets[k].paths, sets[k].n, false);
+    check_content(content, sets[k].paths, sets[k].n, NULL, &want);
     for (int i = 0; i < 3000; i++) {
       for (int j = 0; j < 3; j++)
         gen_vars(&vars[j]);
+      /* the same text as a campaign's content (one shared reader) */
+      check_content(content, sets[k].paths, sets[k].n, vars[1].p, &want);
       check_single(single, sets[k].paths, sets[k].n, vars[0].p, &want);
       const char *const v[3] = {vars[0].p, vars[1].p, vars[2].p};
       check_batch(batch, sets[k].paths, sets[k].n, v, &want);
     }
     template_free(single);
     template_free(batch);
+    template_free(content);
   }
   for (int j = 0; j < 3; j++)
     free(vars[j].p);
@@ -411,9 +452,13 @@ static void test_fixed_vars_match_json_c(void **state)
   struct str want = {NULL, 0, 0};
   for (size_t p = 0; p < 3; p++) {
     struct template *t = make_template(&paths[p], 1, false);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    struct template *c = parse_paths("content.", &paths[p], 1, false);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
       check_single(t, &paths[p], 1, cases[i], &want);
+      check_content(c, &paths[p], 1, cases[i], &want);
+    }
     template_free(t);
+    template_free(c);
   }
   free(want.p);
 }
