@@ -1,4 +1,8 @@
-/* template.c - the JSON body template of a provider request. */
+/* template.c - the JSON body template of a provider request.
+ *
+ * Recipients' vars and the campaign's content are read without json-c
+ * where template_fast.c is sure to give the same values; otherwise, and
+ * on any failure, through json-c, so output and errors are its own. */
 #include "template.h"
 
 #include <json-c/json.h>
@@ -7,20 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "msg_internal.h"
-#include "strictjson.h"
-
-/* The fast path for recipients' vars (fast_vars()): json-c costs ~12k
- * instructions per recipient (json_tokener_parse_ex also switches the
- * locale on every call), and in a typical campaign every recipient has
- * vars. vars_json that strictjson_check accepts, at most FAST_DEPTH deep
- * (json-c refuses 32), means the same to json-c's parser, and msg_scan.c
- * reads it byte for byte as json-c would (see there). Whatever that path
- * is unsure of or fails on is rendered again through json-c, so errors
- * and their wording are always json-c's. */
-#define FAST_DEPTH 16
-#define FAST_NAMES 16 /* MSG_SCAN_MAX_NAMES in msg_scan.c */
-#define KEY_MAX 256   /* lookup()'s key buffer */
+#include "template_fast.h"
 
 enum seg_kind {
   SEG_TEXT,
@@ -62,9 +53,10 @@ struct template
   size_t c_section_end;   /* index in csegs, or n_csegs */
   char *lit;              /* the pre-rendered runs */
   bool lit_too_large;     /* the runs alone exceed TEMPLATE_MAX_BODY */
-  /* The distinct first names of the {{vars.*}} paths, for fast_vars();
+  /* The distinct first names of the {{vars.*}} paths, looked up in one
+   * walk over each recipient's vars (template_fast_object());
    * var_fast is false when there are too many or one is too long. */
-  char *var_names[FAST_NAMES];
+  char *var_names[TEMPLATE_FAST_NAMES];
   size_t n_var_names;
   bool var_fast;
 };
@@ -279,7 +271,8 @@ static int collect_var_names(struct template *t)
     size_t j = 0;
     while (j < t->n_var_names && !name_is(name, len, t->var_names[j]))
       j++;
-    if (len >= KEY_MAX || (j == t->n_var_names && j == FAST_NAMES)) {
+    if (len >= TEMPLATE_KEY_MAX ||
+        (j == t->n_var_names && j == TEMPLATE_FAST_NAMES)) {
       t->var_fast = false; /* json-c's lookup decides */
       break;
     }
@@ -420,66 +413,23 @@ struct ctx {
   const struct msg__value *vals;
 };
 
-/* fast_vars: find the values of t->var_names[] in vars_json without
- * json-c. False when not sure of giving what json-c would (including
- * every invalid input): the caller must then take the json-c path. */
-static bool fast_vars(const struct template *t, const char *vars_json,
-                      struct msg__value *vals)
-{
-  size_t len = strlen(vars_json);
-  struct strictjson_result res;
-  if (strictjson_check(vars_json, len, FAST_DEPTH, &res) != SO_OK ||
-      res.root != '{')
-    return false;
-  return msg__scan_object(vars_json, len, (const char *const *)t->var_names,
-                          t->n_var_names, vals);
-}
-
-/* find_fast: follow the dotted path[0..len) from the object value *v (text
- * msg_scan.c may read) as lookup() does in json-c's tree. False when
- * absent or not sure. */
-static bool find_fast(struct msg__value *v, const char *path, size_t len)
-{
-  const char *end = path + len;
-  for (;;) {
-    const char *dot = memchr(path, '.', (size_t)(end - path));
-    size_t n = dot ? (size_t)(dot - path) : (size_t)(end - path);
-    char key[KEY_MAX];
-    const char *keys[1] = {key};
-    struct msg__value sub;
-    if (n >= KEY_MAX || v->p[0] != '{')
-      return false;
-    memcpy(key, path, n);
-    key[n] = '\0';
-    if (!msg__scan_object(v->p, v->len, keys, 1, &sub) || !sub.p)
-      return false;
-    *v = sub;
-    if (!dot)
-      return true;
-    path = dot + 1;
-  }
-}
-
 /* put_fast: the value *v as put_value() renders json-c's value of it. */
 static int put_fast(const struct msg__value *v, struct buf *b)
 {
-  if (v->p[0] == 'n')
-    return SO_OK; /* null renders as nothing */
   if (v->p[0] == '"' && !memchr(v->p, '\\', v->len)) /* checked: no escapes */
     return buf_put(b, v->p + 1, v->len - 2);
-  char small[KEY_MAX], *tmp = v->len <= sizeof(small) ? small : malloc(v->len);
+  char small[TEMPLATE_KEY_MAX];
+  char *tmp = v->len <= sizeof(small) ? small : malloc(v->len);
   if (!tmp)
     return SO_ERR_NOMEM;
-  size_t n =
-      v->p[0] == '"' ? msg__scan_string(v, tmp) : msg__scan_compact(v, tmp);
-  int rc = buf_put_escaped(b, tmp, n);
+  int rc = buf_put_escaped(b, tmp, template_fast_text(v, tmp));
   if (tmp != small)
     free(tmp);
   return rc;
 }
 
-/* put_var_fast: {{vars.PATH}} from the values fast_vars() found.
- * SO_ERR_INVALID when absent or not sure (the caller renders the
+/* put_var_fast: {{vars.PATH}} from the values template_fast_object()
+ * found. SO_ERR_INVALID when absent or not sure (the caller renders the
  * recipient again through json-c). */
 static int put_var_fast(const struct template *t, const struct seg *sg,
                         const struct msg__value *vals, struct buf *b)
@@ -487,8 +437,8 @@ static int put_var_fast(const struct template *t, const struct seg *sg,
   const char *path = t->text + sg->off;
   const char *dot = memchr(path, '.', sg->len);
   struct msg__value v = vals[sg->var];
-  if (!v.p ||
-      (dot && !find_fast(&v, dot + 1, sg->len - (size_t)(dot + 1 - path))))
+  if (!v.p || (dot && !template_fast_find(&v, dot + 1,
+                                          sg->len - (size_t)(dot + 1 - path))))
     return SO_ERR_INVALID;
   return put_fast(&v, b);
 }
@@ -500,31 +450,24 @@ struct content {
   struct msg__value text;
 };
 
-/* fast_content: whether content_json can be read without json-c: strict
- * JSON, an object, and every {{content.*}} found with certainty. Else
- * json-c parses it (and words any error). */
+/* fast_content: whether content_json can be read without json-c: every
+ * {{content.*}} found with certainty. Else json-c parses it (and words
+ * any error). */
 static bool fast_content(const struct template *t, const char *content_json,
                          struct msg__value *out)
 {
-  size_t len = strlen(content_json);
-  struct strictjson_result res;
-  if (strictjson_check(content_json, len, FAST_DEPTH, &res) != SO_OK ||
-      res.root != '{')
+  if (!template_fast_object(content_json, strlen(content_json), NULL, 0, out,
+                            NULL))
     return false;
-  *out = (struct msg__value){content_json, len};
-  bool walked = false; /* find_fast's first step walks the whole text */
   for (size_t i = 0; i < t->n_segs; i++) {
     struct msg__value v = *out;
     const struct seg *sg = &t->segs[i];
     if (sg->kind != SEG_CONTENT)
       continue;
-    if (!find_fast(&v, t->text + sg->off, sg->len))
+    if (!template_fast_find(&v, t->text + sg->off, sg->len))
       return false;
-    walked = true;
   }
-  /* Without {{content.*}}, still leave to json-c what only it reads
-   * (repeated keys): the walk checks the whole text. */
-  return walked || msg__scan_object(content_json, len, NULL, 0, NULL);
+  return true;
 }
 
 static int parse_vars(const struct template_recipient *r, json_object **out,
@@ -563,7 +506,7 @@ static int const_seg(const struct template *t, const struct seg *sg,
     case SEG_CONTENT:
       if (!content->obj) {
         struct msg__value fv = content->text;
-        if (!find_fast(&fv, t->text + sg->off, sg->len))
+        if (!template_fast_find(&fv, t->text + sg->off, sg->len))
           return SO_ERR_INVALID; /* fast_content() found it: cannot be */
         return put_fast(&fv, b);
       }
@@ -747,9 +690,11 @@ static int render_recipient(const struct template *t, size_t from, size_t to,
                             struct buf *b, char *err, size_t errlen)
 {
   size_t mark = b->len;
-  struct msg__value vals[FAST_NAMES];
+  struct msg__value root, vals[TEMPLATE_FAST_NAMES];
   if (t->var_fast && r->id && r->address && r->vars_json &&
-      fast_vars(t, r->vars_json, vals)) {
+      template_fast_object(r->vars_json, strlen(r->vars_json),
+                           (const char *const *)t->var_names, t->n_var_names,
+                           &root, vals)) {
     struct ctx c = {r, NULL, vals};
     int rc = comma ? buf_put(b, ",", 1) : SO_OK;
     if (rc == SO_OK)
