@@ -41,7 +41,6 @@ struct template
   size_t section_begin; /* index of SEG_SECTION_BEGIN, or n_segs */
   size_t section_end;   /* index of SEG_SECTION_END, or n_segs */
   char *campaign_id;    /* NULL until bound */
-  json_object *content; /* json-c's content, if bind parsed it so */
   /* What template_bind() compiles for rendering: runs of segments that
    * are the same for every recipient (text, campaign id, content) become
    * one SEG_TEXT whose off/len point into `lit`, rendered once per
@@ -353,7 +352,6 @@ void template_free(struct template *t)
 {
   if (!t)
     return;
-  json_object_put(t->content);
   free(t->campaign_id);
   free(t->csegs);
   free(t->lit);
@@ -611,6 +609,34 @@ static int render_seg(const struct template *t, const struct seg *sg,
   return SO_OK;
 }
 
+/* parse_content: content_json (NULL for {}) through json-c, with every
+ * {{content.*}} present. */
+static int parse_content(const struct template *t, const char *content_json,
+                         json_object **out, char *err, size_t errlen)
+{
+  json_object *content = content_json ? json_tokener_parse(content_json)
+                                      : json_object_new_object();
+  *out = NULL;
+  if (!content || !json_object_is_type(content, json_type_object)) {
+    snprintf(err, errlen, "content is not a JSON object");
+    json_object_put(content);
+    return SO_ERR_INVALID;
+  }
+  for (size_t i = 0; i < t->n_segs; i++) {
+    json_object *v;
+    const struct seg *sg = &t->segs[i];
+    if (sg->kind == SEG_CONTENT &&
+        !lookup(content, t->text + sg->off, sg->len, &v)) {
+      snprintf(err, errlen, "content.%.*s missing", (int)sg->len,
+               t->text + sg->off);
+      json_object_put(content);
+      return SO_ERR_INVALID;
+    }
+  }
+  *out = content;
+  return SO_OK;
+}
+
 int template_bind(struct template *t, const char *campaign_id,
                   const char *content_json, char *err, size_t errlen)
 {
@@ -619,46 +645,30 @@ int template_bind(struct template *t, const char *campaign_id,
     return SO_ERR_INVALID;
   }
   char *id = strdup(campaign_id);
-  struct content content = {NULL, {NULL, 0}};
-  if (id && content_json && fast_content(t, content_json, &content.text))
-    goto compile; /* every {{content.*}} is there */
-  content.obj = content_json ? json_tokener_parse(content_json)
-                             : json_object_new_object();
-  if (!id || !content.obj ||
-      !json_object_is_type(content.obj, json_type_object)) {
-    int rc = id ? SO_ERR_INVALID : SO_ERR_NOMEM;
-    snprintf(err, errlen, "%s",
-             id ? "content is not a JSON object" : "out of memory");
-    free(id);
-    json_object_put(content.obj);
-    return rc;
+  if (!id) {
+    snprintf(err, errlen, "out of memory");
+    return SO_ERR_NOMEM;
   }
-  for (size_t i = 0; i < t->n_segs; i++) {
-    json_object *v;
-    const struct seg *sg = &t->segs[i];
-    if (sg->kind == SEG_CONTENT &&
-        !lookup(content.obj, t->text + sg->off, sg->len, &v)) {
-      snprintf(err, errlen, "content.%.*s missing", (int)sg->len,
-               t->text + sg->off);
+  struct content content = {NULL, {NULL, 0}};
+  if (!content_json || !fast_content(t, content_json, &content.text)) {
+    int rc = parse_content(t, content_json, &content.obj, err, errlen);
+    if (rc != SO_OK) {
       free(id);
-      json_object_put(content.obj);
-      return SO_ERR_INVALID;
+      return rc;
     }
   }
-compile:;
   struct compiled c;
-  if (compile(t, id, &content, &c) != SO_OK) {
+  int rc = compile(t, id, &content, &c);
+  json_object_put(content.obj); /* compile() rendered all it needs */
+  if (rc != SO_OK) {
     snprintf(err, errlen, "out of memory");
     free(id);
-    json_object_put(content.obj);
     return SO_ERR_NOMEM;
   }
   free(t->campaign_id);
-  json_object_put(t->content);
   free(t->csegs);
   free(t->lit);
   t->campaign_id = id;
-  t->content = content.obj; /* NULL when read without json-c */
   t->csegs = c.segs;
   t->n_csegs = c.n;
   t->c_section_begin = c.section_begin;
