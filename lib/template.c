@@ -1,4 +1,8 @@
-/* template.c - the JSON body template of a provider request. */
+/* template.c - the JSON body template of a provider request.
+ *
+ * Recipients' vars and the campaign's content are read without json-c
+ * where template_fast.c is sure to give the same values; otherwise, and
+ * on any failure, through json-c, so output and errors are its own. */
 #include "template.h"
 
 #include <json-c/json.h>
@@ -6,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "template_fast.h"
 
 enum seg_kind {
   SEG_TEXT,
@@ -24,6 +30,7 @@ struct seg {
   enum seg_kind kind;
   size_t off;
   size_t len;
+  size_t var; /* SEG_VAR: index of its first name in var_names */
 };
 
 struct template
@@ -34,7 +41,6 @@ struct template
   size_t section_begin; /* index of SEG_SECTION_BEGIN, or n_segs */
   size_t section_end;   /* index of SEG_SECTION_END, or n_segs */
   char *campaign_id;    /* NULL until bound */
-  json_object *content; /* NULL until bound */
   /* What template_bind() compiles for rendering: runs of segments that
    * are the same for every recipient (text, campaign id, content) become
    * one SEG_TEXT whose off/len point into `lit`, rendered once per
@@ -46,6 +52,12 @@ struct template
   size_t c_section_end;   /* index in csegs, or n_csegs */
   char *lit;              /* the pre-rendered runs */
   bool lit_too_large;     /* the runs alone exceed TEMPLATE_MAX_BODY */
+  /* The distinct first names of the {{vars.*}} paths, looked up in one
+   * walk over each recipient's vars (template_fast_object());
+   * var_fast is false when there are too many or one is too long. */
+  char *var_names[TEMPLATE_FAST_NAMES];
+  size_t n_var_names;
+  bool var_fast;
 };
 
 /* A growing output buffer with a hard cap. */
@@ -141,7 +153,7 @@ static int add_seg(struct template *t, enum seg_kind kind, size_t off,
     t->segs = segs;
     *cap = ncap;
   }
-  t->segs[t->n_segs++] = (struct seg){kind, off, len};
+  t->segs[t->n_segs++] = (struct seg){kind, off, len, 0};
   return SO_OK;
 }
 
@@ -243,6 +255,37 @@ static int check_sections(struct template *t, char *err, size_t errlen)
   return SO_OK;
 }
 
+/* collect_var_names: note each {{vars.*}} path's first name for the fast
+ * path, which looks them all up in one walk over a recipient's vars. */
+static int collect_var_names(struct template *t)
+{
+  t->var_fast = true;
+  for (size_t i = 0; i < t->n_segs && t->var_fast; i++) {
+    struct seg *sg = &t->segs[i];
+    if (sg->kind != SEG_VAR)
+      continue;
+    const char *name = t->text + sg->off;
+    const char *dot = memchr(name, '.', sg->len);
+    size_t len = dot ? (size_t)(dot - name) : sg->len;
+    size_t j = 0;
+    while (j < t->n_var_names && !name_is(name, len, t->var_names[j]))
+      j++;
+    if (len >= TEMPLATE_KEY_MAX ||
+        (j == t->n_var_names && j == TEMPLATE_FAST_NAMES)) {
+      t->var_fast = false; /* json-c's lookup decides */
+      break;
+    }
+    if (j == t->n_var_names) {
+      t->var_names[j] = strndup(name, len);
+      if (!t->var_names[j])
+        return SO_ERR_NOMEM;
+      t->n_var_names++;
+    }
+    sg->var = j;
+  }
+  return SO_OK;
+}
+
 int template_parse(const char *text, struct template **out, char *err,
                    size_t errlen)
 {
@@ -293,6 +336,8 @@ int template_parse(const char *text, struct template **out, char *err,
   }
   if ((rc = check_sections(t, err, errlen)) != SO_OK)
     goto fail;
+  if ((rc = collect_var_names(t)) != SO_OK)
+    goto fail;
   *out = t;
   return SO_OK;
 
@@ -307,12 +352,13 @@ void template_free(struct template *t)
 {
   if (!t)
     return;
-  json_object_put(t->content);
   free(t->campaign_id);
   free(t->csegs);
   free(t->lit);
   free(t->segs);
   free(t->text);
+  for (size_t i = 0; i < t->n_var_names; i++)
+    free(t->var_names[i]);
   free(t);
 }
 
@@ -357,11 +403,70 @@ static int put_value(struct buf *b, json_object *v)
   return buf_put_escaped(b, s, strlen(s));
 }
 
-/* One recipient while rendering: its data and its parsed vars. */
+/* One recipient while rendering: its data and its vars, either parsed by
+ * json-c or (fast path) the values of var_names[] in its vars_json. */
 struct ctx {
   const struct template_recipient *r;
   json_object *vars;
+  const struct msg__value *vals;
 };
+
+/* put_fast: the value *v as put_value() renders json-c's value of it. */
+static int put_fast(const struct msg__value *v, struct buf *b)
+{
+  if (v->p[0] == '"' && !memchr(v->p, '\\', v->len)) /* checked: no escapes */
+    return buf_put(b, v->p + 1, v->len - 2);
+  char small[TEMPLATE_KEY_MAX];
+  char *tmp = v->len <= sizeof(small) ? small : malloc(v->len);
+  if (!tmp)
+    return SO_ERR_NOMEM;
+  int rc = buf_put_escaped(b, tmp, template_fast_text(v, tmp));
+  if (tmp != small)
+    free(tmp);
+  return rc;
+}
+
+/* put_var_fast: {{vars.PATH}} from the values template_fast_object()
+ * found. SO_ERR_INVALID when absent or not sure (the caller renders the
+ * recipient again through json-c). */
+static int put_var_fast(const struct template *t, const struct seg *sg,
+                        const struct msg__value *vals, struct buf *b)
+{
+  const char *path = t->text + sg->off;
+  const char *dot = memchr(path, '.', sg->len);
+  struct msg__value v = vals[sg->var];
+  if (!v.p || (dot && !template_fast_find(&v, dot + 1,
+                                          sg->len - (size_t)(dot + 1 - path))))
+    return SO_ERR_INVALID;
+  return put_fast(&v, b);
+}
+
+/* A campaign's content while binding: json-c's tree, or (fast path) its
+ * text, checked by fast_content(). */
+struct content {
+  json_object *obj;
+  struct msg__value text;
+};
+
+/* fast_content: whether content_json can be read without json-c: every
+ * {{content.*}} found with certainty. Else json-c parses it (and words
+ * any error). */
+static bool fast_content(const struct template *t, const char *content_json,
+                         struct msg__value *out)
+{
+  if (!template_fast_object(content_json, strlen(content_json), NULL, 0, out,
+                            NULL))
+    return false;
+  for (size_t i = 0; i < t->n_segs; i++) {
+    struct msg__value v = *out;
+    const struct seg *sg = &t->segs[i];
+    if (sg->kind != SEG_CONTENT)
+      continue;
+    if (!template_fast_find(&v, t->text + sg->off, sg->len))
+      return false;
+  }
+  return true;
+}
 
 static int parse_vars(const struct template_recipient *r, json_object **out,
                       char *err, size_t errlen)
@@ -387,7 +492,7 @@ static int parse_vars(const struct template_recipient *r, json_object **out,
 /* const_seg: append a segment that is the same for every recipient
  * (text, campaign id, content.NAME - checked present by the caller). */
 static int const_seg(const struct template *t, const struct seg *sg,
-                     const char *campaign_id, json_object *content,
+                     const char *campaign_id, const struct content *content,
                      struct buf *b)
 {
   json_object *v = NULL;
@@ -397,7 +502,13 @@ static int const_seg(const struct template *t, const struct seg *sg,
     case SEG_CAMPAIGN_ID:
       return buf_put_escaped(b, campaign_id, strlen(campaign_id));
     case SEG_CONTENT:
-      if (!lookup(content, t->text + sg->off, sg->len, &v))
+      if (!content->obj) {
+        struct msg__value fv = content->text;
+        if (!template_fast_find(&fv, t->text + sg->off, sg->len))
+          return SO_ERR_INVALID; /* fast_content() found it: cannot be */
+        return put_fast(&fv, b);
+      }
+      if (!lookup(content->obj, t->text + sg->off, sg->len, &v))
         return SO_ERR_INVALID;
       return put_value(b, v);
     default:
@@ -421,7 +532,7 @@ struct compiled {
 
 /* compile: fold each run of per-campaign segments into one literal. */
 static int compile(const struct template *t, const char *campaign_id,
-                   json_object *content, struct compiled *c)
+                   const struct content *content, struct compiled *c)
 {
   struct buf lit = {NULL, 0, 0};
   int rc = SO_ERR_NOMEM;
@@ -449,7 +560,7 @@ static int compile(const struct template *t, const char *campaign_id,
       else if (rc != SO_OK)
         goto fail;
     }
-    c->segs[c->n++] = (struct seg){SEG_TEXT, start, lit.len - start};
+    c->segs[c->n++] = (struct seg){SEG_TEXT, start, lit.len - start, 0};
   }
   if (c->section_begin == SIZE_MAX)
     c->section_begin = c->n;
@@ -481,6 +592,8 @@ static int render_seg(const struct template *t, const struct seg *sg,
     case SEG_ADDRESS:
       return buf_put_escaped(b, c->r->address, strlen(c->r->address));
     case SEG_VAR:
+      if (c->vals)
+        return put_var_fast(t, sg, c->vals, b);
       if (!c->vars || !lookup(c->vars, t->text + sg->off, sg->len, &v)) {
         snprintf(err, errlen, "recipient %s: vars.%.*s missing", c->r->id,
                  (int)sg->len, t->text + sg->off);
@@ -496,23 +609,18 @@ static int render_seg(const struct template *t, const struct seg *sg,
   return SO_OK;
 }
 
-int template_bind(struct template *t, const char *campaign_id,
-                  const char *content_json, char *err, size_t errlen)
+/* parse_content: content_json (NULL for {}) through json-c, with every
+ * {{content.*}} present. */
+static int parse_content(const struct template *t, const char *content_json,
+                         json_object **out, char *err, size_t errlen)
 {
-  if (!campaign_id) {
-    snprintf(err, errlen, "no campaign id");
-    return SO_ERR_INVALID;
-  }
-  char *id = strdup(campaign_id);
   json_object *content = content_json ? json_tokener_parse(content_json)
                                       : json_object_new_object();
-  if (!id || !content || !json_object_is_type(content, json_type_object)) {
-    int rc = id ? SO_ERR_INVALID : SO_ERR_NOMEM;
-    snprintf(err, errlen, "%s",
-             id ? "content is not a JSON object" : "out of memory");
-    free(id);
+  *out = NULL;
+  if (!content || !json_object_is_type(content, json_type_object)) {
+    snprintf(err, errlen, "content is not a JSON object");
     json_object_put(content);
-    return rc;
+    return SO_ERR_INVALID;
   }
   for (size_t i = 0; i < t->n_segs; i++) {
     json_object *v;
@@ -521,24 +629,46 @@ int template_bind(struct template *t, const char *campaign_id,
         !lookup(content, t->text + sg->off, sg->len, &v)) {
       snprintf(err, errlen, "content.%.*s missing", (int)sg->len,
                t->text + sg->off);
-      free(id);
       json_object_put(content);
       return SO_ERR_INVALID;
     }
   }
+  *out = content;
+  return SO_OK;
+}
+
+int template_bind(struct template *t, const char *campaign_id,
+                  const char *content_json, char *err, size_t errlen)
+{
+  if (!campaign_id) {
+    snprintf(err, errlen, "no campaign id");
+    return SO_ERR_INVALID;
+  }
+  char *id = strdup(campaign_id);
+  if (!id) {
+    snprintf(err, errlen, "out of memory");
+    return SO_ERR_NOMEM;
+  }
+  struct content content = {NULL, {NULL, 0}};
+  if (!content_json || !fast_content(t, content_json, &content.text)) {
+    int rc = parse_content(t, content_json, &content.obj, err, errlen);
+    if (rc != SO_OK) {
+      free(id);
+      return rc;
+    }
+  }
   struct compiled c;
-  if (compile(t, id, content, &c) != SO_OK) {
+  int rc = compile(t, id, &content, &c);
+  json_object_put(content.obj); /* compile() rendered all it needs */
+  if (rc != SO_OK) {
     snprintf(err, errlen, "out of memory");
     free(id);
-    json_object_put(content);
     return SO_ERR_NOMEM;
   }
   free(t->campaign_id);
-  json_object_put(t->content);
   free(t->csegs);
   free(t->lit);
   t->campaign_id = id;
-  t->content = content;
   t->csegs = c.segs;
   t->n_csegs = c.n;
   t->c_section_begin = c.section_begin;
@@ -561,19 +691,47 @@ static int render_range(const struct template *t, size_t from, size_t to,
   return SO_OK;
 }
 
+/* render_recipient: compiled segments [from, to) for recipient r, after
+ * a "," when `comma`. The fast path first; if it is unsure or fails for
+ * any reason, its output is cut off and the json-c path renders the
+ * recipient, so results and errors are exactly that path's. */
+static int render_recipient(const struct template *t, size_t from, size_t to,
+                            const struct template_recipient *r, bool comma,
+                            struct buf *b, char *err, size_t errlen)
+{
+  size_t mark = b->len;
+  struct msg__value root, vals[TEMPLATE_FAST_NAMES];
+  if (t->var_fast && r->id && r->address && r->vars_json &&
+      template_fast_object(r->vars_json, strlen(r->vars_json),
+                           (const char *const *)t->var_names, t->n_var_names,
+                           &root, vals)) {
+    struct ctx c = {r, NULL, vals};
+    int rc = comma ? buf_put(b, ",", 1) : SO_OK;
+    if (rc == SO_OK)
+      rc = render_range(t, from, to, &c, b, err, errlen);
+    if (rc == SO_OK)
+      return SO_OK;
+    b->len = mark;
+    if (b->p)
+      b->p[mark] = '\0';
+  }
+  struct ctx c = {r, NULL, NULL};
+  int rc = parse_vars(r, &c.vars, err, errlen);
+  if (rc == SO_OK && comma)
+    rc = buf_put(b, ",", 1);
+  if (rc == SO_OK)
+    rc = render_range(t, from, to, &c, b, err, errlen);
+  json_object_put(c.vars);
+  return rc;
+}
+
 static int render_section(const struct template *t,
                           const struct template_recipient *r, size_t n,
                           struct buf *b, size_t *bad, char *err, size_t errlen)
 {
   for (size_t j = 0; j < n; j++) {
-    struct ctx c = {&r[j], NULL};
-    int rc = parse_vars(&r[j], &c.vars, err, errlen);
-    if (rc == SO_OK && j > 0)
-      rc = buf_put(b, ",", 1);
-    if (rc == SO_OK)
-      rc = render_range(t, t->c_section_begin + 1, t->c_section_end, &c, b, err,
-                        errlen);
-    json_object_put(c.vars);
+    int rc = render_recipient(t, t->c_section_begin + 1, t->c_section_end,
+                              &r[j], j > 0, b, err, errlen);
     if (rc != SO_OK) {
       if (rc == SO_ERR_INVALID)
         *bad = j;
@@ -589,7 +747,7 @@ int template_render_into(const struct template *t,
                          char *err, size_t errlen)
 {
   struct buf b = {*buf, 0, *cap};
-  struct ctx c = {n > 0 ? &r[0] : NULL, NULL};
+  struct ctx c = {n > 0 ? &r[0] : NULL, NULL, NULL};
   int rc = SO_ERR_INVALID;
   *outlen = 0;
   *bad = n;
@@ -612,12 +770,9 @@ int template_render_into(const struct template *t,
       rc = render_range(t, t->c_section_end + 1, t->n_csegs, &c, &b, err,
                         errlen);
   } else {
-    rc = parse_vars(&r[0], &c.vars, err, errlen);
-    if (rc == SO_OK)
-      rc = render_range(t, 0, t->n_csegs, &c, &b, err, errlen);
+    rc = render_recipient(t, 0, t->n_csegs, &r[0], false, &b, err, errlen);
     if (rc == SO_ERR_INVALID)
       *bad = 0;
-    json_object_put(c.vars);
   }
   if (rc == SO_OK)
     rc = buf_put(&b, "", 0); /* NUL-terminated, also when empty */

@@ -4,6 +4,9 @@
 # so all are unit-labelled: no shared servers needed.
 sendonce_add_test(NAME test_template LABEL unit
                   SOURCES unit/test_template.c)
+# {{vars.*}} read without json-c must render as the json-c path did.
+sendonce_add_test(NAME test_template_diff LABEL unit
+                  SOURCES unit/test_template_diff.c)
 add_library(sendonce_sender_testutil STATIC integration/sender_testutil.c)
 target_link_libraries(sendonce_sender_testutil PUBLIC sendonce
                       PkgConfig::CMOCKA)
