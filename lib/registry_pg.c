@@ -608,6 +608,182 @@ static int pg_finish(struct registry *base, const char *id, int64_t fence,
   return SO_OK;
 }
 
+/* The marks as the three array parameters of S_MARK / S_MARK_PENDING. */
+struct mark_arrays {
+  struct pg_buf ids, states, errors;
+  const char **names;
+};
+
+static int mark_arrays_build(struct registry *base, struct mark_arrays *a,
+                             const struct registry_mark *marks, size_t n)
+{
+  memset(a, 0, sizeof(*a));
+  a->names = calloc(n ? n : 1, sizeof(*a->names));
+  int rc = a->names ? SO_OK : SO_ERR_NOMEM;
+  for (size_t i = 0; i < n && a->names; i++)
+    a->names[i] = delivery_state_sql(marks[i].state);
+  if (!rc)
+    rc = pg_buf_array(&a->ids, n ? &marks[0].recipient_id : NULL,
+                      sizeof(*marks), n);
+  if (!rc)
+    rc =
+        pg_buf_array(&a->states, n ? &a->names[0] : NULL, sizeof(*a->names), n);
+  if (!rc)
+    rc =
+        pg_buf_array(&a->errors, n ? &marks[0].error : NULL, sizeof(*marks), n);
+  if (rc)
+    return registry_set_error(base, rc, "registry postgresql: marks: %s",
+                              so_strerror(rc));
+  return SO_OK;
+}
+
+static void mark_arrays_free(struct mark_arrays *a)
+{
+  free(a->names);
+  pg_buf_free(&a->ids);
+  pg_buf_free(&a->states);
+  pg_buf_free(&a->errors);
+}
+
+/* mark_finish_tx: S_MARK then S_FINISH inside the transaction the caller
+ * began; *done says whether both found the fence live (the row S_MARK
+ * locks keeps it so for S_FINISH). */
+static int mark_finish_tx(struct registry_pg *r, const char *const *pm,
+                          const char *const *pf, struct registry_counts *counts,
+                          bool *done)
+{
+  PGresult *res = NULL;
+  int rc = pg_conn_exec(r, S_MARK, registry_pg_sql[S_MARK],
+                        "writing delivery marks", 5, pm, &res);
+  *done = !rc && PQntuples(res) > 0;
+  PQclear(res);
+  res = NULL;
+  if (!*done)
+    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
+  rc = pg_conn_exec(r, S_FINISH, registry_pg_sql[S_FINISH], "finishing", 3, pf,
+                    &res);
+  *done = !rc && PQntuples(res) > 0;
+  if (*done) {
+    counts->sent = pg_get_i64(res, 0, 0);
+    counts->rejected = pg_get_i64(res, 0, 1);
+  }
+  PQclear(res);
+  return rc ? rc : pg_conn_simple(r, *done ? "COMMIT" : "ROLLBACK", "ending");
+}
+
+/* mark_finish: the marks and the finish in one transaction (BEGIN, S_MARK,
+ * S_FINISH, COMMIT: four round trips, one WAL flush instead of two). Not
+ * retried on a lost connection (ONCE, as a finish): the caller sees
+ * SO_ERR_UNAVAILABLE and tries again, and a transaction left open by a
+ * failure is rolled back before the next op (pg_conn_ready). */
+static int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
+                          const struct registry_mark *marks, size_t n,
+                          int64_t total, struct registry_counts *counts)
+{
+  struct registry_pg *r = pg(base);
+  struct mark_arrays ma;
+  int rc = mark_arrays_build(base, &ma, marks, n);
+  if (rc)
+    goto out;
+  char f[24], t[24];
+  fmt_i64(f, fence);
+  fmt_i64(t, total);
+  const char *pm[] = {id, f, ma.ids.data, ma.states.data, ma.errors.data};
+  const char *pf[] = {id, f, t};
+  bool done = false;
+  rc = pg_conn_ready(r);
+  if (!rc)
+    rc = pg_conn_simple(r, "BEGIN", "beginning the finish");
+  if (!rc)
+    rc = mark_finish_tx(r, pm, pf, counts, &done);
+  if (!rc && !done) {
+    /* Why the fence was refused (or the campaign absent), read after the
+     * rollback. */
+    struct peek p;
+    rc = peek(r, id, &p);
+    if (!rc)
+      rc = stale(r, "finishing", id, fence, &p);
+  }
+out:
+  mark_arrays_free(&ma);
+  return rc;
+}
+
+/* register_claim_mark_tx: inside the caller's transaction, insert the
+ * campaign already claimed (S_REGISTER_CLAIM) and mark under fence 1;
+ * *created false (nothing written) when it existed. */
+static int register_claim_mark_tx(struct registry_pg *r, const char *const *pc,
+                                  const struct mark_arrays *ma, size_t n,
+                                  bool *created, struct registry_claim *out,
+                                  bool *pending)
+{
+  PGresult *res = NULL;
+  int rc = pg_conn_exec(r, S_REGISTER_CLAIM, registry_pg_sql[S_REGISTER_CLAIM],
+                        "registering and claiming", 6, pc, &res);
+  *created = !rc && PQntuples(res) > 0;
+  if (!*created) {
+    PQclear(res);
+    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
+  }
+  claimed_row(res, out);
+  char f[24];
+  fmt_i64(f, out->fence);
+  const char *pm[] = {pc[0], f, ma->ids.data, ma->states.data, ma->errors.data};
+  res = NULL;
+  rc = pg_conn_exec(r, S_MARK_PENDING, registry_pg_sql[S_MARK_PENDING],
+                    "writing delivery marks", 5, pm, &res);
+  if (!rc && PQntuples(res) == 0)
+    rc = registry_set_error(&r->base, SO_ERR_INTERNAL,
+                            "registry postgresql: campaign %s: the claim "
+                            "just made refused its own marks",
+                            pc[0]);
+  if (!rc)
+    flag_positions(res, 0, pending, n, true);
+  PQclear(res);
+  return rc ? rc : pg_conn_simple(r, "COMMIT", "committing the claim");
+}
+
+/* register_claim_mark: a campaign first seen here is inserted claimed and
+ * marked in one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
+ * COMMIT: one WAL flush instead of two). One that existed takes the two
+ * steps in turn (claim, then marks if claimed). Not retried on a lost
+ * connection, as a claim. */
+static int pg_register_claim_mark(struct registry *base,
+                                  const struct registry_new_campaign *c,
+                                  const char *owner, int64_t ttl_ms,
+                                  const struct registry_mark *marks, size_t n,
+                                  bool *created, struct registry_claim *out,
+                                  bool *pending, bool *marked)
+{
+  struct registry_pg *r = pg(base);
+  struct mark_arrays ma;
+  int rc = mark_arrays_build(base, &ma, marks, n);
+  if (rc)
+    goto out;
+  char at[24], ttl[24];
+  fmt_i64(at, c->scheduled_at_ms);
+  fmt_i64(ttl, ttl_ms);
+  const char *pc[] = {c->campaign_id, at, c->channel, c->payload, owner, ttl};
+  rc = pg_conn_ready(r);
+  if (!rc)
+    rc = pg_conn_simple(r, "BEGIN", "beginning the claim");
+  if (!rc)
+    rc = register_claim_mark_tx(r, pc, &ma, n, created, out, pending);
+  if (rc)
+    goto out;
+  if (*created) {
+    *marked = true;
+    goto out;
+  }
+  rc = pg_claim(base, c->campaign_id, owner, ttl_ms, out);
+  if (!rc && out->kind == REGISTRY_CLAIM_CLAIMED)
+    *marked = pg_mark_pending(base, c->campaign_id, out->fence, marks, n,
+                              pending) == SO_OK;
+out:
+  mark_arrays_free(&ma);
+  return rc;
+}
+
 static int pg_release(struct registry *base, const char *id, int64_t fence,
                       bool count_attempt, const char *reason, int *attempts)
 {
@@ -787,8 +963,10 @@ static const struct registry_ops pg_ops = {
     .set_total = pg_set_total,
     .complete = pg_complete,
     .register_claim = pg_register_claim,
+    .register_claim_mark = pg_register_claim_mark,
     .finish = pg_finish,
     .mark_pending = pg_mark_pending,
+    .mark_finish = pg_mark_finish,
     .release = pg_release,
     .fail = pg_fail_op,
     .mark_dead = pg_mark_dead,

@@ -593,6 +593,89 @@ static int sqlite_finish(struct registry *r, const char *id, int64_t fence,
   return write_step(to_sqlite(r), finish_job, &a);
 }
 
+/* mark_finish: mark_job then finish_job in one job, so the last outcomes
+ * and DONE share one commit (the fence is checked by both; the second
+ * check cannot fail in the same transaction). */
+struct mark_finish_step {
+  struct mark_step mark;
+  struct finish_step finish;
+};
+
+static int mark_finish_job(struct registry_sqlite *x, void *arg)
+{
+  struct mark_finish_step *a = arg;
+  int rc = mark_job(x, &a->mark);
+  return rc ? rc : finish_job(x, &a->finish);
+}
+
+static int sqlite_mark_finish(struct registry *r, const char *id, int64_t fence,
+                              const struct registry_mark *marks, size_t n,
+                              int64_t total, struct registry_counts *counts)
+{
+  struct mark_finish_step a = {
+      {id, fence, marks, n, NULL},
+      {{{ST_SET_TOTAL, id, fence, &total, NULL, "setting the total"},
+        {ST_COMPLETE, id, fence, NULL, NULL, "completing"}},
+       counts},
+  };
+  return write_step(to_sqlite(r), mark_finish_job, &a);
+}
+
+/* register_claim_mark: register, claim and, when claimed, the marks
+ * under the new fence, in one job: one commit, and a failure of the marks
+ * undoes the claim too (the caller then defers its trigger). */
+struct register_claim_mark_step {
+  struct register_claim_step rc;
+  struct mark_step mark;
+};
+
+static int register_claim_mark_job(struct registry_sqlite *x, void *arg)
+{
+  struct register_claim_mark_step *a = arg;
+  int rc = register_claim_job(x, &a->rc);
+  if (rc || a->rc.claim.out->kind != REGISTRY_CLAIM_CLAIMED)
+    return rc;
+  a->mark.fence = a->rc.claim.out->fence;
+  return mark_job(x, &a->mark);
+}
+
+static int sqlite_register_claim_mark(struct registry *r,
+                                      const struct registry_new_campaign *c,
+                                      const char *owner, int64_t ttl_ms,
+                                      const struct registry_mark *marks,
+                                      size_t n, bool *created,
+                                      struct registry_claim *out, bool *pending,
+                                      bool *marked)
+{
+  struct register_claim_mark_step a = {
+      {{c, CAMPAIGN_PUBLISHED, 0}, {c->campaign_id, owner, ttl_ms, out}},
+      {c->campaign_id, 0, marks, n, pending},
+  };
+  int rc = write_step(to_sqlite(r), register_claim_mark_job, &a);
+  if (rc)
+    return rc;
+  *created = a.rc.reg.changes == 1;
+  *marked = out->kind == REGISTRY_CLAIM_CLAIMED;
+  if (!*marked || n < 2)
+    return SO_OK;
+  /* A repeated id answers as its first mark did (see mark_pending). */
+  struct mark_pos *order = malloc(n * sizeof(*order));
+  if (!order) {
+    /* The step committed: only the answers of repeated ids are unsure. */
+    *marked = false;
+    return SO_OK;
+  }
+  for (size_t i = 0; i < n; i++)
+    order[i] = (struct mark_pos){marks[i].recipient_id, i};
+  qsort(order, n, sizeof(*order), by_id_then_position);
+  for (size_t i = 1; i < n; i++) {
+    if (strcmp(order[i].id, order[i - 1].id) == 0)
+      pending[order[i].i] = pending[order[i - 1].i];
+  }
+  free(order);
+  return SO_OK;
+}
+
 struct release_step {
   const char *id;
   int64_t fence;
@@ -710,8 +793,10 @@ static const struct registry_ops sqlite_ops = {
     .set_total = sqlite_set_total,
     .complete = sqlite_complete,
     .register_claim = sqlite_register_claim,
+    .register_claim_mark = sqlite_register_claim_mark,
     .finish = sqlite_finish,
     .mark_pending = sqlite_mark_pending,
+    .mark_finish = sqlite_mark_finish,
     .release = sqlite_release,
     .fail = sqlite_fail,
     .mark_dead = rsop_mark_dead,
