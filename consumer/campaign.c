@@ -39,10 +39,6 @@ enum run_end {
  * recreates the trigger). The mark writer uses the same pause. */
 #define REGISTRY_RETRY_MS MARK_WRITER_RETRY_MS
 
-/* How long the DONE path waits for the last outcomes per try before it
- * looks at shutdown and the lease again. */
-#define SYNC_SLICE_MS 1000
-
 struct run {
   struct worker *w;
   struct registry *reg; /* this thread's: the end-of-campaign writes */
@@ -107,6 +103,28 @@ static void unbind(struct run *r)
   r->rejected = st.rejected;
   mark_writer_end(r->mw);
   r->bound = false;
+}
+
+/* unbind_take: unbind, taking the outcomes the writer has not written yet
+ * for the caller's last step (owned: free_marks). */
+static int unbind_take(struct run *r, struct registry_mark **marks, size_t *n)
+{
+  struct mark_writer_status st;
+  mark_writer_status(r->mw, &st);
+  r->total = st.total;
+  r->sent = st.sent;
+  r->rejected = st.rejected;
+  r->bound = false;
+  return mark_writer_end_take(r->mw, marks, n);
+}
+
+static void free_marks(struct registry_mark *marks, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    free((char *)marks[i].recipient_id);
+    free((char *)marks[i].error);
+  }
+  free(marks);
 }
 
 /* submit: hand a prepared batch (INFLIGHT committed) to the sender. */
@@ -209,14 +227,9 @@ static enum run_end send_loop(struct run *r)
         mark_writer_wait(r->mw, 0, 100, r->reg);
         continue;
       }
-      /* DONE needs every outcome durable before set_total/complete. */
-      int rc = mark_writer_sync(r->mw, clock_monotonic_ms() + SYNC_SLICE_MS,
-                                r->w->sh->stop, r->reg);
-      if (rc == SO_OK)
-        return END_DONE;
-      if (rc == SO_ERR_STALE_FENCE)
-        return END_LOST;
-      continue;
+      /* Every outcome is in: the ones not written yet go into the
+       * finish's own transaction (finish_done). */
+      return END_DONE;
     }
     /* Poll briefly while a batch may be coming, else until an outcome. */
     bool hungry = in_flight < r->batch && !st.eof;
@@ -332,17 +345,33 @@ static void publish_trigger(struct run *r, const char *exchange,
 static void finish_done(struct run *r)
 {
   struct consumer_stats *st = r->w->sh->stats;
+  struct registry_mark *marks = NULL;
+  size_t n = 0;
+  if (unbind_take(r, &marks, &n) != SO_OK) {
+    /* The outcomes are gone, so DONE would be a lie: leave the lease to
+     * lapse; the watchdog recreates the trigger and a resume sends what
+     * is still INFLIGHT, with the same keys. */
+    log_error("consumer: out of memory finishing campaign=%s fence=%lld", r->id,
+              (long long)r->fence);
+    return;
+  }
   int64_t until = lease_deadline(r);
-  int rc;
-  /* set_total + complete: one transaction where the backend can. It
+  int rc = SO_ERR_STALE_FENCE;
+  /* The last outcomes, set_total and complete: one transaction where the
+   * backend can (every outcome is durable with DONE, never after it). It
    * answers the counters as DONE left them (earlier runs of a resumed
-   * campaign included), for the log line and the event. */
+   * campaign included), for the log line and the event. A lease the
+   * writer found lost meanwhile writes nothing. */
   struct registry_counts counts = {r->sent, r->rejected};
-  do
-    rc =
-        regcheck(r, registry_finish(r->reg, r->id, r->fence, r->total, &counts),
-                 "finish");
-  while (again(r, rc, until));
+  if (!lost(r)) {
+    do
+      rc = regcheck(r,
+                    registry_mark_finish(r->reg, r->id, r->fence, marks, n,
+                                         r->total, &counts),
+                    "finish");
+    while (again(r, rc, until));
+  }
+  free_marks(marks, n);
   if (rc != SO_OK)
     return; /* a stale fence is counted by finish() */
   r->settled = true;
@@ -464,7 +493,6 @@ static void finish(struct run *r, enum run_end end)
     end = END_CANCEL;
   switch (end) {
     case END_DONE:
-      unbind(r);
       finish_done(r);
       break;
     case END_STOP:
@@ -565,7 +593,8 @@ static void keep_sender(struct worker *w, struct sender *s)
 }
 
 void campaign_run(struct worker *w, const struct msg *m, const char *body,
-                  size_t body_len, int64_t fence, int64_t claimed_at_ms)
+                  size_t body_len, int64_t fence, int64_t claimed_at_ms,
+                  const bool *premarked)
 {
   const struct config *cfg = w->sh->cfg;
   struct run r = {
@@ -615,6 +644,9 @@ void campaign_run(struct worker *w, const struct msg *m, const char *body,
         .le = r.le,
         .rd = r.rd,
         .batch = r.batch,
+        .pre = premarked ? m->recipients : NULL,
+        .pre_pending = premarked,
+        .n_pre = premarked ? m->n_recipients : 0,
     };
     if (mark_writer_begin(r.mw, &job) != SO_OK) {
       log_error("consumer: out of memory campaign=%s fence=%lld", r.id,

@@ -21,6 +21,7 @@
 #ifndef SENDONCE_CONSUMER_CAMPAIGN_H
 #define SENDONCE_CONSUMER_CAMPAIGN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,9 +30,13 @@
 
 /* campaign_run: process campaign `m` (whose trigger body is body[0..len))
  * claimed with `fence` by worker `w` in a registry_claim call that started
- * at `claimed_at_ms` (monotonic; the lease is counted from there). Returns
- * when the campaign has ended as above for this worker. */
+ * at `claimed_at_ms` (monotonic; the lease is counted from there). When
+ * the claim also marked m's inline recipients INFLIGHT
+ * (registry_register_claim_mark), `premarked` holds its pending answers,
+ * one per m->recipients[i], else it is NULL. Returns when the campaign
+ * has ended as above for this worker. */
 void campaign_run(struct worker *w, const struct msg *m, const char *body,
-                  size_t body_len, int64_t fence, int64_t claimed_at_ms);
+                  size_t body_len, int64_t fence, int64_t claimed_at_ms,
+                  const bool *premarked);
 
 #endif /* SENDONCE_CONSUMER_CAMPAIGN_H */

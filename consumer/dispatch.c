@@ -208,13 +208,20 @@ static bool fill_pub(struct action *a, const struct dispatch_publish *p)
 static void post(struct dispatch *d, struct action *a)
 {
   pthread_mutex_lock(&d->mu);
+  /* Only the first request of a list wakes the owner: run_actions reads
+   * the eventfd before it takes the list, so a request added to a list
+   * not taken yet is found by that take (a write(2) and an owner wake-up
+   * less per request that comes with others: an ack and its claimed
+   * event). */
+  bool first = !d->acts_head;
   if (d->acts_tail)
     d->acts_tail->next = a;
   else
     d->acts_head = a;
   d->acts_tail = a;
   pthread_mutex_unlock(&d->mu);
-  wake(d);
+  if (first)
+    wake(d);
 }
 
 void dispatch_settle(struct dispatch *d, const struct broker_delivery *dl,

@@ -193,6 +193,23 @@ static void take_batches(struct mark_writer *mw, struct pass *p)
   mw->n_staged = 0;
 }
 
+/* premarked: the staged items are exactly the recipients the claim
+ * marked (job.pre), in order and none rejected: their marks and pending
+ * answers are committed already. Anything else (it cannot happen with an
+ * inline list, read whole in the first pass) is marked as usual. */
+static bool premarked(const struct mark_writer *mw)
+{
+  const struct mark_writer_job *j = &mw->job;
+  if (!j->n_pre || mw->n_staged != j->n_pre)
+    return false;
+  for (size_t i = 0; i < mw->n_staged; i++) {
+    const struct recipients_item *it = &mw->staged[i];
+    if (it->rejected || strcmp(it->r.id, j->pre[i].id) != 0)
+      return false;
+  }
+  return true;
+}
+
 /* run_pass: the registry work of one pass, without the lock. */
 static void run_pass(struct mark_writer *mw, struct pass *p)
 {
@@ -222,10 +239,12 @@ static void run_pass(struct mark_writer *mw, struct pass *p)
   for (size_t i = 0; i < p->k; i++)
     mw->call[nc++] = mw->out[i];
   size_t first = nc; /* the staged items' marks start here */
+  bool pre = false;
   if (p->slots) {
     if (!mw->n_staged)
       read_staged(mw, p);
-    for (size_t i = 0; i < mw->n_staged; i++) {
+    pre = premarked(mw);
+    for (size_t i = 0; !pre && i < mw->n_staged; i++) {
       const struct recipients_item *it = &mw->staged[i];
       mw->call[nc++] = (struct registry_mark){
           .recipient_id = it->r.id,
@@ -234,7 +253,7 @@ static void run_pass(struct mark_writer *mw, struct pass *p)
       };
     }
   }
-  if (!nc)
+  if (!nc && !pre)
     return;
   if (lease_lost(j->le)) {
     p->lost = true;
@@ -243,13 +262,18 @@ static void run_pass(struct mark_writer *mw, struct pass *p)
   /* Outcomes and the next batch's marks: one fenced transaction, which
    * also says which staged recipients were still pending (only those are
    * now INFLIGHT, or REJECTED by this call, and only those are sent). */
-  p->rc = check(mw, p,
-                registry_mark_pending(reg, j->campaign_id, j->fence, mw->call,
-                                      nc, mw->needs),
-                "mark");
+  if (nc)
+    p->rc = check(mw, p,
+                  registry_mark_pending(reg, j->campaign_id, j->fence, mw->call,
+                                        nc, mw->needs),
+                  "mark");
   if (p->rc != SO_OK)
     return;
-  if (nc > first) {
+  if (pre) {
+    memcpy(mw->needs, j->pre_pending, mw->n_staged * sizeof(*mw->needs));
+    mw->job.n_pre = 0; /* once */
+    take_batches(mw, p);
+  } else if (nc > first) {
     memmove(mw->needs, mw->needs + first, (nc - first) * sizeof(*mw->needs));
     take_batches(mw, p);
   }
@@ -653,13 +677,27 @@ void mark_writer_status(struct mark_writer *mw, struct mark_writer_status *out)
   pthread_mutex_unlock(&mw->mu);
 }
 
-void mark_writer_end(struct mark_writer *mw)
+/* end: unbind; the queued outcomes go to *taken (if not NULL and there
+ * is memory for them), else they are dropped. */
+static int end(struct mark_writer *mw, struct registry_mark **taken,
+               size_t *n_taken)
 {
+  int rc = SO_OK;
   pthread_mutex_lock(&mw->mu);
   mw->held = true;
   while (mw->busy)
     timed_wait(&mw->done, &mw->mu, 100);
   mw->active = false;
+  if (taken && mw->n_out) {
+    *taken = malloc(mw->n_out * sizeof(**taken));
+    if (*taken) {
+      memcpy(*taken, mw->out, mw->n_out * sizeof(**taken));
+      *n_taken = mw->n_out;
+      mw->n_out = 0;
+    } else {
+      rc = SO_ERR_NOMEM;
+    }
+  }
   free_marks(mw->out, mw->n_out);
   mw->n_out = 0;
   while (mw->n_prep) {
@@ -671,4 +709,18 @@ void mark_writer_end(struct mark_writer *mw)
   mw->n_staged = 0;
   mw->sync = false;
   pthread_mutex_unlock(&mw->mu);
+  return rc;
+}
+
+void mark_writer_end(struct mark_writer *mw)
+{
+  (void)end(mw, NULL, NULL);
+}
+
+int mark_writer_end_take(struct mark_writer *mw, struct registry_mark **marks,
+                         size_t *n)
+{
+  *marks = NULL;
+  *n = 0;
+  return end(mw, marks, n);
 }

@@ -65,6 +65,13 @@ struct mark_writer_job {
   struct lease_entry *le;
   struct recipients_reader *rd;
   size_t batch; /* registry.mark_batch_size */
+  /* The list's first n_pre recipients (pre[0..n_pre)) were marked INFLIGHT
+   * with the claim, pre_pending[i] saying which were pending: a first
+   * read of exactly those is handed out without a registry step of its
+   * own. n_pre 0: none. */
+  const struct msg_recipient *pre;
+  const bool *pre_pending;
+  size_t n_pre;
 };
 
 /* A prepared batch: its INFLIGHT marks are committed. The caller owns
@@ -139,5 +146,14 @@ void mark_writer_status(struct mark_writer *mw, struct mark_writer_status *out);
  * registry calls; outcomes still queued are dropped unwritten (they stay
  * INFLIGHT), prepared batches freed. */
 void mark_writer_end(struct mark_writer *mw);
+
+/* mark_writer_end_take: mark_writer_end, but the outcomes still queued
+ * are handed to the caller instead of dropped, so that it writes them in
+ * its own last step (registry_mark_finish: the outcomes and DONE in one
+ * commit). *marks (NULL when none) and each mark's recipient_id and error
+ * are the caller's to free. SO_ERR_NOMEM: they were dropped (they stay
+ * INFLIGHT). */
+int mark_writer_end_take(struct mark_writer *mw, struct registry_mark **marks,
+                         size_t *n) SO_MUST_CHECK;
 
 #endif /* SENDONCE_CONSUMER_MARK_WRITER_H */

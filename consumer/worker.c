@@ -156,6 +156,42 @@ static void expire(struct worker *w, const struct msg *m, int64_t fence)
   dispatch_event(w->sh->dispatch, &e);
 }
 
+/* A small campaign's INFLIGHT marks, written with its claim: every
+ * recipient of an inline list that fits one mark batch. Not for a
+ * campaign with a not_after: one claimed too late goes DEAD unsent, and
+ * its recipients must not read as handed to the provider. */
+struct premark {
+  struct registry_mark *marks;
+  bool *pending; /* registry_register_claim_mark's answers */
+  size_t n;      /* 0: the campaign takes the common path */
+  bool marked;
+};
+
+static void premark_init(struct premark *p, const struct msg *m, size_t batch)
+{
+  memset(p, 0, sizeof(*p));
+  if (!m->recipients || m->n_recipients > batch || m->has_not_after)
+    return;
+  p->marks = calloc(m->n_recipients, sizeof(*p->marks));
+  p->pending = calloc(m->n_recipients, sizeof(*p->pending));
+  if (!p->marks || !p->pending) {
+    free(p->marks); /* the common path then marks them */
+    free(p->pending);
+    memset(p, 0, sizeof(*p));
+    return;
+  }
+  for (size_t i = 0; i < m->n_recipients; i++)
+    p->marks[i] = (struct registry_mark){.recipient_id = m->recipients[i].id,
+                                         .state = DELIVERY_INFLIGHT};
+  p->n = m->n_recipients;
+}
+
+static void premark_cleanup(struct premark *p)
+{
+  free(p->marks);
+  free(p->pending);
+}
+
 static void process(struct worker *w, const struct broker_delivery *dl)
 {
   const struct worker_shared *sh = w->sh;
@@ -173,6 +209,8 @@ static void process(struct worker *w, const struct broker_delivery *dl)
     return;
   }
   const char *id = m->campaign_id;
+  struct premark pre;
+  premark_init(&pre, m, (size_t)sh->cfg->registry.mark_batch_size);
   struct registry *r = worker_registry(w);
   if (!r) {
     defer(w, dl, id, "registry_open failed");
@@ -189,9 +227,13 @@ static void process(struct worker *w, const struct broker_delivery *dl)
   int64_t ttl_ms = (int64_t)sh->cfg->registry.lease_ttl_s * 1000;
   /* The lease is counted from before the claim: it can only end later.
    * Register (a trigger from another service) and claim: one transaction
-   * where the backend can. */
+   * where the backend can; with a small campaign's INFLIGHT marks. */
   int64_t claimed_at = clock_monotonic_ms();
-  int rc = registry_register_claim(r, &nc, w->owner, ttl_ms, &created, &cl);
+  int rc =
+      pre.n ? registry_register_claim_mark(r, &nc, w->owner, ttl_ms, pre.marks,
+                                           pre.n, &created, &cl, pre.pending,
+                                           &pre.marked)
+            : registry_register_claim(r, &nc, w->owner, ttl_ms, &created, &cl);
   if (rc != SO_OK) {
     char why[300];
     snprintf(why, sizeof(why), "%s: %s", so_strerror(rc), registry_errmsg(r));
@@ -219,8 +261,10 @@ static void process(struct worker *w, const struct broker_delivery *dl)
   if (m->has_not_after && cl.registry_now_ms >= m->not_after_ms)
     expire(w, m, cl.fence);
   else
-    campaign_run(w, m, dl->body, dl->body_len, cl.fence, claimed_at);
+    campaign_run(w, m, dl->body, dl->body_len, cl.fence, claimed_at,
+                 pre.marked ? pre.pending : NULL);
 out:
+  premark_cleanup(&pre);
   msg_free(m);
 }
 

@@ -307,6 +307,42 @@ int registry_register_claim(struct registry *r,
   return r->ops->register_claim(r, c, owner, ttl_ms, created, out);
 }
 
+static int check_marks(struct registry *r, const struct registry_mark *marks,
+                       size_t n);
+
+int registry_register_claim_mark(struct registry *r,
+                                 const struct registry_new_campaign *c,
+                                 const char *owner, int64_t ttl_ms,
+                                 const struct registry_mark *marks, size_t n,
+                                 bool *created, struct registry_claim *out,
+                                 bool *pending, bool *marked)
+{
+  CHECK(registry_begin_call(r));
+  CHECK_NOT_NULL(r, out);
+  CHECK_NOT_NULL(r, marked);
+  memset(out, 0, sizeof(*out));
+  *marked = false;
+  CHECK(check_marks(r, marks, n));
+  if (n > 0)
+    CHECK_NOT_NULL(r, pending);
+  if (!r->ops->register_claim_mark) {
+    int rc = registry_register_claim(r, c, owner, ttl_ms, created, out);
+    if (rc || out->kind != REGISTRY_CLAIM_CLAIMED)
+      return rc;
+    /* The claim is committed whatever follows: a failure of the marks
+     * only means the caller marks them itself. */
+    *marked = registry_mark_pending(r, c->campaign_id, out->fence, marks, n,
+                                    pending) == SO_OK;
+    return SO_OK;
+  }
+  CHECK(check_new_campaign(r, c, created));
+  CHECK(check_owner(r, owner));
+  CHECK(check_ttl(r, ttl_ms));
+  *created = false;
+  return r->ops->register_claim_mark(r, c, owner, ttl_ms, marks, n, created,
+                                     out, pending, marked);
+}
+
 int registry_renew(struct registry *r, const char *campaign_id, int64_t fence,
                    int64_t ttl_ms)
 {
@@ -432,6 +468,25 @@ int registry_finish(struct registry *r, const char *campaign_id, int64_t fence,
   if (total < 0)
     return registry_set_error(r, SO_ERR_INVALID, "total must be >= 0");
   return r->ops->finish(r, campaign_id, fence, total, counts);
+}
+
+int registry_mark_finish(struct registry *r, const char *campaign_id,
+                         int64_t fence, const struct registry_mark *marks,
+                         size_t n, int64_t total,
+                         struct registry_counts *counts)
+{
+  CHECK(registry_begin_call(r));
+  CHECK(check_id_fence(r, campaign_id, fence));
+  CHECK(check_marks(r, marks, n));
+  if (total < 0)
+    return registry_set_error(r, SO_ERR_INVALID, "total must be >= 0");
+  if (!r->ops->mark_finish) {
+    int rc = registry_mark(r, campaign_id, fence, marks, n);
+    return rc ? rc : registry_finish(r, campaign_id, fence, total, counts);
+  }
+  struct registry_counts ignored;
+  return r->ops->mark_finish(r, campaign_id, fence, marks, n, total,
+                             counts ? counts : &ignored);
 }
 
 int registry_release(struct registry *r, const char *campaign_id, int64_t fence,

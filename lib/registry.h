@@ -272,6 +272,24 @@ int registry_mark_pending(struct registry *r, const char *campaign_id,
                           int64_t fence, const struct registry_mark *marks,
                           size_t n, bool *pending) SO_MUST_CHECK;
 
+/* registry_register_claim_mark: registry_register_claim, and when that
+ * answers CLAIMED, registry_mark_pending(marks) under the new fence in the
+ * same step (one commit where the backend can): for a worker that knows
+ * a small campaign's recipients before the claim, so their INFLIGHT marks
+ * cost no commit of their own. The claim's answers (*created, *out) are
+ * registry_register_claim's. *marked says whether the marks were written:
+ * then pending[i] is registry_mark_pending's answer for marks[i]. It is
+ * false for any answer but CLAIMED (nothing is marked), and also when a
+ * backend that runs the two in turn could not write the marks after the
+ * claim committed: the claim stands (the caller acks its trigger) and the
+ * caller marks them itself. */
+int registry_register_claim_mark(struct registry *r,
+                                 const struct registry_new_campaign *c,
+                                 const char *owner, int64_t ttl_ms,
+                                 const struct registry_mark *marks, size_t n,
+                                 bool *created, struct registry_claim *out,
+                                 bool *pending, bool *marked) SO_MUST_CHECK;
+
 /* registry_set_total: record the recipient count once known (fenced). */
 int registry_set_total(struct registry *r, const char *campaign_id,
                        int64_t fence, int64_t total) SO_MUST_CHECK;
@@ -295,6 +313,18 @@ struct registry_counts {
 int registry_finish(struct registry *r, const char *campaign_id, int64_t fence,
                     int64_t total,
                     struct registry_counts *counts) SO_MUST_CHECK;
+
+/* registry_mark_finish: registry_mark(marks) then registry_finish(total)
+ * as one fenced step: a campaign's last outcomes and its DONE in one
+ * transaction where the backend can (one commit instead of two). A stale
+ * fence writes neither; *counts (if not NULL) as registry_finish, the
+ * marks of this call counted. Backends that cannot run both as one step
+ * run the two calls in turn (the marks may then be committed without the
+ * DONE, as when a worker dies between two calls). */
+int registry_mark_finish(struct registry *r, const char *campaign_id,
+                         int64_t fence, const struct registry_mark *marks,
+                         size_t n, int64_t total,
+                         struct registry_counts *counts) SO_MUST_CHECK;
 
 /* registry_release: PROCESSING -> PUBLISHED, lease and owner cleared,
  * fence and progress kept (fenced). With count_attempt, attempts + 1;

@@ -29,6 +29,14 @@ struct registry_ops {
                   struct registry_campaign **out, size_t *n);
   int (*claim)(struct registry *r, const char *id, const char *owner,
                int64_t ttl_ms, struct registry_claim *out);
+  /* optional: register_claim + (when CLAIMED) mark_pending in one
+   * transaction; *marked set */
+  int (*register_claim_mark)(struct registry *r,
+                             const struct registry_new_campaign *c,
+                             const char *owner, int64_t ttl_ms,
+                             const struct registry_mark *marks, size_t n,
+                             bool *created, struct registry_claim *out,
+                             bool *pending, bool *marked);
   int (*renew)(struct registry *r, const char *id, int64_t fence,
                int64_t ttl_ms);
   int (*pending)(struct registry *r, const char *id, int64_t fence,
@@ -50,6 +58,10 @@ struct registry_ops {
   int (*mark_pending)(struct registry *r, const char *id, int64_t fence,
                       const struct registry_mark *marks, size_t n,
                       bool *pending);
+  /* optional: mark + finish in one transaction; counts not NULL */
+  int (*mark_finish)(struct registry *r, const char *id, int64_t fence,
+                     const struct registry_mark *marks, size_t n, int64_t total,
+                     struct registry_counts *counts);
   int (*release)(struct registry *r, const char *id, int64_t fence,
                  bool count_attempt, const char *reason, int *attempts);
   int (*fail)(struct registry *r, const char *id, int64_t fence,

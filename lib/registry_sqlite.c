@@ -483,25 +483,32 @@ struct mark_step {
   bool *changed; /* NULL, or per mark: whether it wrote (rsmk_write) */
 };
 
-static int mark_job(struct registry_sqlite *x, void *arg)
+/* marks_write: the step's marks and the counters they move, stamped
+ * `now`, inside a transaction that has checked the fence. */
+static int marks_write(struct registry_sqlite *x, const struct mark_step *a,
+                       int64_t now, int64_t *sent, int64_t *rejected)
 {
-  const struct mark_step *a = arg;
-  int64_t now = 0;
-  int rc = fence_check(x, a->id, a->fence, &now);
-  int64_t sent = 0, rejected = 0;
-  if (!rc)
-    rc =
-        rsmk_write(x, a->id, now, a->marks, a->n, a->changed, &sent, &rejected);
-  if (rc || sent + rejected == 0)
+  int rc =
+      rsmk_write(x, a->id, now, a->marks, a->n, a->changed, sent, rejected);
+  if (rc || *sent + *rejected == 0)
     return rc;
   sqlite3_stmt *st = rsdb_stmt(x, ST_BUMP, &rc);
   if (!st)
     return rc;
   rsdb_bind_text(st, 1, a->id);
-  sqlite3_bind_int64(st, 2, sent);
-  sqlite3_bind_int64(st, 3, rejected);
+  sqlite3_bind_int64(st, 2, *sent);
+  sqlite3_bind_int64(st, 3, *rejected);
   sqlite3_bind_int64(st, 9, now);
   return rsdb_exec(x, st, NULL, "counting marks");
+}
+
+static int mark_job(struct registry_sqlite *x, void *arg)
+{
+  const struct mark_step *a = arg;
+  int64_t now = 0;
+  int64_t sent = 0, rejected = 0;
+  int rc = fence_check(x, a->id, a->fence, &now);
+  return rc ? rc : marks_write(x, a, now, &sent, &rejected);
 }
 
 static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
@@ -588,6 +595,101 @@ static int sqlite_finish(struct registry *r, const char *id, int64_t fence,
       counts,
   };
   return write_step(to_sqlite(r), finish_job, &a);
+}
+
+/* mark_finish: what mark_job and finish_job write, in one job with one
+ * fence read, all stamped with its instant: the last outcomes and DONE
+ * share one commit. The counters DONE leaves are the fence read's plus
+ * what the marks moved. */
+struct mark_finish_step {
+  struct mark_step mark;
+  int64_t total;
+  struct registry_counts *counts;
+};
+
+static int mark_finish_job(struct registry_sqlite *x, void *arg)
+{
+  struct mark_finish_step *a = arg;
+  struct fence_info fi;
+  int64_t sent = 0, rejected = 0;
+  int rc = fence_read(x, a->mark.id, &fi);
+  if (!rc)
+    rc = fence_verify(x, a->mark.id, a->mark.fence, &fi);
+  if (!rc)
+    rc = marks_write(x, &a->mark, fi.now, &sent, &rejected);
+  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_COMPLETE, &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, a->mark.id);
+  sqlite3_bind_int64(st, 2, a->total);
+  sqlite3_bind_int64(st, 9, fi.now);
+  rc = rsdb_exec(x, st, NULL, "completing");
+  if (!rc) {
+    a->counts->sent = fi.counts.sent + sent;
+    a->counts->rejected = fi.counts.rejected + rejected;
+  }
+  return rc;
+}
+
+static int sqlite_mark_finish(struct registry *r, const char *id, int64_t fence,
+                              const struct registry_mark *marks, size_t n,
+                              int64_t total, struct registry_counts *counts)
+{
+  struct mark_finish_step a = {{id, fence, marks, n, NULL}, total, counts};
+  return write_step(to_sqlite(r), mark_finish_job, &a);
+}
+
+/* register_claim_mark: register, claim and, when claimed, the marks
+ * under the new fence, in one job: one commit, and a failure of the marks
+ * undoes the claim too (the caller then defers its trigger). */
+struct register_claim_mark_step {
+  struct register_claim_step rc;
+  struct mark_step mark;
+};
+
+static int register_claim_mark_job(struct registry_sqlite *x, void *arg)
+{
+  struct register_claim_mark_step *a = arg;
+  int64_t sent = 0, rejected = 0;
+  int rc = register_claim_job(x, &a->rc);
+  if (rc || a->rc.claim.out->kind != REGISTRY_CLAIM_CLAIMED)
+    return rc;
+  /* Our claim, just made under the write lock: the marks need no fence
+   * check, and carry the claim's instant. */
+  return marks_write(x, &a->mark, a->rc.claim.out->registry_now_ms, &sent,
+                     &rejected);
+}
+
+static int sqlite_register_claim_mark(struct registry *r,
+                                      const struct registry_new_campaign *c,
+                                      const char *owner, int64_t ttl_ms,
+                                      const struct registry_mark *marks,
+                                      size_t n, bool *created,
+                                      struct registry_claim *out, bool *pending,
+                                      bool *marked)
+{
+  /* Allocated first, as in mark_pending: out of memory must not come
+   * after the write. */
+  size_t cap = 16;
+  while (cap < 2 * n)
+    cap *= 2;
+  size_t *slot = n > 1 ? calloc(cap, sizeof(*slot)) : NULL;
+  if (n > 1 && !slot)
+    return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
+  struct register_claim_mark_step a = {
+      {{c, CAMPAIGN_PUBLISHED, 0}, {c->campaign_id, owner, ttl_ms, out}},
+      {c->campaign_id, 0, marks, n, pending},
+  };
+  int rc = write_step(to_sqlite(r), register_claim_mark_job, &a);
+  if (!rc) {
+    *created = a.rc.reg.changes == 1;
+    *marked = out->kind == REGISTRY_CLAIM_CLAIMED;
+    /* A repeated id answers as its first mark did (see mark_pending). */
+    if (*marked && slot)
+      rsmk_same_answers(marks, n, slot, cap, pending);
+  }
+  free(slot);
+  return rc;
 }
 
 struct release_step {
@@ -707,8 +809,10 @@ static const struct registry_ops sqlite_ops = {
     .set_total = sqlite_set_total,
     .complete = sqlite_complete,
     .register_claim = sqlite_register_claim,
+    .register_claim_mark = sqlite_register_claim_mark,
     .finish = sqlite_finish,
     .mark_pending = sqlite_mark_pending,
+    .mark_finish = sqlite_mark_finish,
     .release = sqlite_release,
     .fail = sqlite_fail,
     .mark_dead = rsop_mark_dead,

@@ -162,7 +162,6 @@ static const char *const stmt_sql[ST_COUNT] = {
         " lease_until = 0, updated_at = " NOW
         " WHERE campaign_id = ?1 AND state = 'DEAD'",
     [ST_GET] = "SELECT " CAMPAIGN_COLS " FROM campaigns WHERE campaign_id = ?1",
-    [ST_COUNTS] = "SELECT sent, rejected FROM campaigns WHERE campaign_id = ?1",
     [ST_LIST_ALL] = "SELECT " CAMPAIGN_COLS
                     " FROM campaigns"
                     " ORDER BY scheduled_at DESC, campaign_id LIMIT ?1",

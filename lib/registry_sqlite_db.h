@@ -55,7 +55,6 @@ enum stmt_id {
   ST_CANCEL,
   ST_REPLAY,
   ST_GET,
-  ST_COUNTS,
   ST_LIST_ALL,
   ST_LIST_STATE,
   ST_LIST_OVERDUE,

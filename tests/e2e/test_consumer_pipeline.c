@@ -202,6 +202,72 @@ static void test_kill9_with_full_window_resends_at_most_window(void **state)
   harness_teardown(&h);
 }
 
+/* same_tx: with PostgreSQL, how many of the campaign's delivery rows were
+ * last written by the transaction that last wrote its campaign row (one
+ * xmin); -1 with SQLite, which has no such column. */
+static long long same_tx(struct harness *h, const char *id)
+{
+  if (backend != REGISTRY_POSTGRESQL)
+    return -1;
+  char sql[300];
+  snprintf(sql, sizeof(sql),
+           "SELECT count(*) FROM deliveries d JOIN campaigns c USING "
+           "(campaign_id) WHERE c.campaign_id = '%s' AND d.xmin = c.xmin",
+           id);
+  return testdb_query_int(&h->db, sql);
+}
+
+/* A small inline campaign takes two commits: its claim with the INFLIGHT
+ * marks, and its outcomes with DONE (registry_register_claim_mark and
+ * registry_mark_finish). Seen while the sink holds its requests: every row
+ * INFLIGHT with one attempt, written with the claim; at the end every row
+ * SENT, written with DONE. */
+static void test_small_campaign_marks_with_claim_and_done(void **state)
+{
+  (void)state;
+  const char *args[] = {"--latency-ms", "1500", NULL};
+  struct harness h;
+  harness_setup(&h, backend, args);
+  struct harness_conf c = conf();
+  c.timeout_ms = 5000;
+  struct harness_proc a;
+  harness_start(&h, &a, harness_config(&h, "a", &c), "a");
+  const char *body =
+      "{\"schema\":1,\"campaign_id\":\"small\","
+      "\"scheduled_at\":\"2026-11-27T09:00:00Z\",\"channel\":\"email\","
+      "\"content\":{\"subject\":\"hi\"},\"recipients\":["
+      "{\"address\":\"a@example.org\"},{\"address\":\"b@example.org\"},"
+      "{\"address\":\"c@example.org\"}]}";
+  harness_publish(&h, "small", body);
+  assert_true(harness_wait_sink(&h, "total", 3, 10000));
+  /* The requests are at the sink, their outcomes 1.5 s away. */
+  assert_int_equal(count_rows(&h, "small", "INFLIGHT"), 3);
+  char sql[200];
+  snprintf(sql, sizeof(sql),
+           "SELECT sum(attempts) FROM deliveries WHERE campaign_id = 'small'");
+  assert_int_equal(testdb_query_int(&h.db, sql), 3);
+  long long claimed_with = same_tx(&h, "small");
+  struct registry_campaign rc =
+      harness_wait_state(&h, "small", CAMPAIGN_DONE, 20000);
+  assert_int_equal(rc.total, 3);
+  assert_int_equal(rc.sent, 3);
+  assert_int_equal(rc.fence, 1);
+  registry_campaign_free(&rc);
+  assert_int_equal(count_rows(&h, "small", "SENT"), 3);
+  assert_int_equal(testdb_query_int(&h.db, sql), 3);
+  long long done_with = same_tx(&h, "small");
+  print_message("rows written with the claim: %lld, with DONE: %lld\n",
+                claimed_with, done_with);
+  if (backend == REGISTRY_POSTGRESQL) {
+    assert_int_equal(claimed_with, 3);
+    assert_int_equal(done_with, 3);
+  }
+  assert_int_equal(harness_sink_stat(&h, "raw_duplicates"), 0);
+  assert_int_equal(harness_stop(&a, SIGTERM, 15000), 0);
+  assert_int_equal(harness_summary(&a, "campaigns_done"), 1);
+  harness_teardown(&h);
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 2) {
@@ -212,6 +278,7 @@ int main(int argc, char **argv)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry_lock_bounds_the_window),
       cmocka_unit_test(test_kill9_with_full_window_resends_at_most_window),
+      cmocka_unit_test(test_small_campaign_marks_with_claim_and_done),
   };
   return cmocka_run_group_tests_name("consumer_pipeline", tests, NULL, NULL);
 }

@@ -913,6 +913,145 @@ static void test_mark_pending(void **state)
   registry_close(r);
 }
 
+/* registry_mark_finish: the last outcomes and DONE as one fenced step,
+ * written as registry_mark then registry_finish would write them; a stale
+ * fence or a bad argument writes neither. */
+static void test_mark_finish(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&suite_db);
+  char *id = mark_pending_setup(r, "mark-finish");
+  struct registry_mark m[] = {
+      {.recipient_id = "i1", .state = DELIVERY_SENT},
+      {.recipient_id = "i2", .state = DELIVERY_REJECTED, .error = "4xx"},
+      {.recipient_id = "s1", .state = DELIVERY_SENT}, /* already final */
+  };
+  char *before = delivery_rows(id);
+  struct registry_counts counts = {-1, -1};
+  REG_RC(r, SO_ERR_STALE_FENCE,
+         registry_mark_finish(r, id, 2, m, 3, 4, &counts));
+  REG_RC(r, SO_ERR_INVALID, registry_mark_finish(r, id, 1, m, 3, -1, NULL));
+  struct registry_mark bad[] = {{.recipient_id = "", .state = DELIVERY_SENT}};
+  REG_RC(r, SO_ERR_INVALID, registry_mark_finish(r, id, 1, bad, 1, 4, NULL));
+  char *after = delivery_rows(id);
+  assert_string_equal(before, after);
+  struct registry_campaign c;
+  get(r, id, &c);
+  assert_int_equal(c.state, CAMPAIGN_PROCESSING);
+  assert_int_equal(c.sent, 1);
+  registry_campaign_free(&c);
+
+  REG_OK(r, registry_mark_finish(r, id, 1, m, 3, 4, &counts));
+  assert_int_equal(counts.sent, 2); /* s1 and i1: s1 counts once */
+  assert_int_equal(counts.rejected, 2);
+  free(after);
+  after = delivery_rows(id);
+  assert_string_equal(after,
+                      "i1|SENT|1|~\n"
+                      "i2|REJECTED|1|4xx\n"
+                      "j1|REJECTED|1|4xx\n"
+                      "s1|SENT|1|~\n");
+  get(r, id, &c);
+  assert_int_equal(c.state, CAMPAIGN_DONE);
+  assert_int_equal(c.total, 4);
+  assert_null(c.owner);
+  assert_int_equal(c.lease_until_ms, 0);
+  registry_campaign_free(&c);
+  REG_RC(r, SO_ERR_STALE_FENCE, registry_mark_finish(r, id, 1, m, 3, 4, NULL));
+
+  /* With no marks it is registry_finish. */
+  char *e = suite_id("mark-finish-empty");
+  suite_register(r, e, CAMPAIGN_PUBLISHED, suite_now(r));
+  assert_int_equal(suite_claim(r, e, "w", 60000).fence, 1);
+  REG_OK(r, registry_mark_finish(r, e, 1, NULL, 0, 0, NULL));
+  get(r, e, &c);
+  assert_int_equal(c.state, CAMPAIGN_DONE);
+  registry_campaign_free(&c);
+  free(e);
+  free(before);
+  free(after);
+  free(id);
+  registry_close(r);
+}
+
+/* registry_register_claim_mark: the claim's answers are
+ * registry_register_claim's; the marks are written (and answered as
+ * registry_mark_pending's) only under a claim this call made. */
+static void test_register_claim_mark(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&suite_db);
+  char *id = suite_id("claim-mark");
+  struct registry_new_campaign nc = {
+      .campaign_id = id,
+      .scheduled_at_ms = suite_now(r) - 1000,
+      .channel = "email",
+      .payload = "{\"schema\":1}",
+  };
+  struct registry_mark m[] = {
+      {.recipient_id = "a", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "b", .state = DELIVERY_INFLIGHT},
+  };
+  bool created = false, marked = false, pend[2] = {false, false};
+  struct registry_claim cl;
+  REG_OK(r, registry_register_claim_mark(r, &nc, "w1", 60000, m, 2, &created,
+                                         &cl, pend, &marked));
+  assert_true(created);
+  assert_true(marked);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl.fence, 1);
+  assert_int_equal(cl.lease_until_ms - cl.registry_now_ms, 60000);
+  assert_true(pend[0] && pend[1]);
+  char *rows = delivery_rows(id);
+  assert_string_equal(rows, "a|INFLIGHT|1|~\nb|INFLIGHT|1|~\n");
+  free(rows);
+
+  /* Held by w1: a duplicate marks nothing. */
+  REG_OK(r, registry_register_claim_mark(r, &nc, "w2", 60000, m, 2, &created,
+                                         &cl, pend, &marked));
+  assert_false(created);
+  assert_false(marked);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_HELD);
+  /* A bad mark is refused before anything is written. */
+  struct registry_mark bad[] = {{.recipient_id = "", .state = 0}};
+  REG_RC(r, SO_ERR_INVALID,
+         registry_register_claim_mark(r, &nc, "w2", 60000, bad, 1, &created,
+                                      &cl, pend, &marked));
+  rows = delivery_rows(id);
+  assert_string_equal(rows, "a|INFLIGHT|1|~\nb|INFLIGHT|1|~\n");
+  free(rows);
+
+  /* A takeover after a release: claimed with fence 2, a (SENT) is not
+   * pending, b counts a second attempt. */
+  struct registry_mark sent[] = {{.recipient_id = "a", .state = DELIVERY_SENT}};
+  REG_OK(r, registry_mark(r, id, 1, sent, 1));
+  REG_OK(r, registry_release(r, id, 1, false, NULL, NULL));
+  REG_OK(r, registry_register_claim_mark(r, &nc, "w2", 60000, m, 2, &created,
+                                         &cl, pend, &marked));
+  assert_false(created);
+  assert_true(marked);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl.fence, 2);
+  assert_false(pend[0]);
+  assert_true(pend[1]);
+  rows = delivery_rows(id);
+  assert_string_equal(rows, "a|SENT|1|~\nb|INFLIGHT|2|~\n");
+  free(rows);
+
+  /* Paused: no claim, no marks. */
+  REG_OK(r, registry_release(r, id, 2, false, NULL, NULL));
+  REG_OK(r, registry_pause(r, id));
+  REG_OK(r, registry_register_claim_mark(r, &nc, "w3", 60000, m, 2, &created,
+                                         &cl, pend, &marked));
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_PAUSED);
+  assert_false(marked);
+  rows = delivery_rows(id);
+  assert_string_equal(rows, "a|SENT|1|~\nb|INFLIGHT|2|~\n");
+  free(rows);
+  free(id);
+  registry_close(r);
+}
+
 int main(int argc, char **argv)
 {
   if (argc > 1 && strcmp(argv[1], "--child") == 0)
@@ -930,6 +1069,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_stale_fence),
       cmocka_unit_test(test_pending_across_takeovers),
       cmocka_unit_test(test_mark_pending),
+      cmocka_unit_test(test_mark_finish),
+      cmocka_unit_test(test_register_claim_mark),
       cmocka_unit_test(test_schema_newer_refused),
       cmocka_unit_test(test_open_failures),
       cmocka_unit_test(test_lock_held_elsewhere),
