@@ -70,8 +70,9 @@ static const char *const migrations[] = {
      * is held until commit, so the campaign cannot be deleted between the
      * check and the insert. What the key also did, ON DELETE CASCADE, a
      * statement trigger on campaigns does now for whoever deletes
-     * campaigns by hand (the programs never do); its search_path is the
-     * registry's schema, fixed when the migration runs. */
+     * campaigns by hand (the programs never do), and a second one does
+     * for TRUNCATE, which the key used to refuse; their search_path is
+     * the registry's schema, fixed when the migration runs. */
     "ALTER TABLE deliveries SET (fillfactor = 50);"
     "ALTER TABLE deliveries DROP CONSTRAINT deliveries_campaign_id_fkey;"
     "CREATE FUNCTION deliveries_cascade() RETURNS trigger "
@@ -81,7 +82,12 @@ static const char *const migrations[] = {
     " RETURN NULL; END $$;"
     "CREATE TRIGGER campaigns_delete_cascade AFTER DELETE ON campaigns"
     " REFERENCING OLD TABLE AS gone"
-    " FOR EACH STATEMENT EXECUTE FUNCTION deliveries_cascade();",
+    " FOR EACH STATEMENT EXECUTE FUNCTION deliveries_cascade();"
+    "CREATE FUNCTION deliveries_truncate() RETURNS trigger "
+    " LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ BEGIN"
+    " TRUNCATE deliveries; RETURN NULL; END $$;"
+    "CREATE TRIGGER campaigns_truncate_cascade AFTER TRUNCATE ON campaigns"
+    " FOR EACH STATEMENT EXECUTE FUNCTION deliveries_truncate();",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
