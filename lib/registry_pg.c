@@ -11,30 +11,17 @@
  *
  * Connection handling, SQLSTATE mapping and retries live in
  * registry_pg_conn.c; the SQL of every op and the migrations in
- * registry_pg_schema.c.
+ * registry_pg_schema.c; the ops that write delivery marks (alone, or with
+ * a finish or a first claim in one transaction) in registry_pg_mark_ops.c,
+ * which shares this file's helpers through registry_pg_internal.h.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "registry_pg_conn.h"
-#include "registry_pg_marks.h"
-
-/* Whether an op may simply run again after the connection broke in the
- * middle of it (it may have committed): yes when running it twice leaves
- * the same state and answer. */
-enum { ONCE = 0, IDEMPOTENT = 1 };
-
-static struct registry_pg *pg(struct registry *base)
-{
-  return (struct registry_pg *)base;
-}
-
-static void fmt_i64(char buf[24], int64_t v)
-{
-  snprintf(buf, 24, "%" PRId64, v);
-}
+#include "registry_pg_internal.h"
+#include "registry_pg_mark_ops.h"
 
 /* run: one statement with the connection check and bounded retries. */
 static int run(struct registry_pg *r, enum pg_stmt id, const char *what,
@@ -52,17 +39,8 @@ static int run(struct registry_pg *r, enum pg_stmt id, const char *what,
   return rc;
 }
 
-/* The row of S_PEEK, the current state of one campaign. */
-struct peek {
-  enum campaign_state state;
-  bool paused;
-  int64_t fence;
-  int64_t lease_until;
-  int64_t now;
-};
-
-/* peek: read a campaign's state; SO_ERR_NOTFOUND if absent. */
-static int peek(struct registry_pg *r, const char *id, struct peek *p)
+/* pg_peek: read a campaign's state; SO_ERR_NOTFOUND if absent. */
+int pg_peek(struct registry_pg *r, const char *id, struct pg_peek *p)
 {
   const char *params[] = {id};
   PGresult *res = NULL;
@@ -109,9 +87,9 @@ static int change(struct registry_pg *r, enum pg_stmt id, const char *what,
   return SO_OK;
 }
 
-/* stale: the SO_ERR_STALE_FENCE of a fenced op, saying why. */
-static int stale(struct registry_pg *r, const char *what, const char *id,
-                 int64_t fence, const struct peek *p)
+/* pg_stale: the SO_ERR_STALE_FENCE of a fenced op, saying why. */
+int pg_stale(struct registry_pg *r, const char *what, const char *id,
+             int64_t fence, const struct pg_peek *p)
 {
   char lease[48];
   if (p->lease_until == 0)
@@ -128,11 +106,11 @@ static int stale(struct registry_pg *r, const char *what, const char *id,
       what, id, fence, p->fence, campaign_state_name(p->state), lease);
 }
 
-/* fenced: a fenced change ($1 id, $2 fence); when it did not happen,
+/* pg_fenced: a fenced change ($1 id, $2 fence); when it did not happen,
  * SO_ERR_NOTFOUND if the campaign is absent, else SO_ERR_STALE_FENCE. */
-static int fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
-                  int nparams, const char *const *params, int idempotent,
-                  PGresult **out)
+int pg_fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
+              int nparams, const char *const *params, int idempotent,
+              PGresult **out)
 {
   bool changed = false;
   PGresult *res = NULL;
@@ -147,11 +125,11 @@ static int fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
     return SO_OK;
   }
   PQclear(res);
-  struct peek p;
-  rc = peek(r, params[0], &p);
+  struct pg_peek p;
+  rc = pg_peek(r, params[0], &p);
   if (rc)
     return rc;
-  return stale(r, what, params[0], strtoll(params[1], NULL, 10), &p);
+  return pg_stale(r, what, params[0], strtoll(params[1], NULL, 10), &p);
 }
 
 /* absent_or: after a change that did not happen: SO_ERR_NOTFOUND if the
@@ -159,8 +137,8 @@ static int fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
 static int absent_or(struct registry_pg *r, const char *id, int status,
                      const char *what, const char *why)
 {
-  struct peek p;
-  int rc = peek(r, id, &p);
+  struct pg_peek p;
+  int rc = pg_peek(r, id, &p);
   if (rc)
     return rc;
   if (status == SO_OK)
@@ -329,7 +307,7 @@ static int pg_list_due(struct registry *base, int64_t ahead_ms, size_t limit,
 
 /* Classify a campaign that the claim UPDATE did not take. Returns 1 when it
  * has become claimable since (try again). */
-static int claim_verdict(const struct peek *p, struct registry_claim *out)
+static int claim_verdict(const struct pg_peek *p, struct registry_claim *out)
 {
   out->fence = p->fence;
   out->state = p->state;
@@ -346,9 +324,9 @@ static int claim_verdict(const struct peek *p, struct registry_claim *out)
   return 0;
 }
 
-/* claimed_row: a claim that happened, from the row S_CLAIM or
+/* pg_claimed_row: a claim that happened, from the row S_CLAIM or
  * S_REGISTER_CLAIM returned (fence, lease_until, registry now); frees res. */
-static void claimed_row(PGresult *res, struct registry_claim *out)
+void pg_claimed_row(PGresult *res, struct registry_claim *out)
 {
   out->kind = REGISTRY_CLAIM_CLAIMED;
   out->state = CAMPAIGN_PROCESSING;
@@ -358,8 +336,8 @@ static void claimed_row(PGresult *res, struct registry_claim *out)
   PQclear(res);
 }
 
-static int pg_claim(struct registry *base, const char *id, const char *owner,
-                    int64_t ttl_ms, struct registry_claim *out)
+int pg_claim(struct registry *base, const char *id, const char *owner,
+             int64_t ttl_ms, struct registry_claim *out)
 {
   struct registry_pg *r = pg(base);
   char ttl[24];
@@ -377,12 +355,12 @@ static int pg_claim(struct registry *base, const char *id, const char *owner,
     if (rc)
       return rc;
     if (claimed) {
-      claimed_row(res, out);
+      pg_claimed_row(res, out);
       return SO_OK;
     }
     PQclear(res);
-    struct peek pk;
-    rc = peek(r, id, &pk);
+    struct pg_peek pk;
+    rc = pg_peek(r, id, &pk);
     if (rc)
       return rc;
     if (claim_verdict(&pk, out) == 0)
@@ -417,7 +395,7 @@ static int pg_register_claim(struct registry *base,
     PQclear(res);
     return pg_claim(base, c->campaign_id, owner, ttl_ms, out);
   }
-  claimed_row(res, out);
+  pg_claimed_row(res, out);
   return SO_OK;
 }
 
@@ -428,8 +406,8 @@ static int pg_renew(struct registry *base, const char *id, int64_t fence,
   fmt_i64(f, fence);
   fmt_i64(ttl, ttl_ms);
   const char *p[] = {id, f, ttl};
-  return fenced(pg(base), S_RENEW, "renewing the lease", 3, p, IDEMPOTENT,
-                NULL);
+  return pg_fenced(pg(base), S_RENEW, "renewing the lease", 3, p, IDEMPOTENT,
+                   NULL);
 }
 
 /* flag_positions: flags[0..n) = !value, then flags[pos - 1] = value for
@@ -473,91 +451,15 @@ static int pg_pending(struct registry *base, const char *id, int64_t fence,
     return rc;
   if (PQntuples(res) < 1 || !pg_get_bool(res, 0, 0)) {
     PQclear(res);
-    struct peek pk;
-    rc = peek(r, id, &pk);
+    struct pg_peek pk;
+    rc = pg_peek(r, id, &pk);
     if (rc)
       return rc;
-    return stale(r, "reading pending recipients", id, fence, &pk);
+    return pg_stale(r, "reading pending recipients", id, fence, &pk);
   }
   flag_positions(res, 1, needs_send, n, false);
   PQclear(res);
   return SO_OK;
-}
-
-/* marks_params: the parameters of S_MARK / S_MARK_PENDING for marks
- * built into pm ($1 id, $2 fence, the arrays, then whether to look the
- * first INFLIGHT marks' rows up). */
-#define MARKS_NPARAMS (3 + PG_MARKS_NPARAMS)
-static void marks_params(const char *p[MARKS_NPARAMS], const char *id,
-                         const char *fence, const struct pg_marks *pm,
-                         bool lookup)
-{
-  p[0] = id;
-  p[1] = fence;
-  for (size_t i = 0; i < PG_MARKS_NPARAMS; i++)
-    p[2 + i] = pm->params[i].data;
-  p[2 + PG_MARKS_NPARAMS] = lookup ? "true" : "false";
-}
-
-/* mark_run: S_MARK or S_MARK_PENDING for the call's marks; *pending (if
- * not NULL) gets which marks' recipients were pending. */
-static int mark_run(struct registry *base, enum pg_stmt stmt, const char *id,
-                    int64_t fence, const struct registry_mark *marks, size_t n,
-                    bool *pending)
-{
-  struct registry_pg *r = pg(base);
-  struct pg_marks pm = {0};
-  int rc = pg_marks_build(&pm, marks, n);
-  if (rc)
-    return registry_set_error(base, rc, "registry postgresql: marks: %s",
-                              so_strerror(rc));
-  char f[24];
-  fmt_i64(f, fence);
-  const char *p[MARKS_NPARAMS];
-  PGresult *res = NULL;
-  /* The recipients marked INFLIGHT once are normally fresh, so the
-   * statement inserts them without looking them up first, unless a
-   * recent call met existing rows (a resumed campaign). When it meets
-   * one, the insert fails (a unique violation, nothing written) and the
-   * op runs again with the lookups; they stay on until a call finds
-   * every such recipient fresh. A second unique violation is a row
-   * committed while the statement waited for the campaign's lock (its
-   * snapshot is older): a new attempt sees it. */
-  for (int attempt = 0;; attempt++) {
-    marks_params(p, id, f, &pm, r->marks_check);
-    /* Idempotent: a repeated mark changes nothing and counts nothing. */
-    rc = fenced(r, stmt, "writing delivery marks", MARKS_NPARAMS, p, IDEMPOTENT,
-                pending ? &res : NULL);
-    if (rc != SO_ERR_CONFLICT || !r->unique_violation || attempt == 2)
-      break;
-    r->marks_check = true;
-  }
-  if (!rc && pending) {
-    pg_marks_pending(&pm, res, pending, n);
-    if (r->marks_check && pg_marks_fresh(&pm))
-      r->marks_check = false;
-    PQclear(res);
-  }
-  pg_marks_free(&pm);
-  return rc;
-}
-
-static int pg_mark(struct registry *base, const char *id, int64_t fence,
-                   const struct registry_mark *marks, size_t n)
-{
-  return mark_run(base, S_MARK, id, fence, marks, n, NULL);
-}
-
-/* mark_pending: the rows name the recipients that were pending; every
- * other mark's recipient was final. (A retry after a lost connection sees
- * this call's own INFLIGHT rows as pending, which is what it would have
- * answered anyway; its final marks then read as not pending, which only
- * the counters could care about, and they count on the server.) */
-static int pg_mark_pending(struct registry *base, const char *id, int64_t fence,
-                           const struct registry_mark *marks, size_t n,
-                           bool *pending)
-{
-  return mark_run(base, S_MARK_PENDING, id, fence, marks, n, pending);
 }
 
 static int pg_set_total(struct registry *base, const char *id, int64_t fence,
@@ -567,8 +469,8 @@ static int pg_set_total(struct registry *base, const char *id, int64_t fence,
   fmt_i64(f, fence);
   fmt_i64(t, total);
   const char *p[] = {id, f, t};
-  return fenced(pg(base), S_SET_TOTAL, "setting the total", 3, p, IDEMPOTENT,
-                NULL);
+  return pg_fenced(pg(base), S_SET_TOTAL, "setting the total", 3, p, IDEMPOTENT,
+                   NULL);
 }
 
 static int pg_complete(struct registry *base, const char *id, int64_t fence)
@@ -576,7 +478,7 @@ static int pg_complete(struct registry *base, const char *id, int64_t fence)
   char f[24];
   fmt_i64(f, fence);
   const char *p[] = {id, f};
-  return fenced(pg(base), S_COMPLETE, "completing", 2, p, ONCE, NULL);
+  return pg_fenced(pg(base), S_COMPLETE, "completing", 2, p, ONCE, NULL);
 }
 
 static int pg_finish(struct registry *base, const char *id, int64_t fence,
@@ -587,164 +489,13 @@ static int pg_finish(struct registry *base, const char *id, int64_t fence,
   fmt_i64(t, total);
   const char *p[] = {id, f, t};
   PGresult *res = NULL;
-  int rc = fenced(pg(base), S_FINISH, "finishing", 3, p, ONCE, &res);
+  int rc = pg_fenced(pg(base), S_FINISH, "finishing", 3, p, ONCE, &res);
   if (rc)
     return rc;
   counts->sent = pg_get_i64(res, 0, 0);
   counts->rejected = pg_get_i64(res, 0, 1);
   PQclear(res);
   return SO_OK;
-}
-
-/* mark_finish_tx: S_MARK then S_FINISH inside the transaction the caller
- * began; *done says whether both found the fence live (the row S_MARK
- * locks keeps it so for S_FINISH). */
-static int mark_finish_tx(struct registry_pg *r, const char *const *pm,
-                          const char *const *pf, struct registry_counts *counts,
-                          bool *done)
-{
-  PGresult *res = NULL;
-  int rc = pg_conn_exec(r, S_MARK, registry_pg_sql[S_MARK],
-                        "writing delivery marks", MARKS_NPARAMS, pm, &res);
-  *done = !rc && PQntuples(res) > 0;
-  PQclear(res);
-  res = NULL;
-  if (!*done)
-    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
-  rc = pg_conn_exec(r, S_FINISH, registry_pg_sql[S_FINISH], "finishing", 3, pf,
-                    &res);
-  *done = !rc && PQntuples(res) > 0;
-  if (*done) {
-    counts->sent = pg_get_i64(res, 0, 0);
-    counts->rejected = pg_get_i64(res, 0, 1);
-  }
-  PQclear(res);
-  return rc ? rc : pg_conn_simple(r, *done ? "COMMIT" : "ROLLBACK", "ending");
-}
-
-/* mark_finish: the marks and the finish in one transaction (BEGIN, S_MARK,
- * S_FINISH, COMMIT: four round trips, one WAL flush instead of two). Not
- * retried on a lost connection (ONCE, as a finish): the caller sees
- * SO_ERR_UNAVAILABLE and tries again, and a transaction left open by a
- * failure is rolled back before the next op (pg_conn_ready). */
-static int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
-                          const struct registry_mark *marks, size_t n,
-                          int64_t total, struct registry_counts *counts)
-{
-  struct registry_pg *r = pg(base);
-  struct pg_marks ma = {0};
-  int rc = pg_marks_build(&ma, marks, n);
-  if (rc) {
-    rc = registry_set_error(base, rc, "registry postgresql: marks: %s",
-                            so_strerror(rc));
-    goto out;
-  }
-  char f[24], t[24];
-  fmt_i64(f, fence);
-  fmt_i64(t, total);
-  /* Rows looked up first: inside a transaction a unique violation could
-   * not be retried, and the outcomes are for rows that exist. */
-  const char *pm[MARKS_NPARAMS];
-  marks_params(pm, id, f, &ma, true);
-  const char *pf[] = {id, f, t};
-  bool done = false;
-  rc = pg_conn_ready(r);
-  if (!rc)
-    rc = pg_conn_simple(r, "BEGIN", "beginning the finish");
-  if (!rc)
-    rc = mark_finish_tx(r, pm, pf, counts, &done);
-  if (!rc && !done) {
-    /* Why the fence was refused (or the campaign absent), read after the
-     * rollback. */
-    struct peek p;
-    rc = peek(r, id, &p);
-    if (!rc)
-      rc = stale(r, "finishing", id, fence, &p);
-  }
-out:
-  pg_marks_free(&ma);
-  return rc;
-}
-
-/* register_claim_mark_tx: inside the caller's transaction, insert the
- * campaign already claimed (S_REGISTER_CLAIM) and mark under fence 1;
- * *created false (nothing written) when it existed. */
-static int register_claim_mark_tx(struct registry_pg *r, const char *const *pc,
-                                  const struct pg_marks *ma, size_t n,
-                                  bool *created, struct registry_claim *out,
-                                  bool *pending)
-{
-  PGresult *res = NULL;
-  int rc = pg_conn_exec(r, S_REGISTER_CLAIM, registry_pg_sql[S_REGISTER_CLAIM],
-                        "registering and claiming", 6, pc, &res);
-  *created = !rc && PQntuples(res) > 0;
-  if (!*created) {
-    PQclear(res);
-    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
-  }
-  claimed_row(res, out);
-  char f[24];
-  fmt_i64(f, out->fence);
-  /* Looked up first, as in mark_finish: a unique violation (rows left by
-   * a campaign of the same id deleted by hand) could not be retried. */
-  const char *pm[MARKS_NPARAMS];
-  marks_params(pm, pc[0], f, ma, true);
-  res = NULL;
-  rc = pg_conn_exec(r, S_MARK_PENDING, registry_pg_sql[S_MARK_PENDING],
-                    "writing delivery marks", MARKS_NPARAMS, pm, &res);
-  if (!rc && PQntuples(res) == 0)
-    rc = registry_set_error(&r->base, SO_ERR_INTERNAL,
-                            "registry postgresql: campaign %s: the claim "
-                            "just made refused its own marks",
-                            pc[0]);
-  if (!rc)
-    pg_marks_pending(ma, res, pending, n);
-  PQclear(res);
-  return rc ? rc : pg_conn_simple(r, "COMMIT", "committing the claim");
-}
-
-/* register_claim_mark: a campaign first seen here is inserted claimed and
- * marked in one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
- * COMMIT: one WAL flush instead of two). One that existed takes the two
- * steps in turn (claim, then marks if claimed). Not retried on a lost
- * connection, as a claim. */
-static int pg_register_claim_mark(struct registry *base,
-                                  const struct registry_new_campaign *c,
-                                  const char *owner, int64_t ttl_ms,
-                                  const struct registry_mark *marks, size_t n,
-                                  bool *created, struct registry_claim *out,
-                                  bool *pending, bool *marked)
-{
-  struct registry_pg *r = pg(base);
-  struct pg_marks ma = {0};
-  int rc = pg_marks_build(&ma, marks, n);
-  if (rc) {
-    rc = registry_set_error(base, rc, "registry postgresql: marks: %s",
-                            so_strerror(rc));
-    goto out;
-  }
-  char at[24], ttl[24];
-  fmt_i64(at, c->scheduled_at_ms);
-  fmt_i64(ttl, ttl_ms);
-  const char *pc[] = {c->campaign_id, at, c->channel, c->payload, owner, ttl};
-  rc = pg_conn_ready(r);
-  if (!rc)
-    rc = pg_conn_simple(r, "BEGIN", "beginning the claim");
-  if (!rc)
-    rc = register_claim_mark_tx(r, pc, &ma, n, created, out, pending);
-  if (rc)
-    goto out;
-  if (*created) {
-    *marked = true;
-    goto out;
-  }
-  rc = pg_claim(base, c->campaign_id, owner, ttl_ms, out);
-  if (!rc && out->kind == REGISTRY_CLAIM_CLAIMED)
-    *marked = pg_mark_pending(base, c->campaign_id, out->fence, marks, n,
-                              pending) == SO_OK;
-out:
-  pg_marks_free(&ma);
-  return rc;
 }
 
 static int pg_release(struct registry *base, const char *id, int64_t fence,
@@ -754,7 +505,7 @@ static int pg_release(struct registry *base, const char *id, int64_t fence,
   fmt_i64(f, fence);
   const char *p[] = {id, f, count_attempt ? "true" : "false", reason};
   PGresult *res = NULL;
-  int rc = fenced(pg(base), S_RELEASE, "releasing", 4, p, ONCE, &res);
+  int rc = pg_fenced(pg(base), S_RELEASE, "releasing", 4, p, ONCE, &res);
   if (rc)
     return rc;
   if (attempts)
@@ -769,7 +520,7 @@ static int pg_fail_op(struct registry *base, const char *id, int64_t fence,
   char f[24];
   fmt_i64(f, fence);
   const char *p[] = {id, f, reason};
-  return fenced(pg(base), S_FAIL, "failing", 3, p, ONCE, NULL);
+  return pg_fenced(pg(base), S_FAIL, "failing", 3, p, ONCE, NULL);
 }
 
 static int pg_mark_dead(struct registry *base, const char *id,
@@ -783,8 +534,8 @@ static int pg_mark_dead(struct registry *base, const char *id,
     return rc;
   /* Not changed: absent, DONE (refused) or DEAD already (its first reason
    * stays, and that is success). */
-  struct peek pk;
-  rc = peek(r, id, &pk);
+  struct pg_peek pk;
+  rc = pg_peek(r, id, &pk);
   if (rc || pk.state == CAMPAIGN_DEAD)
     return rc;
   return registry_set_error(base, SO_ERR_CONFLICT,
@@ -824,8 +575,8 @@ static int pg_control(struct registry *base, const char *id, int64_t fence,
                       enum registry_control *out)
 {
   struct registry_pg *r = pg(base);
-  struct peek pk;
-  int rc = peek(r, id, &pk);
+  struct pg_peek pk;
+  int rc = pg_peek(r, id, &pk);
   if (rc)
     return rc;
   if (pk.fence == fence && pk.state == CAMPAIGN_DEAD) {
@@ -837,7 +588,7 @@ static int pg_control(struct registry *base, const char *id, int64_t fence,
     *out = pk.paused ? REGISTRY_CONTROL_PAUSE : REGISTRY_CONTROL_RUN;
     return SO_OK;
   }
-  return stale(r, "reading operator control", id, fence, &pk);
+  return pg_stale(r, "reading operator control", id, fence, &pk);
 }
 
 static int pg_replay(struct registry *base, const char *id)

@@ -73,7 +73,7 @@ int pg_conn_status(struct registry_pg *r, const PGresult *res)
   if (rc == SO_ERR_CONFLICT && state && state[0] == '4' && state[1] == '0')
     r->retryable = true;
   /* A unique violation: the op may want to run again (marks, see
-   * registry_pg.c). */
+   * registry_pg_mark_ops.c). */
   r->unique_violation = state && strcmp(state, "23505") == 0;
   /* A terminated backend answers the statement with a FATAL 57P01 before
    * libpq has read the EOF that follows: the connection is lost all the

@@ -80,7 +80,7 @@ struct registry_pg {
   bool doomed;    /* the server announced it is closing the connection */
   bool down;      /* the last reconnect failed (logged once) */
 
-  /* The mark statements' (registry_pg.c, mark_run). */
+  /* The mark statements' (registry_pg_mark_ops.c, mark_run). */
   bool unique_violation; /* the last failure was 23505 */
   bool marks_check;      /* look first INFLIGHT marks' rows up first */
 };

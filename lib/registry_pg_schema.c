@@ -144,7 +144,7 @@ const char *registry_pg_migration(int version)
  *    other transaction adds rows of this campaign meanwhile (every writer
  *    holds the campaign's row lock), but the snapshot predates the wait
  *    for that lock: rows its holder committed meanwhile make a unique
- *    violation, and the op runs again (mark_run in registry_pg.c);
+ *    violation, and the op runs again (mark_run in registry_pg_mark_ops.c);
  *  - $5-$7 (ids, states, errors), the rest whose first mark is final, and
  *    $8-$11 (ids, states, errors, tries), the rest: INSERT ... ON CONFLICT
  *    updating a row still INFLIGHT (w0 counts no attempt, w1 adds tries;

@@ -23,7 +23,9 @@
  *    each job reads the clock itself, so each step still has its own
  *    instant. Reads run on the caller's own connection, outside the group.
  *  - Statements, their cache and the row readers: registry_sqlite_db.c;
- *    how a step's delivery marks are written: registry_sqlite_marks.c.
+ *    how a step's delivery marks are written: registry_sqlite_marks.c;
+ *    the plain reads (clock, get, lists): registry_sqlite_read.c; the
+ *    operators' and the watchdog's steps: registry_sqlite_operator.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,7 @@
 #include "registry_sqlite_group.h"
 #include "registry_sqlite_marks.h"
 #include "registry_sqlite_operator.h"
+#include "registry_sqlite_read.h"
 #include "registry_sqlite_schema.h"
 
 static struct registry_sqlite *to_sqlite(struct registry *r)
@@ -175,21 +178,6 @@ static void sqlite_close(struct registry *r)
   free(s);
 }
 
-static int sqlite_now(struct registry *r, int64_t *now_ms)
-{
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc;
-  sqlite3_stmt *st = rsdb_stmt(s, ST_NOW, &rc);
-  if (!st)
-    return rc;
-  bool row = false;
-  rc = rsdb_step(s, st, &row, "reading the clock");
-  if (!rc && row)
-    *now_ms = sqlite3_column_int64(st, 0);
-  sqlite3_reset(st);
-  return rc;
-}
-
 struct register_step {
   const struct registry_new_campaign *c;
   enum campaign_state initial;
@@ -274,27 +262,6 @@ static int sqlite_mark_published(struct registry *r, const char *id, bool *won)
 {
   return won_update(to_sqlite(r), ST_MARK_PUBLISHED, id, NULL, 0, won,
                     "marking published");
-}
-
-/* list_by_ms: the campaign lists whose statement takes a duration in ms
- * (?1: how far ahead, or the grace) and a row limit (?2). */
-static int list_by_ms(struct registry *r, enum stmt_id which, int64_t ms,
-                      size_t limit, struct registry_campaign **out, size_t *n)
-{
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc;
-  sqlite3_stmt *st = rsdb_stmt(s, which, &rc);
-  if (!st)
-    return rc;
-  sqlite3_bind_int64(st, 1, ms);
-  sqlite3_bind_int64(st, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-  return rsdb_read_list(s, st, out, n);
-}
-
-static int sqlite_list_due(struct registry *r, int64_t ahead_ms, size_t limit,
-                           struct registry_campaign **out, size_t *n)
-{
-  return list_by_ms(r, ST_LIST_DUE, ahead_ms, limit, out, n);
 }
 
 /* claim_read: the row as it stands and the registry's now, and what a
@@ -753,55 +720,14 @@ static int sqlite_control(struct registry *r, const char *id, int64_t fence,
   return rsdb_end(s, rc);
 }
 
-static int sqlite_get(struct registry *r, const char *id,
-                      struct registry_campaign *out)
-{
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc;
-  sqlite3_stmt *st = rsdb_stmt(s, ST_GET, &rc);
-  if (!st)
-    return rc;
-  rsdb_bind_text(st, 1, id);
-  bool row = false;
-  rc = rsdb_step(s, st, &row, "reading a campaign");
-  if (!rc && !row)
-    rc = registry_set_error(&s->base, SO_ERR_NOTFOUND,
-                            "registry: no campaign '%s'", id);
-  if (!rc)
-    rc = rsdb_read_campaign(s, st, out);
-  sqlite3_reset(st);
-  return rc;
-}
-
-static int sqlite_list(struct registry *r, int state, size_t limit,
-                       struct registry_campaign **out, size_t *n)
-{
-  struct registry_sqlite *s = to_sqlite(r);
-  int rc;
-  sqlite3_stmt *st = rsdb_stmt(s, state < 0 ? ST_LIST_ALL : ST_LIST_STATE, &rc);
-  if (!st)
-    return rc;
-  sqlite3_bind_int64(st, 1, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-  if (state >= 0)
-    rsdb_bind_text(st, 2, campaign_state_name((enum campaign_state)state));
-  return rsdb_read_list(s, st, out, n);
-}
-
-static int sqlite_list_overdue(struct registry *r, int64_t grace_ms,
-                               size_t limit, struct registry_campaign **out,
-                               size_t *n)
-{
-  return list_by_ms(r, ST_LIST_OVERDUE, grace_ms, limit, out, n);
-}
-
 static const struct registry_ops sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
-    .now = sqlite_now,
+    .now = rsrd_now,
     .register_campaign = sqlite_register,
     .begin_publish = sqlite_begin_publish,
     .mark_published = sqlite_mark_published,
-    .list_due = sqlite_list_due,
+    .list_due = rsrd_list_due,
     .claim = sqlite_claim,
     .renew = sqlite_renew,
     .pending = sqlite_pending,
@@ -821,9 +747,9 @@ static const struct registry_ops sqlite_ops = {
     .cancel = rsop_cancel,
     .control = sqlite_control,
     .replay = rsop_replay,
-    .get = sqlite_get,
-    .list = sqlite_list,
-    .list_overdue = sqlite_list_overdue,
+    .get = rsrd_get,
+    .list = rsrd_list,
+    .list_overdue = rsrd_list_overdue,
     .record_republish = rsop_record_republish,
 };
 

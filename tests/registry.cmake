@@ -7,6 +7,7 @@
 add_executable(test_registry integration/test_registry.c
                              integration/test_registry_env.c
                              integration/test_registry_procs.c
+                             integration/registry_suite.c
                              integration/registry_testdb.c)
 target_link_libraries(test_registry PRIVATE sendonce sendonce_testenv
                       PkgConfig::CMOCKA)
@@ -15,6 +16,25 @@ sendonce_target_warnings(test_registry)
 foreach(backend sqlite pg)
   add_test(NAME registry_${backend} COMMAND test_registry ${backend})
   set_tests_properties(registry_${backend} PROPERTIES
+                       LABELS integration TIMEOUT 240)
+endforeach()
+
+# The same suite's cases of delivery marks and the merged steps
+# (register_claim_mark, mark_finish), an executable of their own so that
+# ctest runs them beside the rest; registered the same way, once per
+# backend.
+add_executable(test_registry_marks integration/test_registry_marks.c
+                                   integration/registry_suite.c
+                                   integration/registry_testdb.c)
+target_link_libraries(test_registry_marks PRIVATE sendonce sendonce_testenv
+                      PkgConfig::CMOCKA)
+target_include_directories(test_registry_marks PRIVATE
+                           ${PROJECT_SOURCE_DIR}/tests)
+sendonce_target_warnings(test_registry_marks)
+foreach(backend sqlite pg)
+  add_test(NAME registry_marks_${backend}
+           COMMAND test_registry_marks ${backend})
+  set_tests_properties(registry_marks_${backend} PROPERTIES
                        LABELS integration TIMEOUT 240)
 endforeach()
 

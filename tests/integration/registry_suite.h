@@ -1,6 +1,8 @@
 /* registry_suite.h - shared pieces of the one registry suite that runs
- * against both backends (test_registry.c: single-process cases;
- * test_registry_procs.c: cases with several processes). */
+ * against both backends (registry_suite.c: these helpers;
+ * test_registry.c: single-process cases of the campaign's life;
+ * test_registry_marks.c: delivery marks and the merged steps, its own
+ * executable; test_registry_procs.c: cases with several processes). */
 #ifndef SENDONCE_REGISTRY_SUITE_H
 #define SENDONCE_REGISTRY_SUITE_H
 
@@ -40,6 +42,14 @@ char *suite_id(const char *base);
 void suite_register(struct registry *r, const char *id,
                     enum campaign_state initial, int64_t scheduled_at_ms);
 
+/* suite_get: registry_get that must succeed (*c owned:
+ * registry_campaign_free). */
+void suite_get(struct registry *r, const char *id, struct registry_campaign *c);
+
+/* suite_mark: one registry_mark that must succeed. */
+void suite_mark(struct registry *r, const char *id, int64_t fence,
+                const char *rcpt, enum delivery_state state);
+
 /* suite_claim: registry_claim that must succeed (any kind). */
 struct registry_claim suite_claim(struct registry *r, const char *id,
                                   const char *owner, int64_t ttl_ms);
@@ -53,6 +63,12 @@ void suite_wait_lease_expired(struct registry *r, const char *id);
 
 /* suite_deliveries: the raw delivery rows of a campaign (owned text). */
 char *suite_deliveries(const char *id);
+
+/* suite_group_setup / suite_group_teardown: the cmocka group fixtures of
+ * a suite executable: create the schema in suite_db (testdb_create()d
+ * by main) / drop it. */
+int suite_group_setup(void **state);
+int suite_group_teardown(void **state);
 
 /* Surroundings: schema, locks, clocks (test_registry_env.c). */
 void test_schema_newer_refused(void **state);

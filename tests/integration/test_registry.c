@@ -1,9 +1,12 @@
 /* test_registry.c - the one registry suite, run once per backend:
  *   test_registry sqlite    (ctest: registry_sqlite)
  *   test_registry pg        (ctest: registry_pg)
- * Single-process cases live here; racing processes, kill -9 and the
- * multi-process publish races in test_registry_procs.c; schema, lock and
- * clock-skew cases in test_registry_env.c.
+ * Single-process cases of a campaign's life live here; racing processes,
+ * kill -9 and the multi-process publish races in test_registry_procs.c;
+ * schema, lock and clock-skew cases in test_registry_env.c; delivery
+ * marks and the merged steps in test_registry_marks.c (an executable of
+ * its own: registry_marks_sqlite, registry_marks_pg). The helpers all of
+ * them share are in registry_suite.c.
  *
  * The binary also has a child mode, used by the clock-skew case to run a
  * registry call under faketime:
@@ -15,91 +18,6 @@
 #include <string.h>
 
 #include "clock.h"
-#include "testenv.h"
-
-struct testdb suite_db;
-
-char *suite_id(const char *base)
-{
-  return testenv_unique(base);
-}
-
-void suite_register(struct registry *r, const char *id,
-                    enum campaign_state initial, int64_t scheduled_at_ms)
-{
-  struct registry_new_campaign c = {
-      .campaign_id = id,
-      .scheduled_at_ms = scheduled_at_ms,
-      .channel = "email",
-      .payload = "{\"schema\":1}",
-  };
-  bool created = false;
-  REG_OK(r, registry_register(r, &c, initial, &created));
-  assert_true(created);
-}
-
-int64_t suite_now(struct registry *r)
-{
-  int64_t now = 0;
-  REG_OK(r, registry_now(r, &now));
-  return now;
-}
-
-void suite_wait_lease_expired(struct registry *r, const char *id)
-{
-  struct registry_campaign c;
-  REG_OK(r, registry_get(r, id, &c));
-  int64_t until = c.lease_until_ms;
-  registry_campaign_free(&c);
-  for (int i = 0; i < 2000 && suite_now(r) < until; i++)
-    clock_sleep_ms(5, NULL);
-  assert_true(suite_now(r) >= until);
-}
-
-char *suite_deliveries(const char *id)
-{
-  char sql[512];
-  snprintf(sql, sizeof(sql),
-           "SELECT recipient_id, state, attempts, error, updated_at FROM "
-           "deliveries WHERE campaign_id = '%s' ORDER BY recipient_id",
-           id);
-  return testdb_query(&suite_db, sql);
-}
-
-static void get(struct registry *r, const char *id, struct registry_campaign *c)
-{
-  REG_OK(r, registry_get(r, id, c));
-}
-
-struct registry_claim suite_claim(struct registry *r, const char *id,
-                                  const char *owner, int64_t ttl_ms)
-{
-  struct registry_claim cl;
-  REG_OK(r, registry_claim(r, id, owner, ttl_ms, &cl));
-  return cl;
-}
-
-static void mark(struct registry *r, const char *id, int64_t fence,
-                 const char *rcpt, enum delivery_state state)
-{
-  struct registry_mark m = {.recipient_id = rcpt, .state = state};
-  REG_OK(r, registry_mark(r, id, fence, &m, 1));
-}
-
-static int group_setup(void **state)
-{
-  (void)state;
-  struct registry *r = testdb_open(&suite_db); /* creates the schema */
-  registry_close(r);
-  return 0;
-}
-
-static int group_teardown(void **state)
-{
-  (void)state;
-  testdb_destroy(&suite_db);
-  return 0;
-}
 
 /* ---- cases ----------------------------------------------------------------
  */
@@ -113,7 +31,7 @@ static void test_register_and_get(void **state)
   suite_register(r, id, CAMPAIGN_SCHEDULED, due);
 
   struct registry_campaign c;
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_string_equal(c.campaign_id, id);
   assert_int_equal(c.state, CAMPAIGN_SCHEDULED);
   assert_int_equal(c.scheduled_at_ms, due);
@@ -140,7 +58,7 @@ static void test_register_and_get(void **state)
   bool created = true;
   REG_OK(r, registry_register(r, &again, CAMPAIGN_PUBLISHED, &created));
   assert_false(created);
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_SCHEDULED);
   assert_int_equal(c.scheduled_at_ms, due);
   assert_string_equal(c.channel, "email");
@@ -150,7 +68,7 @@ static void test_register_and_get(void **state)
 
   char *id2 = suite_id("reg-pub");
   suite_register(r, id2, CAMPAIGN_PUBLISHED, due);
-  get(r, id2, &c);
+  suite_get(r, id2, &c);
   assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
   registry_campaign_free(&c);
 
@@ -227,7 +145,7 @@ static void test_publish_steps(void **state)
   REG_OK(r, registry_begin_publish(r, id, "pub-c", 300, &won));
   assert_false(won);
   struct registry_campaign c;
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
   registry_campaign_free(&c);
   REG_OK(r, registry_list_due(r, 0, 100000, &list, &n));
@@ -268,7 +186,7 @@ static void test_claim_mark_complete(void **state)
   assert_int_equal(cl.state, CAMPAIGN_PROCESSING);
   assert_int_equal(cl.lease_until_ms - cl.registry_now_ms, 10000);
   struct registry_campaign c;
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_PROCESSING);
   assert_string_equal(c.owner, "worker-a");
   assert_int_equal(c.fence, 1);
@@ -285,7 +203,7 @@ static void test_claim_mark_complete(void **state)
   assert_int_equal(other.fence, 1);
 
   REG_OK(r, registry_renew(r, id, 1, 20000));
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_true(c.lease_until_ms >= c.registry_now_ms + 19000);
   assert_true(c.lease_until_ms > cl.lease_until_ms);
   registry_campaign_free(&c);
@@ -302,7 +220,7 @@ static void test_claim_mark_complete(void **state)
       {.recipient_id = "r3", .state = DELIVERY_REJECTED, .error = "bad"},
   };
   REG_OK(r, registry_mark(r, id, 1, batch, 3));
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.total, 3);
   assert_int_equal(c.sent, 1);
   assert_int_equal(c.rejected, 1);
@@ -314,11 +232,11 @@ static void test_claim_mark_complete(void **state)
   assert_false(need[2]);
 
   /* Repeated and backward marks change nothing and count nothing. */
-  mark(r, id, 1, "r2", DELIVERY_SENT);
-  mark(r, id, 1, "r3", DELIVERY_SENT);
-  mark(r, id, 1, "r2", DELIVERY_INFLIGHT);
-  mark(r, id, 1, "r1", DELIVERY_INFLIGHT); /* attempts 2 */
-  get(r, id, &c);
+  suite_mark(r, id, 1, "r2", DELIVERY_SENT);
+  suite_mark(r, id, 1, "r3", DELIVERY_SENT);
+  suite_mark(r, id, 1, "r2", DELIVERY_INFLIGHT);
+  suite_mark(r, id, 1, "r1", DELIVERY_INFLIGHT); /* attempts 2 */
+  suite_get(r, id, &c);
   assert_int_equal(c.sent, 1);
   assert_int_equal(c.rejected, 1);
   registry_campaign_free(&c);
@@ -327,8 +245,8 @@ static void test_claim_mark_complete(void **state)
   assert_non_null(strstr(rows, "r2|SENT|1|"));
   assert_non_null(strstr(rows, "r3|REJECTED|1|bad|"));
   free(rows);
-  mark(r, id, 1, "r1", DELIVERY_SENT);
-  get(r, id, &c);
+  suite_mark(r, id, 1, "r1", DELIVERY_SENT);
+  suite_get(r, id, &c);
   assert_int_equal(c.sent, 2);
   registry_campaign_free(&c);
 
@@ -343,7 +261,7 @@ static void test_claim_mark_complete(void **state)
   assert_int_equal(ctl, REGISTRY_CONTROL_RUN);
 
   REG_OK(r, registry_complete(r, id, 1));
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_DONE);
   assert_null(c.owner);
   assert_int_equal(c.lease_until_ms, 0);
@@ -363,73 +281,6 @@ static void test_claim_mark_complete(void **state)
   registry_close(r);
 }
 
-/* The merged steps a consumer takes per trigger and at the end: the same
- * answers and rows as the calls they merge, and a stale fence writes
- * nothing. */
-static void test_register_claim_and_finish(void **state)
-{
-  (void)state;
-  struct registry *r = testdb_open(&suite_db);
-  char *id = suite_id("merged");
-  struct registry_new_campaign nc = {
-      .campaign_id = id,
-      .scheduled_at_ms = suite_now(r) - 1000,
-      .channel = "email",
-      .payload = "{\"schema\":1}",
-  };
-  bool created = false;
-  struct registry_claim cl;
-  REG_OK(r, registry_register_claim(r, &nc, "worker-a", 10000, &created, &cl));
-  assert_true(created);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
-  assert_int_equal(cl.fence, 1);
-  assert_int_equal(cl.lease_until_ms - cl.registry_now_ms, 10000);
-  struct registry_campaign c;
-  get(r, id, &c);
-  assert_int_equal(c.state, CAMPAIGN_PROCESSING);
-  assert_string_equal(c.owner, "worker-a");
-  assert_string_equal(c.channel, "email");
-  int64_t total_before = c.total;
-  registry_campaign_free(&c);
-
-  /* A second trigger: registered already, held by worker-a. */
-  REG_OK(r, registry_register_claim(r, &nc, "worker-b", 10000, &created, &cl));
-  assert_false(created);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_HELD);
-  assert_int_equal(cl.fence, 1);
-
-  /* A stale fence sets neither the total nor the state. */
-  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 2, 7, NULL));
-  get(r, id, &c);
-  assert_int_equal(c.state, CAMPAIGN_PROCESSING);
-  assert_int_equal(c.total, total_before);
-  registry_campaign_free(&c);
-  REG_RC(r, SO_ERR_INVALID, registry_finish(r, id, 1, -1, NULL));
-
-  struct registry_mark outcomes[] = {
-      {.recipient_id = "r1", .state = DELIVERY_SENT},
-      {.recipient_id = "r2", .state = DELIVERY_SENT},
-      {.recipient_id = "r3", .state = DELIVERY_REJECTED, .error = "bad"},
-  };
-  REG_OK(r, registry_mark(r, id, 1, outcomes, 3));
-  struct registry_counts counts = {-1, -1};
-  REG_OK(r, registry_finish(r, id, 1, 7, &counts));
-  assert_int_equal(counts.sent, 2); /* as DONE left them */
-  assert_int_equal(counts.rejected, 1);
-  get(r, id, &c);
-  assert_int_equal(c.state, CAMPAIGN_DONE);
-  assert_int_equal(c.total, 7);
-  assert_null(c.owner);
-  assert_int_equal(c.lease_until_ms, 0);
-  registry_campaign_free(&c);
-  REG_RC(r, SO_ERR_STALE_FENCE, registry_finish(r, id, 1, 7, NULL));
-  REG_OK(r, registry_register_claim(r, &nc, "worker-b", 10000, &created, &cl));
-  assert_false(created);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_DONE);
-  free(id);
-  registry_close(r);
-}
-
 static void test_release_fail_dead(void **state)
 {
   (void)state;
@@ -439,11 +290,11 @@ static void test_release_fail_dead(void **state)
   struct registry_campaign c;
 
   assert_int_equal(suite_claim(r, id, "w", 10000).fence, 1);
-  mark(r, id, 1, "keep", DELIVERY_SENT);
+  suite_mark(r, id, 1, "keep", DELIVERY_SENT);
   int attempts = -1;
   REG_OK(r, registry_release(r, id, 1, false, NULL, &attempts));
   assert_int_equal(attempts, 0);
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
   assert_null(c.owner);
   assert_int_equal(c.lease_until_ms, 0);
@@ -459,14 +310,14 @@ static void test_release_fail_dead(void **state)
   assert_int_equal(suite_claim(r, id, "w3", 10000).fence, 3);
   REG_OK(r, registry_release(r, id, 3, true, "still down", &attempts));
   assert_int_equal(attempts, 2);
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.attempts, 2);
   assert_string_equal(c.last_error, "still down");
   registry_campaign_free(&c);
 
   assert_int_equal(suite_claim(r, id, "w4", 10000).fence, 4);
   REG_OK(r, registry_fail(r, id, 4, "boom"));
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_DEAD);
   assert_string_equal(c.last_error, "boom");
   assert_null(c.owner);
@@ -477,7 +328,7 @@ static void test_release_fail_dead(void **state)
   assert_int_equal(ctl, REGISTRY_CONTROL_CANCEL);
 
   REG_OK(r, registry_replay(r, id));
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
   assert_int_equal(c.attempts, 0);
   assert_string_equal(c.last_error, "boom");
@@ -488,7 +339,7 @@ static void test_release_fail_dead(void **state)
   /* An unfenced mark_dead (DLQ, expiry) stops the holder. */
   REG_OK(r, registry_mark_dead(r, id, "dlq"));
   REG_OK(r, registry_mark_dead(r, id, "again"));
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.state, CAMPAIGN_DEAD);
   assert_string_equal(c.last_error, "dlq");
   assert_int_equal(c.fence, 5);
@@ -505,7 +356,7 @@ static void test_release_fail_dead(void **state)
   REG_OK(r, registry_control(r, id2, 1, &ctl));
   assert_int_equal(ctl, REGISTRY_CONTROL_CANCEL);
   REG_RC(r, SO_ERR_STALE_FENCE, registry_control(r, id2, 2, &ctl));
-  get(r, id2, &c);
+  suite_get(r, id2, &c);
   assert_int_equal(c.state, CAMPAIGN_DEAD);
   assert_string_equal(c.last_error, "cancelled");
   registry_campaign_free(&c);
@@ -621,7 +472,7 @@ static void test_record_republish(void **state)
                                       &won));
   assert_true(won);
   struct registry_campaign c;
-  get(r, id, &c);
+  suite_get(r, id, &c);
   assert_int_equal(c.republished, 1);
   assert_true(c.republished_at_ms > 0);
   assert_true(llabs(c.republished_at_ms - c.registry_now_ms) < 5000);
@@ -688,8 +539,8 @@ static void test_stale_fence(void **state)
   char *id = suite_id("stale");
   suite_register(r, id, CAMPAIGN_PUBLISHED, suite_now(r));
   assert_int_equal(suite_claim(r, id, "old", 150).fence, 1);
-  mark(r, id, 1, "a", DELIVERY_SENT);
-  mark(r, id, 1, "b", DELIVERY_INFLIGHT);
+  suite_mark(r, id, 1, "a", DELIVERY_SENT);
+  suite_mark(r, id, 1, "b", DELIVERY_INFLIGHT);
   suite_wait_lease_expired(r, id);
 
   for (int round = 0; round < 2; round++) {
@@ -697,7 +548,7 @@ static void test_stale_fence(void **state)
     if (round == 1)
       assert_int_equal(suite_claim(r, id, "new", 60000).fence, 2);
     struct registry_campaign before, after;
-    get(r, id, &before);
+    suite_get(r, id, &before);
     char *rows_before = suite_deliveries(id);
 
     struct registry_mark m[] = {
@@ -720,7 +571,7 @@ static void test_stale_fence(void **state)
     REG_RC(r, SO_ERR_STALE_FENCE, registry_complete(r, id, 1));
     REG_RC(r, SO_ERR_STALE_FENCE, registry_complete(r, id, 3)); /* future */
 
-    get(r, id, &after);
+    suite_get(r, id, &after);
     char *rows_after = suite_deliveries(id);
     assert_true(campaigns_equal(&before, &after));
     assert_string_equal(rows_before, rows_after);
@@ -737,321 +588,6 @@ static void test_stale_fence(void **state)
   registry_close(r);
 }
 
-/* SENT and REJECTED recipients are never handed out again, across any
- * number of takeovers with new fences. */
-static void test_pending_across_takeovers(void **state)
-{
-  (void)state;
-  struct registry *r = testdb_open(&suite_db);
-  char *id = suite_id("takeover");
-  suite_register(r, id, CAMPAIGN_PUBLISHED, suite_now(r));
-  const char *ids[] = {"s1", "s2", "j1", "i1", "n1"};
-  int64_t fence = 0;
-  for (int round = 0; round < 4; round++) {
-    struct registry_claim cl =
-        suite_claim(r, id, round % 2 ? "w-odd" : "w-even", 600);
-    assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
-    assert_int_equal(cl.fence, fence + 1);
-    fence = cl.fence;
-    bool need[5];
-    REG_OK(r, registry_pending(r, id, fence, ids, 5, need));
-    if (round == 0) {
-      struct registry_mark m[] = {
-          {.recipient_id = "s1", .state = DELIVERY_SENT},
-          {.recipient_id = "s2", .state = DELIVERY_INFLIGHT},
-          {.recipient_id = "s2", .state = DELIVERY_SENT},
-          {.recipient_id = "j1", .state = DELIVERY_REJECTED, .error = "4xx"},
-          {.recipient_id = "i1", .state = DELIVERY_INFLIGHT},
-      };
-      REG_OK(r, registry_mark(r, id, fence, m, 5));
-    } else {
-      assert_false(need[0]);
-      assert_false(need[1]);
-      assert_false(need[2]);
-      assert_true(need[3]); /* INFLIGHT: outcome unknown, resend safe */
-      assert_true(need[4]);
-      /* A confused worker re-marking them moves nothing. */
-      mark(r, id, fence, "s1", DELIVERY_INFLIGHT);
-      mark(r, id, fence, "j1", DELIVERY_SENT);
-    }
-    struct registry_campaign c;
-    get(r, id, &c);
-    assert_int_equal(c.sent, 2);
-    assert_int_equal(c.rejected, 1);
-    registry_campaign_free(&c);
-    suite_wait_lease_expired(r, id); /* the holder "dies" */
-  }
-  char *rows = suite_deliveries(id);
-  assert_non_null(strstr(rows, "j1|REJECTED|1|4xx|"));
-  assert_non_null(strstr(rows, "s1|SENT|1|"));
-  free(rows);
-  free(id);
-  registry_close(r);
-}
-
-/* The rows of a campaign without its id or times, to compare two
- * campaigns (owned text). */
-static char *delivery_rows(const char *id)
-{
-  char sql[512];
-  snprintf(sql, sizeof(sql),
-           "SELECT recipient_id, state, attempts, error FROM deliveries "
-           "WHERE campaign_id = '%s' ORDER BY recipient_id",
-           id);
-  return testdb_query(&suite_db, sql);
-}
-
-/* A claimed campaign with i1, i2 INFLIGHT, s1 SENT, j1 REJECTED. */
-static char *mark_pending_setup(struct registry *r, const char *base)
-{
-  char *id = suite_id(base);
-  suite_register(r, id, CAMPAIGN_PUBLISHED, suite_now(r));
-  assert_int_equal(suite_claim(r, id, "w", 60000).fence, 1);
-  struct registry_mark m[] = {
-      {.recipient_id = "i1", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "i2", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "s1", .state = DELIVERY_SENT},
-      {.recipient_id = "j1", .state = DELIVERY_REJECTED, .error = "4xx"},
-  };
-  REG_OK(r, registry_mark(r, id, 1, m, 4));
-  return id;
-}
-
-/* registry_mark_pending answers and writes as registry_pending followed
- * by registry_mark: the same batch on two campaigns in the same state,
- * one each way, then the expected values themselves. */
-static void test_mark_pending(void **state)
-{
-  (void)state;
-  struct registry *r = testdb_open(&suite_db);
-  char *a = mark_pending_setup(r, "mp-two");
-  char *b = mark_pending_setup(r, "mp-one");
-  struct registry_mark m[] = {
-      {.recipient_id = "i2", .state = DELIVERY_SENT}, /* an outcome */
-      {.recipient_id = "n1", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "i1", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "s1", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "j1", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "n2", .state = DELIVERY_REJECTED, .error = "bad"},
-      {.recipient_id = "n1", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "s1", .state = DELIVERY_SENT},
-      {.recipient_id = "i2", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "n3", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "n3", .state = DELIVERY_SENT},
-  };
-  enum { N = sizeof(m) / sizeof(m[0]) };
-  const bool want[N] = {true, true,  true, false, false, true,
-                        true, false, true, true,  true};
-  const char *ids[N];
-  for (size_t i = 0; i < N; i++)
-    ids[i] = m[i].recipient_id;
-  bool two[N], one[N];
-  memset(one, 0, sizeof(one));
-  REG_OK(r, registry_pending(r, a, 1, ids, N, two));
-  REG_OK(r, registry_mark(r, a, 1, m, N));
-  REG_OK(r, registry_mark_pending(r, b, 1, m, N, one));
-  for (size_t i = 0; i < N; i++) {
-    assert_int_equal(two[i], want[i]);
-    assert_int_equal(one[i], want[i]);
-  }
-  char *rows_a = delivery_rows(a);
-  char *rows_b = delivery_rows(b);
-  assert_string_equal(rows_a, rows_b);
-  /* (~ is NULL.) i1 counts a second attempt, n1 two, an INFLIGHT mark after a
-   * final one (i2, n3's order reversed) changes nothing. */
-  assert_string_equal(rows_b,
-                      "i1|INFLIGHT|2|~\n"
-                      "i2|SENT|1|~\n"
-                      "j1|REJECTED|1|4xx\n"
-                      "n1|INFLIGHT|2|~\n"
-                      "n2|REJECTED|1|bad\n"
-                      "n3|SENT|1|~\n"
-                      "s1|SENT|1|~\n");
-  struct registry_campaign ca, cb;
-  get(r, a, &ca);
-  get(r, b, &cb);
-  assert_int_equal(cb.sent, 3);     /* s1, i2, n3 */
-  assert_int_equal(cb.rejected, 2); /* j1, n2 */
-  assert_int_equal(ca.sent, cb.sent);
-  assert_int_equal(ca.rejected, cb.rejected);
-  registry_campaign_free(&ca);
-
-  /* Again: everything final reads false and counts nothing more; the
-   * INFLIGHT ones stay pending and count an attempt. */
-  REG_OK(r, registry_mark_pending(r, b, 1, m, N, one));
-  const bool again[N] = {false, true,  true,  false, false, false,
-                         true,  false, false, false, false};
-  for (size_t i = 0; i < N; i++)
-    assert_int_equal(one[i], again[i]);
-  registry_campaign_free(&cb);
-  get(r, b, &cb);
-  assert_int_equal(cb.sent, 3);
-  assert_int_equal(cb.rejected, 2);
-  registry_campaign_free(&cb);
-  free(rows_b);
-  rows_b = delivery_rows(b);
-  assert_non_null(strstr(rows_b, "i1|INFLIGHT|3|~\n"));
-  assert_non_null(strstr(rows_b, "n1|INFLIGHT|4|~\n"));
-  assert_non_null(strstr(rows_b, "s1|SENT|1|~\n"));
-
-  /* An empty call is a fence check; a bad mark is refused whole. */
-  REG_OK(r, registry_mark_pending(r, b, 1, NULL, 0, NULL));
-  REG_RC(r, SO_ERR_STALE_FENCE, registry_mark_pending(r, b, 2, NULL, 0, NULL));
-  struct registry_mark bad[] = {
-      {.recipient_id = "n9", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "", .state = DELIVERY_SENT},
-  };
-  REG_RC(r, SO_ERR_INVALID, registry_mark_pending(r, b, 1, bad, 2, one));
-  REG_RC(r, SO_ERR_INVALID, registry_mark_pending(r, b, 1, m, N, NULL));
-  char *rows_c = delivery_rows(b);
-  assert_string_equal(rows_b, rows_c);
-  free(rows_a);
-  free(rows_b);
-  free(rows_c);
-  free(a);
-  free(b);
-  registry_close(r);
-}
-
-/* registry_mark_finish: the last outcomes and DONE as one fenced step,
- * written as registry_mark then registry_finish would write them; a stale
- * fence or a bad argument writes neither. */
-static void test_mark_finish(void **state)
-{
-  (void)state;
-  struct registry *r = testdb_open(&suite_db);
-  char *id = mark_pending_setup(r, "mark-finish");
-  struct registry_mark m[] = {
-      {.recipient_id = "i1", .state = DELIVERY_SENT},
-      {.recipient_id = "i2", .state = DELIVERY_REJECTED, .error = "4xx"},
-      {.recipient_id = "s1", .state = DELIVERY_SENT}, /* already final */
-  };
-  char *before = delivery_rows(id);
-  struct registry_counts counts = {-1, -1};
-  REG_RC(r, SO_ERR_STALE_FENCE,
-         registry_mark_finish(r, id, 2, m, 3, 4, &counts));
-  REG_RC(r, SO_ERR_INVALID, registry_mark_finish(r, id, 1, m, 3, -1, NULL));
-  struct registry_mark bad[] = {{.recipient_id = "", .state = DELIVERY_SENT}};
-  REG_RC(r, SO_ERR_INVALID, registry_mark_finish(r, id, 1, bad, 1, 4, NULL));
-  char *after = delivery_rows(id);
-  assert_string_equal(before, after);
-  struct registry_campaign c;
-  get(r, id, &c);
-  assert_int_equal(c.state, CAMPAIGN_PROCESSING);
-  assert_int_equal(c.sent, 1);
-  registry_campaign_free(&c);
-
-  REG_OK(r, registry_mark_finish(r, id, 1, m, 3, 4, &counts));
-  assert_int_equal(counts.sent, 2); /* s1 and i1: s1 counts once */
-  assert_int_equal(counts.rejected, 2);
-  free(after);
-  after = delivery_rows(id);
-  assert_string_equal(after,
-                      "i1|SENT|1|~\n"
-                      "i2|REJECTED|1|4xx\n"
-                      "j1|REJECTED|1|4xx\n"
-                      "s1|SENT|1|~\n");
-  get(r, id, &c);
-  assert_int_equal(c.state, CAMPAIGN_DONE);
-  assert_int_equal(c.total, 4);
-  assert_null(c.owner);
-  assert_int_equal(c.lease_until_ms, 0);
-  registry_campaign_free(&c);
-  REG_RC(r, SO_ERR_STALE_FENCE, registry_mark_finish(r, id, 1, m, 3, 4, NULL));
-
-  /* With no marks it is registry_finish. */
-  char *e = suite_id("mark-finish-empty");
-  suite_register(r, e, CAMPAIGN_PUBLISHED, suite_now(r));
-  assert_int_equal(suite_claim(r, e, "w", 60000).fence, 1);
-  REG_OK(r, registry_mark_finish(r, e, 1, NULL, 0, 0, NULL));
-  get(r, e, &c);
-  assert_int_equal(c.state, CAMPAIGN_DONE);
-  registry_campaign_free(&c);
-  free(e);
-  free(before);
-  free(after);
-  free(id);
-  registry_close(r);
-}
-
-/* registry_register_claim_mark: the claim's answers are
- * registry_register_claim's; the marks are written (and answered as
- * registry_mark_pending's) only under a claim this call made. */
-static void test_register_claim_mark(void **state)
-{
-  (void)state;
-  struct registry *r = testdb_open(&suite_db);
-  char *id = suite_id("claim-mark");
-  struct registry_new_campaign nc = {
-      .campaign_id = id,
-      .scheduled_at_ms = suite_now(r) - 1000,
-      .channel = "email",
-      .payload = "{\"schema\":1}",
-  };
-  struct registry_mark m[] = {
-      {.recipient_id = "a", .state = DELIVERY_INFLIGHT},
-      {.recipient_id = "b", .state = DELIVERY_INFLIGHT},
-  };
-  bool created = false, marked = false, pend[2] = {false, false};
-  struct registry_claim cl;
-  REG_OK(r, registry_register_claim_mark(r, &nc, "w1", 60000, m, 2, &created,
-                                         &cl, pend, &marked));
-  assert_true(created);
-  assert_true(marked);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
-  assert_int_equal(cl.fence, 1);
-  assert_int_equal(cl.lease_until_ms - cl.registry_now_ms, 60000);
-  assert_true(pend[0] && pend[1]);
-  char *rows = delivery_rows(id);
-  assert_string_equal(rows, "a|INFLIGHT|1|~\nb|INFLIGHT|1|~\n");
-  free(rows);
-
-  /* Held by w1: a duplicate marks nothing. */
-  REG_OK(r, registry_register_claim_mark(r, &nc, "w2", 60000, m, 2, &created,
-                                         &cl, pend, &marked));
-  assert_false(created);
-  assert_false(marked);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_HELD);
-  /* A bad mark is refused before anything is written. */
-  struct registry_mark bad[] = {{.recipient_id = "", .state = 0}};
-  REG_RC(r, SO_ERR_INVALID,
-         registry_register_claim_mark(r, &nc, "w2", 60000, bad, 1, &created,
-                                      &cl, pend, &marked));
-  rows = delivery_rows(id);
-  assert_string_equal(rows, "a|INFLIGHT|1|~\nb|INFLIGHT|1|~\n");
-  free(rows);
-
-  /* A takeover after a release: claimed with fence 2, a (SENT) is not
-   * pending, b counts a second attempt. */
-  struct registry_mark sent[] = {{.recipient_id = "a", .state = DELIVERY_SENT}};
-  REG_OK(r, registry_mark(r, id, 1, sent, 1));
-  REG_OK(r, registry_release(r, id, 1, false, NULL, NULL));
-  REG_OK(r, registry_register_claim_mark(r, &nc, "w2", 60000, m, 2, &created,
-                                         &cl, pend, &marked));
-  assert_false(created);
-  assert_true(marked);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
-  assert_int_equal(cl.fence, 2);
-  assert_false(pend[0]);
-  assert_true(pend[1]);
-  rows = delivery_rows(id);
-  assert_string_equal(rows, "a|SENT|1|~\nb|INFLIGHT|2|~\n");
-  free(rows);
-
-  /* Paused: no claim, no marks. */
-  REG_OK(r, registry_release(r, id, 2, false, NULL, NULL));
-  REG_OK(r, registry_pause(r, id));
-  REG_OK(r, registry_register_claim_mark(r, &nc, "w3", 60000, m, 2, &created,
-                                         &cl, pend, &marked));
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_PAUSED);
-  assert_false(marked);
-  rows = delivery_rows(id);
-  assert_string_equal(rows, "a|SENT|1|~\nb|INFLIGHT|2|~\n");
-  free(rows);
-  free(id);
-  registry_close(r);
-}
-
 int main(int argc, char **argv)
 {
   if (argc > 1 && strcmp(argv[1], "--child") == 0)
@@ -1062,15 +598,10 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_register_and_get),
       cmocka_unit_test(test_publish_steps),
       cmocka_unit_test(test_claim_mark_complete),
-      cmocka_unit_test(test_register_claim_and_finish),
       cmocka_unit_test(test_release_fail_dead),
       cmocka_unit_test(test_lists),
       cmocka_unit_test(test_record_republish),
       cmocka_unit_test(test_stale_fence),
-      cmocka_unit_test(test_pending_across_takeovers),
-      cmocka_unit_test(test_mark_pending),
-      cmocka_unit_test(test_mark_finish),
-      cmocka_unit_test(test_register_claim_mark),
       cmocka_unit_test(test_schema_newer_refused),
       cmocka_unit_test(test_open_failures),
       cmocka_unit_test(test_lock_held_elsewhere),
@@ -1080,8 +611,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_kill_mid_batch),
       cmocka_unit_test(test_race_claims),
   };
-  return cmocka_run_group_tests_name(suite_db.backend == REGISTRY_POSTGRESQL
-                                         ? "registry_pg"
-                                         : "registry_sqlite",
-                                     tests, group_setup, group_teardown);
+  return cmocka_run_group_tests_name(
+      suite_db.backend == REGISTRY_POSTGRESQL ? "registry_pg"
+                                              : "registry_sqlite",
+      tests, suite_group_setup, suite_group_teardown);
 }

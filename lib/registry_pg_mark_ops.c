@@ -1,0 +1,238 @@
+/* registry_pg_mark_ops.c - the PostgreSQL backend's ops that write
+ * delivery marks: mark and mark_pending (one statement, S_MARK or
+ * S_MARK_PENDING, built by registry_pg_marks.c), and the two merged steps
+ * that take the marks with a finish (mark_finish) or with a first claim
+ * (register_claim_mark) in one transaction, one WAL flush instead of
+ * two. The other ops and the helpers these share are registry_pg.c's
+ * (registry_pg_internal.h).
+ */
+#include "registry_pg_mark_ops.h"
+
+#include "registry_pg_internal.h"
+#include "registry_pg_marks.h"
+
+/* marks_params: the parameters of S_MARK / S_MARK_PENDING for marks
+ * built into pm ($1 id, $2 fence, the arrays, then whether to look the
+ * first INFLIGHT marks' rows up). */
+#define MARKS_NPARAMS (3 + PG_MARKS_NPARAMS)
+static void marks_params(const char *p[MARKS_NPARAMS], const char *id,
+                         const char *fence, const struct pg_marks *pm,
+                         bool lookup)
+{
+  p[0] = id;
+  p[1] = fence;
+  for (size_t i = 0; i < PG_MARKS_NPARAMS; i++)
+    p[2 + i] = pm->params[i].data;
+  p[2 + PG_MARKS_NPARAMS] = lookup ? "true" : "false";
+}
+
+/* mark_run: S_MARK or S_MARK_PENDING for the call's marks; *pending (if
+ * not NULL) gets which marks' recipients were pending. */
+static int mark_run(struct registry *base, enum pg_stmt stmt, const char *id,
+                    int64_t fence, const struct registry_mark *marks, size_t n,
+                    bool *pending)
+{
+  struct registry_pg *r = pg(base);
+  struct pg_marks pm = {0};
+  int rc = pg_marks_build(&pm, marks, n);
+  if (rc)
+    return registry_set_error(base, rc, "registry postgresql: marks: %s",
+                              so_strerror(rc));
+  char f[24];
+  fmt_i64(f, fence);
+  const char *p[MARKS_NPARAMS];
+  PGresult *res = NULL;
+  /* The recipients marked INFLIGHT once are normally fresh, so the
+   * statement inserts them without looking them up first, unless a
+   * recent call met existing rows (a resumed campaign). When it meets
+   * one, the insert fails (a unique violation, nothing written) and the
+   * op runs again with the lookups; they stay on until a call finds
+   * every such recipient fresh. A second unique violation is a row
+   * committed while the statement waited for the campaign's lock (its
+   * snapshot is older): a new attempt sees it. */
+  for (int attempt = 0;; attempt++) {
+    marks_params(p, id, f, &pm, r->marks_check);
+    /* Idempotent: a repeated mark changes nothing and counts nothing. */
+    rc = pg_fenced(r, stmt, "writing delivery marks", MARKS_NPARAMS, p,
+                   IDEMPOTENT, pending ? &res : NULL);
+    if (rc != SO_ERR_CONFLICT || !r->unique_violation || attempt == 2)
+      break;
+    r->marks_check = true;
+  }
+  if (!rc && pending) {
+    pg_marks_pending(&pm, res, pending, n);
+    if (r->marks_check && pg_marks_fresh(&pm))
+      r->marks_check = false;
+    PQclear(res);
+  }
+  pg_marks_free(&pm);
+  return rc;
+}
+
+int pg_mark(struct registry *base, const char *id, int64_t fence,
+            const struct registry_mark *marks, size_t n)
+{
+  return mark_run(base, S_MARK, id, fence, marks, n, NULL);
+}
+
+/* mark_pending: the rows name the recipients that were pending; every
+ * other mark's recipient was final. (A retry after a lost connection sees
+ * this call's own INFLIGHT rows as pending, which is what it would have
+ * answered anyway; its final marks then read as not pending, which only
+ * the counters could care about, and they count on the server.) */
+int pg_mark_pending(struct registry *base, const char *id, int64_t fence,
+                    const struct registry_mark *marks, size_t n, bool *pending)
+{
+  return mark_run(base, S_MARK_PENDING, id, fence, marks, n, pending);
+}
+
+/* mark_finish_tx: S_MARK then S_FINISH inside the transaction the caller
+ * began; *done says whether both found the fence live (the row S_MARK
+ * locks keeps it so for S_FINISH). */
+static int mark_finish_tx(struct registry_pg *r, const char *const *pm,
+                          const char *const *pf, struct registry_counts *counts,
+                          bool *done)
+{
+  PGresult *res = NULL;
+  int rc = pg_conn_exec(r, S_MARK, registry_pg_sql[S_MARK],
+                        "writing delivery marks", MARKS_NPARAMS, pm, &res);
+  *done = !rc && PQntuples(res) > 0;
+  PQclear(res);
+  res = NULL;
+  if (!*done)
+    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
+  rc = pg_conn_exec(r, S_FINISH, registry_pg_sql[S_FINISH], "finishing", 3, pf,
+                    &res);
+  *done = !rc && PQntuples(res) > 0;
+  if (*done) {
+    counts->sent = pg_get_i64(res, 0, 0);
+    counts->rejected = pg_get_i64(res, 0, 1);
+  }
+  PQclear(res);
+  return rc ? rc : pg_conn_simple(r, *done ? "COMMIT" : "ROLLBACK", "ending");
+}
+
+/* mark_finish: the marks and the finish in one transaction (BEGIN, S_MARK,
+ * S_FINISH, COMMIT: four round trips, one WAL flush instead of two). Not
+ * retried on a lost connection (ONCE, as a finish): the caller sees
+ * SO_ERR_UNAVAILABLE and tries again, and a transaction left open by a
+ * failure is rolled back before the next op (pg_conn_ready). */
+int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
+                   const struct registry_mark *marks, size_t n, int64_t total,
+                   struct registry_counts *counts)
+{
+  struct registry_pg *r = pg(base);
+  struct pg_marks ma = {0};
+  int rc = pg_marks_build(&ma, marks, n);
+  if (rc) {
+    rc = registry_set_error(base, rc, "registry postgresql: marks: %s",
+                            so_strerror(rc));
+    goto out;
+  }
+  char f[24], t[24];
+  fmt_i64(f, fence);
+  fmt_i64(t, total);
+  /* Rows looked up first: inside a transaction a unique violation could
+   * not be retried, and the outcomes are for rows that exist. */
+  const char *pm[MARKS_NPARAMS];
+  marks_params(pm, id, f, &ma, true);
+  const char *pf[] = {id, f, t};
+  bool done = false;
+  rc = pg_conn_ready(r);
+  if (!rc)
+    rc = pg_conn_simple(r, "BEGIN", "beginning the finish");
+  if (!rc)
+    rc = mark_finish_tx(r, pm, pf, counts, &done);
+  if (!rc && !done) {
+    /* Why the fence was refused (or the campaign absent), read after the
+     * rollback. */
+    struct pg_peek p;
+    rc = pg_peek(r, id, &p);
+    if (!rc)
+      rc = pg_stale(r, "finishing", id, fence, &p);
+  }
+out:
+  pg_marks_free(&ma);
+  return rc;
+}
+
+/* register_claim_mark_tx: inside the caller's transaction, insert the
+ * campaign already claimed (S_REGISTER_CLAIM) and mark under fence 1;
+ * *created false (nothing written) when it existed. */
+static int register_claim_mark_tx(struct registry_pg *r, const char *const *pc,
+                                  const struct pg_marks *ma, size_t n,
+                                  bool *created, struct registry_claim *out,
+                                  bool *pending)
+{
+  PGresult *res = NULL;
+  int rc = pg_conn_exec(r, S_REGISTER_CLAIM, registry_pg_sql[S_REGISTER_CLAIM],
+                        "registering and claiming", 6, pc, &res);
+  *created = !rc && PQntuples(res) > 0;
+  if (!*created) {
+    PQclear(res);
+    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
+  }
+  pg_claimed_row(res, out);
+  char f[24];
+  fmt_i64(f, out->fence);
+  /* Looked up first, as in mark_finish: a unique violation (rows left by
+   * a campaign of the same id deleted by hand) could not be retried. */
+  const char *pm[MARKS_NPARAMS];
+  marks_params(pm, pc[0], f, ma, true);
+  res = NULL;
+  rc = pg_conn_exec(r, S_MARK_PENDING, registry_pg_sql[S_MARK_PENDING],
+                    "writing delivery marks", MARKS_NPARAMS, pm, &res);
+  if (!rc && PQntuples(res) == 0)
+    rc = registry_set_error(&r->base, SO_ERR_INTERNAL,
+                            "registry postgresql: campaign %s: the claim "
+                            "just made refused its own marks",
+                            pc[0]);
+  if (!rc)
+    pg_marks_pending(ma, res, pending, n);
+  PQclear(res);
+  return rc ? rc : pg_conn_simple(r, "COMMIT", "committing the claim");
+}
+
+/* register_claim_mark: a campaign first seen here is inserted claimed and
+ * marked in one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
+ * COMMIT: one WAL flush instead of two). One that existed takes the two
+ * steps in turn (claim, then marks if claimed). Not retried on a lost
+ * connection, as a claim. */
+int pg_register_claim_mark(struct registry *base,
+                           const struct registry_new_campaign *c,
+                           const char *owner, int64_t ttl_ms,
+                           const struct registry_mark *marks, size_t n,
+                           bool *created, struct registry_claim *out,
+                           bool *pending, bool *marked)
+{
+  struct registry_pg *r = pg(base);
+  struct pg_marks ma = {0};
+  int rc = pg_marks_build(&ma, marks, n);
+  if (rc) {
+    rc = registry_set_error(base, rc, "registry postgresql: marks: %s",
+                            so_strerror(rc));
+    goto out;
+  }
+  char at[24], ttl[24];
+  fmt_i64(at, c->scheduled_at_ms);
+  fmt_i64(ttl, ttl_ms);
+  const char *pc[] = {c->campaign_id, at, c->channel, c->payload, owner, ttl};
+  rc = pg_conn_ready(r);
+  if (!rc)
+    rc = pg_conn_simple(r, "BEGIN", "beginning the claim");
+  if (!rc)
+    rc = register_claim_mark_tx(r, pc, &ma, n, created, out, pending);
+  if (rc)
+    goto out;
+  if (*created) {
+    *marked = true;
+    goto out;
+  }
+  rc = pg_claim(base, c->campaign_id, owner, ttl_ms, out);
+  if (!rc && out->kind == REGISTRY_CLAIM_CLAIMED)
+    *marked = pg_mark_pending(base, c->campaign_id, out->fence, marks, n,
+                              pending) == SO_OK;
+out:
+  pg_marks_free(&ma);
+  return rc;
+}
