@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +19,29 @@
  * batch. Eight workers plus a lease thread never come close. */
 #define RSG_MAX_BATCH 64
 
+/* A job lives on its caller's stack. Its caller, when another thread leads,
+ * sleeps on `wake`, which is posted exactly once: when a leader finished
+ * the job (`done`) or handed the lead to it (`lead`), both set under the
+ * group's mutex before the post. A semaphore, not the group's condition
+ * variable: each batch wakes only the threads it has news for, where a
+ * broadcast woke every waiter after every batch (bench/run row 1: most of
+ * the workers' ~11 futex calls per campaign, each a context switch). And
+ * sem_post may be called after the mutex is released (the waiter cannot
+ * return before it), so a woken thread does not then block on the mutex. */
 struct rsg_job {
   rsg_job_fn fn;
   void *arg;
   int status;
-  bool done; /* set by the leader that ran it, under the group's mutex */
+  bool done; /* a leader ran it */
+  bool lead; /* a leader handed over: its caller leads the next batch */
+  sem_t wake;
   struct rsg_job *next;
   char errmsg[REGISTRY_ERRMSG_LEN]; /* the job's detail when it failed */
+};
+
+/* See struct rsg_stats; atomics, as they are counted outside the mutex. */
+struct rsg_counters {
+  atomic_ullong batches, jobs, waits, wakes, handoffs, idle_wakes;
 };
 
 struct rsg_group {
@@ -42,9 +60,12 @@ struct rsg_group {
   ino_t ino;
   int refs; /* guarded by groups_mu */
   pthread_mutex_t mu;
-  pthread_cond_t cv; /* a batch finished: its jobs are done */
-  bool leading;      /* some thread is running a batch */
+  /* Some thread runs a batch, or was handed the lead and is waking up to
+   * run the next one: whoever queues a job while it is set waits, and is
+   * sure to be woken (see rsg_run). */
+  bool leading;
   struct rsg_job *head, **tail;
+  struct rsg_counters stats;
   struct rsg_group *next; /* in `groups` */
 };
 
@@ -138,7 +159,6 @@ int rsg_acquire(const char *path, struct rsg_group **out, char *err,
     g->ino = sb.st_ino;
     g->refs = 1;
     pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
     g->tail = &g->head;
     g->next = groups;
     groups = g;
@@ -167,7 +187,6 @@ void rsg_release(struct rsg_group *g)
   /* No job can be queued: every handle of the group is closed, and a
    * handle is only closed by its own thread, never while inside rsg_run. */
   rsdb_close(&g->writer);
-  pthread_cond_destroy(&g->cv);
   pthread_mutex_destroy(&g->mu);
   free(g);
 }
@@ -291,36 +310,84 @@ static size_t take_batch(struct rsg_group *g, struct rsg_job *own,
   return n;
 }
 
+/* wait_turn: sleep until a leader posts the job: it is done, or ours to
+ * lead. No timeout: the leader's busy timeout bounds the batch, and a
+ * leader always posts every job it took or handed the lead to. */
+static void wait_turn(struct rsg_group *g, struct rsg_job *job)
+{
+  atomic_fetch_add_explicit(&g->stats.waits, 1, memory_order_relaxed);
+  for (;;) {
+    while (sem_wait(&job->wake) != 0)
+      ; /* EINTR: a signal handler ran; the post is still to come */
+    atomic_fetch_add_explicit(&g->stats.wakes, 1, memory_order_relaxed);
+    /* The post orders the leader's writes (done, lead, status) before
+     * these reads. A post carries news by construction; the count is the
+     * check that no thread is ever woken for nothing. */
+    if (job->done || job->lead)
+      return;
+    atomic_fetch_add_explicit(&g->stats.idle_wakes, 1, memory_order_relaxed);
+  }
+}
+
+/* lead: with g->mu held and g->leading set for us, run one batch that
+ * starts with our own job, then wake exactly its other jobs' callers and,
+ * when jobs queued meanwhile, hand the lead to the oldest one's caller
+ * (leading stays set, so no job waits with nobody to lead it). Returns
+ * with g->mu released. */
+static void lead(struct rsg_group *g, struct registry_sqlite *self,
+                 struct rsg_job *own)
+{
+  struct rsg_job *batch[RSG_MAX_BATCH];
+  size_t n = take_batch(g, own, batch);
+  pthread_mutex_unlock(&g->mu);
+  /* The leader's busy timeout governs the wait for the write lock, as
+   * when batches ran on the leader's own connection. */
+  g->writer.busy.timeout_ms = self->busy.timeout_ms;
+  run_batch(&g->writer, batch, n);
+  pthread_mutex_lock(&g->mu);
+  for (size_t i = 0; i < n; i++)
+    batch[i]->done = true;
+  /* batch[0] is our own job: its slot carries the next leader, if any. */
+  batch[0] = g->head;
+  if (g->head)
+    g->head->lead = true;
+  else
+    g->leading = false;
+  pthread_mutex_unlock(&g->mu);
+  atomic_fetch_add_explicit(&g->stats.batches, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&g->stats.jobs, n, memory_order_relaxed);
+  if (batch[0])
+    atomic_fetch_add_explicit(&g->stats.handoffs, 1, memory_order_relaxed);
+  /* After its post a job's caller may return and its stack be reused: the
+   * job is not touched again. */
+  for (size_t i = batch[0] ? 0 : 1; i < n; i++)
+    sem_post(&batch[i]->wake);
+}
+
 int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
             void *arg)
 {
   struct rsg_job job = {.fn = fn, .arg = arg, .status = SO_OK};
+  (void)sem_init(&job.wake, 0, 0); /* fails only for a value > max */
   pthread_mutex_lock(&g->mu);
   *g->tail = &job;
   g->tail = &job.next;
-  while (!job.done) {
-    if (g->leading) {
-      pthread_cond_wait(&g->cv, &g->mu);
-      continue;
-    }
-    /* Nobody leads and our job is still queued: we lead one batch, then
-     * hand over. Whoever queued while we committed wakes up below and
-     * leads the next batch, so no thread runs others' work for long. */
-    g->leading = true;
-    struct rsg_job *batch[RSG_MAX_BATCH];
-    size_t n = take_batch(g, &job, batch);
+  if (g->leading) {
+    /* A leader is at work: it, or one after it, takes our job. */
     pthread_mutex_unlock(&g->mu);
-    /* The leader's busy timeout governs the wait for the write lock, as
-     * when batches ran on the leader's own connection. */
-    g->writer.busy.timeout_ms = self->busy.timeout_ms;
-    run_batch(&g->writer, batch, n);
-    pthread_mutex_lock(&g->mu);
-    for (size_t i = 0; i < n; i++)
-      batch[i]->done = true;
-    g->leading = false;
-    pthread_cond_broadcast(&g->cv);
+    wait_turn(g, &job);
+    if (job.lead) {
+      /* Handed over while our job was still queued: leading stays set. */
+      pthread_mutex_lock(&g->mu);
+      lead(g, self, &job);
+    }
+  } else {
+    /* Nobody leads: we lead one batch, then hand over, so no thread runs
+     * others' work for long. */
+    g->leading = true;
+    lead(g, self, &job);
   }
-  pthread_mutex_unlock(&g->mu);
+  sem_destroy(&job.wake);
   /* The leader's handle saw the other jobs' failures go by; the caller
    * sees only its own step's detail. */
   if (job.status)
@@ -328,4 +395,14 @@ int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
   else
     self->base.errmsg[0] = '\0';
   return job.status;
+}
+
+void rsg_stats_get(struct rsg_group *g, struct rsg_stats *out)
+{
+  out->batches = atomic_load(&g->stats.batches);
+  out->jobs = atomic_load(&g->stats.jobs);
+  out->waits = atomic_load(&g->stats.waits);
+  out->wakes = atomic_load(&g->stats.wakes);
+  out->handoffs = atomic_load(&g->stats.handoffs);
+  out->idle_wakes = atomic_load(&g->stats.idle_wakes);
 }

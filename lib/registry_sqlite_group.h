@@ -43,4 +43,17 @@ void rsg_release(struct rsg_group *g);
 int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
             void *arg);
 
+/* Counts of a group since it was created, for tests that check how
+ * threads are woken: `waits` callers slept for their turn (their job was
+ * queued while a batch ran), `wakes` times such a sleeper woke up,
+ * `handoffs` batches ended by handing the lead to a waiting caller,
+ * `idle_wakes` wake-ups for nothing (the job neither done nor the caller's
+ * to lead; 0 by design). At rest each sleeper woke once (wakes = waits)
+ * and waits = jobs - batches + handoffs. */
+struct rsg_stats {
+  unsigned long long batches, jobs, waits, wakes, handoffs, idle_wakes;
+};
+
+void rsg_stats_get(struct rsg_group *g, struct rsg_stats *out);
+
 #endif /* SENDONCE_REGISTRY_SQLITE_GROUP_H */

@@ -26,6 +26,7 @@
 
 #include "clock.h"
 #include "registry.h"
+#include "registry_sqlite_group.h"
 #include "registry_testdb.h"
 #include "testenv.h"
 
@@ -148,10 +149,35 @@ static void test_threads_distinct(void **state)
     ws[i] = (struct worker){.index = i, .prefix = prefix};
     ws[i].r = testdb_open(&db);
   }
+  /* The group the handles share (one more reference keeps it, and its
+   * counts, alive until the end of the test). */
+  struct rsg_group *g = NULL;
+  char err[256];
+  assert_int_equal(rsg_acquire(db.sqlite_path, &g, err, sizeof(err)), SO_OK);
+  struct rsg_stats before;
+  rsg_stats_get(g, &before);
   int64_t t0 = clock_monotonic_ms();
   run_workers(ws, THREADS, distinct_worker);
   int64_t ms = clock_monotonic_ms() - t0;
   assert_workers_ok(ws, THREADS);
+  /* Every thread that slept for its turn was woken once, with news: its
+   * step done, or the lead handed to it. A batch that woke every waiter
+   * (a broadcast) shows as idle wake-ups. */
+  struct rsg_stats st;
+  rsg_stats_get(g, &st);
+  rsg_release(g);
+  unsigned long long batches = st.batches - before.batches;
+  unsigned long long jobs = st.jobs - before.jobs;
+  unsigned long long waits = st.waits - before.waits;
+  unsigned long long handoffs = st.handoffs - before.handoffs;
+  print_message(
+      "%llu jobs in %llu batches, %llu waits, %llu hand-offs, "
+      "%llu idle wake-ups\n",
+      jobs, batches, waits, handoffs, st.idle_wakes - before.idle_wakes);
+  assert_int_equal(jobs, THREADS * DISTINCT_PER_THREAD * 6);
+  assert_int_equal(st.idle_wakes - before.idle_wakes, 0);
+  assert_int_equal(st.wakes - before.wakes, waits);
+  assert_int_equal(waits, jobs - batches + handoffs);
   long long ops = 0;
   for (int i = 0; i < THREADS; i++) {
     ops += ws[i].ops;
