@@ -26,6 +26,17 @@ static void marks_params(const char *p[MARKS_NPARAMS], const char *id,
   p[2 + PG_MARKS_NPARAMS] = lookup ? "true" : "false";
 }
 
+/* marks_build: pg_marks_build, its failure told on the handle. */
+static int marks_build(struct registry *base, struct pg_marks *pm,
+                       const struct registry_mark *marks, size_t n)
+{
+  int rc = pg_marks_build(pm, marks, n);
+  if (rc)
+    return registry_set_error(base, rc, "registry postgresql: marks: %s",
+                              so_strerror(rc));
+  return SO_OK;
+}
+
 /* mark_run: S_MARK or S_MARK_PENDING for the call's marks; *pending (if
  * not NULL) gets which marks' recipients were pending. */
 static int mark_run(struct registry *base, enum pg_stmt stmt, const char *id,
@@ -34,10 +45,9 @@ static int mark_run(struct registry *base, enum pg_stmt stmt, const char *id,
 {
   struct registry_pg *r = pg(base);
   struct pg_marks pm = {0};
-  int rc = pg_marks_build(&pm, marks, n);
+  int rc = marks_build(base, &pm, marks, n);
   if (rc)
-    return registry_set_error(base, rc, "registry postgresql: marks: %s",
-                              so_strerror(rc));
+    return rc;
   char f[24];
   fmt_i64(f, fence);
   const char *p[MARKS_NPARAMS];
@@ -123,12 +133,9 @@ int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
 {
   struct registry_pg *r = pg(base);
   struct pg_marks ma = {0};
-  int rc = pg_marks_build(&ma, marks, n);
-  if (rc) {
-    rc = registry_set_error(base, rc, "registry postgresql: marks: %s",
-                            so_strerror(rc));
+  int rc = marks_build(base, &ma, marks, n);
+  if (rc)
     goto out;
-  }
   char f[24], t[24];
   fmt_i64(f, fence);
   fmt_i64(t, total);
@@ -207,12 +214,9 @@ int pg_register_claim_mark(struct registry *base,
 {
   struct registry_pg *r = pg(base);
   struct pg_marks ma = {0};
-  int rc = pg_marks_build(&ma, marks, n);
-  if (rc) {
-    rc = registry_set_error(base, rc, "registry postgresql: marks: %s",
-                            so_strerror(rc));
+  int rc = marks_build(base, &ma, marks, n);
+  if (rc)
     goto out;
-  }
   char at[24], ttl[24];
   fmt_i64(at, c->scheduled_at_ms);
   fmt_i64(ttl, ttl_ms);

@@ -485,6 +485,18 @@ static int sqlite_mark(struct registry *r, const char *id, int64_t fence,
   return write_step(to_sqlite(r), mark_job, &a);
 }
 
+/* answer_slots: the table rsmk_same_answers needs for n marks (none for
+ * one mark), allocated before the write: out of memory must not come
+ * after it. */
+static int answer_slots(size_t n, size_t **slot, size_t *cap)
+{
+  *cap = 16;
+  while (*cap < 2 * n)
+    *cap *= 2;
+  *slot = n > 1 ? calloc(*cap, sizeof(**slot)) : NULL;
+  return n > 1 && !*slot ? SO_ERR_NOMEM : SO_OK;
+}
+
 /* mark_pending: the marks written as mark_job writes them, each telling
  * whether it wrote its row: no read more than registry_mark, and nothing
  * more under the write lock. The first mark of an id writes its row iff
@@ -495,12 +507,9 @@ static int sqlite_mark_pending(struct registry *r, const char *id,
                                int64_t fence, const struct registry_mark *marks,
                                size_t n, bool *pending)
 {
-  /* Allocated first: out of memory must not come after the write. */
-  size_t cap = 16;
-  while (cap < 2 * n)
-    cap *= 2;
-  size_t *slot = n > 1 ? calloc(cap, sizeof(*slot)) : NULL;
-  if (n > 1 && !slot)
+  size_t cap;
+  size_t *slot = NULL;
+  if (answer_slots(n, &slot, &cap) != SO_OK)
     return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
   struct mark_step a = {id, fence, marks, n, pending};
   int rc = write_step(to_sqlite(r), mark_job, &a);
@@ -635,13 +644,9 @@ static int sqlite_register_claim_mark(struct registry *r,
                                       struct registry_claim *out, bool *pending,
                                       bool *marked)
 {
-  /* Allocated first, as in mark_pending: out of memory must not come
-   * after the write. */
-  size_t cap = 16;
-  while (cap < 2 * n)
-    cap *= 2;
-  size_t *slot = n > 1 ? calloc(cap, sizeof(*slot)) : NULL;
-  if (n > 1 && !slot)
+  size_t cap;
+  size_t *slot = NULL;
+  if (answer_slots(n, &slot, &cap) != SO_OK)
     return registry_set_error(r, SO_ERR_NOMEM, "registry: out of memory");
   struct register_claim_mark_step a = {
       {{c, CAMPAIGN_PUBLISHED, 0}, {c->campaign_id, owner, ttl_ms, out}},
