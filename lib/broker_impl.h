@@ -26,6 +26,7 @@ struct broker_guard {
   pthread_cond_t cv;
   int fd;              /* socket to shut down; valid while armed */
   int64_t deadline_ms; /* monotonic */
+  int64_t wake_ms;     /* the thread sleeps until then; 0 = until told */
   bool armed;
   bool fired;
   bool stop;
