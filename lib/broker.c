@@ -299,6 +299,7 @@ static void broker_drop(struct broker *b)
   }
   b->main_open = false;
   b->pub_open = false;
+  b->ev_open = false;
   for (size_t i = 0; i < b->n_consumers; i++) {
     b->consumers[i].active = false;
     b->consumers[i].tag[0] = '\0';
@@ -349,6 +350,8 @@ void broker_close(struct broker *b)
     return;
   if (b->conn) {
     broker__guard(b, b->opts.op_timeout_ms);
+    if (b->ev_open)
+      amqp_channel_close(b->conn, BROKER_CH_EVENTS, AMQP_REPLY_SUCCESS);
     if (b->pub_open)
       amqp_channel_close(b->conn, BROKER_CH_PUB, AMQP_REPLY_SUCCESS);
     if (b->main_open)
@@ -433,6 +436,8 @@ int broker__reply(struct broker *b, amqp_rpc_reply_t r, amqp_channel_t ch,
           b->main_open = false;
         else if (ch == BROKER_CH_PUB)
           b->pub_open = false;
+        else if (ch == BROKER_CH_EVENTS)
+          broker__events_closed(b);
         so_errf(err, errlen, "%s: %s", what, b->reply_text);
         return status_of_code(m->reply_code);
       }
