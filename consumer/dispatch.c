@@ -329,7 +329,7 @@ static bool execute(struct dispatch *d, struct action *a)
           (unsigned long long)a->tag, so_strerror(rc));
   }
   if (a->has_event)
-    (void)events_publish(d->b, d->t, &a->ev);
+    (void)events_send(d->b, d->t, &a->ev);
   return true;
 }
 

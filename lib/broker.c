@@ -55,6 +55,7 @@ static void *guard_main(void *arg)
   pthread_mutex_lock(&g->mu);
   while (!g->stop) {
     if (!g->armed) {
+      g->wake_ms = 0;
       pthread_cond_wait(&g->cv, &g->mu);
       continue;
     }
@@ -67,6 +68,7 @@ static void *guard_main(void *arg)
       g->armed = false;
       continue;
     }
+    g->wake_ms = g->deadline_ms;
     struct timespec ts;
     ts.tv_sec = (time_t)(g->deadline_ms / 1000);
     ts.tv_nsec = (long)(g->deadline_ms % 1000) * 1000000L;
@@ -123,10 +125,17 @@ void broker__guard(struct broker *b, int timeout_ms)
   b->guard.fd = fd;
   /* The slack lets the call's own deadline (a confirm wait, an RPC
    * timeout) win the race: the guard is the backstop, not the clock. */
-  b->guard.deadline_ms =
-      clock_monotonic_ms() + timeout_ms + BROKER_GUARD_SLACK_MS;
+  int64_t deadline = clock_monotonic_ms() + timeout_ms + BROKER_GUARD_SLACK_MS;
+  b->guard.deadline_ms = deadline;
   b->guard.armed = true;
-  pthread_cond_signal(&b->guard.cv);
+  /* Wake the thread only when it would otherwise sleep past the new
+   * deadline: it is idle (wake_ms 0), or waits for a later one. Re-arming
+   * with a later deadline, and disarming, need no wake-up: at its wake
+   * time the thread finds the current deadline (or none) and sleeps on.
+   * A busy session arms and disarms a few times per message; signalling
+   * each time cost the guard thread two wake-ups per publish. */
+  if (b->guard.wake_ms == 0 || b->guard.wake_ms > deadline)
+    pthread_cond_signal(&b->guard.cv);
   pthread_mutex_unlock(&b->guard.mu);
 }
 
@@ -290,6 +299,7 @@ static void broker_drop(struct broker *b)
   }
   b->main_open = false;
   b->pub_open = false;
+  b->ev_open = false;
   for (size_t i = 0; i < b->n_consumers; i++) {
     b->consumers[i].active = false;
     b->consumers[i].tag[0] = '\0';
@@ -340,6 +350,8 @@ void broker_close(struct broker *b)
     return;
   if (b->conn) {
     broker__guard(b, b->opts.op_timeout_ms);
+    if (b->ev_open)
+      amqp_channel_close(b->conn, BROKER_CH_EVENTS, AMQP_REPLY_SUCCESS);
     if (b->pub_open)
       amqp_channel_close(b->conn, BROKER_CH_PUB, AMQP_REPLY_SUCCESS);
     if (b->main_open)
@@ -424,6 +436,8 @@ int broker__reply(struct broker *b, amqp_rpc_reply_t r, amqp_channel_t ch,
           b->main_open = false;
         else if (ch == BROKER_CH_PUB)
           b->pub_open = false;
+        else if (ch == BROKER_CH_EVENTS)
+          broker__events_closed(b);
         so_errf(err, errlen, "%s: %s", what, b->reply_text);
         return status_of_code(m->reply_code);
       }

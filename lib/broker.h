@@ -297,4 +297,21 @@ struct broker_message {
 int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
                              char *err, size_t errlen) SO_MUST_CHECK;
 
+/* broker_publish_unconfirmed: publish one best-effort message (a
+ * lifecycle event) on a channel of its own, not in confirm mode, and
+ * return once it is written: no round trip. A broker-side refusal (no
+ * such exchange, no permission) closes that channel only: the message
+ * and any sent just before it are lost, consuming and confirmed
+ * publishing carry on, and the channel is reopened by a later call (not
+ * within a second of the close: calls meanwhile fail fast). Never for a
+ * message that must not be lost. Returns:
+ *   SO_OK: written to the connection (not a promise it was enqueued);
+ *   SO_ERR_UNAVAILABLE: down, lost while sending, or the channel is held
+ *     closed after a refusal;
+ *   SO_ERR_TIMEOUT: the send overran op_timeout_ms (connection dropped);
+ *   SO_ERR_INVALID: bad message, or mandatory set (no returns here).
+ * May reconnect first when the session is down and the backoff allows. */
+int broker_publish_unconfirmed(struct broker *b, const struct broker_message *m,
+                               char *err, size_t errlen) SO_MUST_CHECK;
+
 #endif /* SENDONCE_BROKER_H */

@@ -11,6 +11,11 @@
  * That keeps the mapping from confirm to caller trivial, and campaign
  * triggers are few. Frames for channel 1 (deliveries) that arrive while
  * we wait are queued by the frame loop for broker_poll(), never dropped.
+ *
+ * Best-effort messages (lifecycle events) go out on channel 3 instead,
+ * not in confirm mode: nothing waits for them, and a broker-side refusal
+ * (a missing exchange) closes channel 3 only, never the channel that
+ * carries deliveries and acks, nor the one whose confirms count.
  */
 #include <stdio.h>
 #include <string.h>
@@ -67,17 +72,13 @@ static int check_message(const struct broker_message *m, char *err,
   return SO_OK;
 }
 
-int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
-                             char *err, size_t errlen)
+/* The properties every message gets (broker.h); `entries` holds the
+ * headers and must outlive the publish. */
+static void set_props(const struct broker_message *m,
+                      amqp_table_entry_t entries[2 + BROKER_MAX_HEADERS],
+                      amqp_basic_properties_t *pp)
 {
-  amqp_table_entry_t entries[2 + BROKER_MAX_HEADERS];
   amqp_basic_properties_t p;
-  int rc = check_message(m, err, errlen);
-  if (rc)
-    return rc;
-  if ((rc = broker__ensure(b, err, errlen)) != SO_OK)
-    return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
-
   size_t n = 0;
   header_str(&entries[n++], "x-sendonce-campaign", m->message_id);
   entries[n].key = amqp_cstring_bytes("x-sendonce-attempt");
@@ -96,6 +97,20 @@ int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
   p.timestamp = (uint64_t)(clock_now_ms() / 1000);
   p.headers.num_entries = (int)n;
   p.headers.entries = entries;
+  *pp = p;
+}
+
+int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
+                             char *err, size_t errlen)
+{
+  amqp_table_entry_t entries[2 + BROKER_MAX_HEADERS];
+  amqp_basic_properties_t p;
+  int rc = check_message(m, err, errlen);
+  if (rc)
+    return rc;
+  if ((rc = broker__ensure(b, err, errlen)) != SO_OK)
+    return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
+  set_props(m, entries, &p);
   amqp_bytes_t body = {m->body_len, (void *)(uintptr_t)m->body};
 
   int64_t deadline = clock_monotonic_ms() + b->opts.op_timeout_ms;
@@ -151,5 +166,71 @@ int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
       "broker: published campaign=%s exchange=%s routing_key=%s "
       "attempt=%d",
       m->message_id, m->exchange, m->routing_key, m->attempt);
+  return SO_OK;
+}
+
+/* ---- best effort: channel 3 ----------------------------------------- */
+
+void broker__events_closed(struct broker *b)
+{
+  b->ev_open = false;
+  /* A broker that refuses our events (no exchange, no permission) would
+   * refuse the next one too: without a pause every event would cost a
+   * channel.open round trip and a close. */
+  b->ev_hold_ms = clock_monotonic_ms() + BROKER_EVENTS_HOLD_MS;
+}
+
+static int open_events(struct broker *b, char *err, size_t errlen)
+{
+  if (clock_monotonic_ms() < b->ev_hold_ms) {
+    so_errf(err, errlen,
+            "broker: the broker closed the events channel moments ago");
+    return SO_ERR_UNAVAILABLE;
+  }
+  broker__guard(b, b->opts.op_timeout_ms);
+  amqp_channel_open(b->conn, BROKER_CH_EVENTS);
+  int rc = broker__reply(b, amqp_get_rpc_reply(b->conn), BROKER_CH_EVENTS,
+                         "channel.open", err, errlen);
+  if (rc)
+    return rc;
+  b->ev_open = true;
+  return SO_OK;
+}
+
+int broker_publish_unconfirmed(struct broker *b, const struct broker_message *m,
+                               char *err, size_t errlen)
+{
+  amqp_table_entry_t entries[2 + BROKER_MAX_HEADERS];
+  amqp_basic_properties_t p;
+  int rc = check_message(m, err, errlen);
+  if (rc)
+    return rc;
+  if (m->mandatory) {
+    so_errf(err, errlen,
+            "broker: a mandatory message needs broker_publish_confirmed()");
+    return SO_ERR_INVALID;
+  }
+  if ((rc = broker__ensure(b, err, errlen)) != SO_OK)
+    return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
+  if (!b->ev_open && (rc = open_events(b, err, errlen)) != SO_OK)
+    return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
+  set_props(m, entries, &p);
+  amqp_bytes_t body = {m->body_len, (void *)(uintptr_t)m->body};
+  /* Guarded like any send: a broker that stopped reading must not hold
+   * the connection's owner forever. */
+  broker__guard(b, b->opts.op_timeout_ms);
+  int st = amqp_basic_publish(
+      b->conn, BROKER_CH_EVENTS, amqp_cstring_bytes(m->exchange),
+      amqp_cstring_bytes(m->routing_key), 0, 0, &p, body);
+  if (broker__unguard(b) != SO_OK) {
+    so_errf(err, errlen, "broker: publish %s: send timed out", m->message_id);
+    return SO_ERR_TIMEOUT;
+  }
+  if (st != AMQP_STATUS_OK) {
+    broker__lost(b, amqp_error_string2(st));
+    so_errf(err, errlen, "broker: publish %s: %s", m->message_id,
+            amqp_error_string2(st));
+    return SO_ERR_UNAVAILABLE;
+  }
   return SO_OK;
 }

@@ -276,6 +276,17 @@ static void on_channel_close(struct broker *b, amqp_channel_t ch,
                              const amqp_channel_close_t *m)
 {
   amqp_channel_close_ok_t ok = {0};
+  if (ch == BROKER_CH_EVENTS) {
+    /* Events are best effort (docs/events.md): logged at debug, and the
+     * channel reopened by a later event; deliveries and acks on channel
+     * 1 go on. */
+    amqp_send_method(b->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    log_debug("broker: broker closed the events channel: %d %.*s",
+              m->reply_code, (int)m->reply_text.len,
+              (const char *)m->reply_text.bytes);
+    broker__events_closed(b);
+    return;
+  }
   b->reply_code = m->reply_code;
   snprintf(b->reply_text, sizeof(b->reply_text), "%.*s", (int)m->reply_text.len,
            (const char *)m->reply_text.bytes);

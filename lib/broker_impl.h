@@ -13,10 +13,12 @@
 
 #include "broker.h"
 
-#define BROKER_CH_MAIN 1 /* topology, consumers, get, acks */
-#define BROKER_CH_PUB 2  /* publishing in confirm mode */
+#define BROKER_CH_MAIN 1   /* topology, consumers, get, acks */
+#define BROKER_CH_PUB 2    /* publishing in confirm mode */
+#define BROKER_CH_EVENTS 3 /* best-effort publishing, no confirms */
 #define BROKER_TEXT_MAX 512
 #define BROKER_GUARD_SLACK_MS 1000 /* guard deadline = call timeout + this */
+#define BROKER_EVENTS_HOLD_MS 1000 /* no reopen of channel 3 this soon */
 
 /* The guard: a thread that shuts the socket down when a call overruns its
  * deadline, because rabbitmq-c polls without a deadline while sending. */
@@ -26,6 +28,7 @@ struct broker_guard {
   pthread_cond_t cv;
   int fd;              /* socket to shut down; valid while armed */
   int64_t deadline_ms; /* monotonic */
+  int64_t wake_ms;     /* the thread sleeps until then; 0 = until told */
   bool armed;
   bool fired;
   bool stop;
@@ -60,6 +63,8 @@ struct broker {
   int guard_fd;                 /* our dup of the socket, -1 while down */
   bool main_open;               /* channel 1 usable */
   bool pub_open;                /* channel 2 usable, confirm mode on */
+  bool ev_open;                 /* channel 3 usable (opened on demand) */
+  int64_t ev_hold_ms; /* monotonic: channel 3 not reopened before this */
   uint64_t generation;
   size_t uri_index; /* URI of the live or last connection */
   bool connected_once;
@@ -124,6 +129,11 @@ void broker__pending_purge(struct broker *b);
  * recorded, closes answered. Returns SO_OK, SO_ERR_TIMEOUT (no frame) or
  * SO_ERR_UNAVAILABLE (lost). */
 int broker__read_frame(struct broker *b, int timeout_ms);
+
+/* broker__events_closed: the broker closed channel 3 (close-ok already
+ * sent): mark it down and hold off reopening it for
+ * BROKER_EVENTS_HOLD_MS (broker_confirm.c). */
+void broker__events_closed(struct broker *b);
 
 /* broker__bytes_dup: a NUL-terminated malloc'd copy, or NULL. */
 char *broker__bytes_dup(amqp_bytes_t bytes);

@@ -1,6 +1,7 @@
 /* events.c - lifecycle events on the events exchange. */
 #include "events.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,8 +161,9 @@ char *event_to_json(const struct event *e)
   return b.p;
 }
 
-int events_publish(struct broker *b, const struct topology *t,
-                   const struct event *e)
+/* Publish e, confirmed or not: the message is the same either way. */
+static int publish(struct broker *b, const struct topology *t,
+                   const struct event *e, bool confirmed)
 {
   char err[256] = "";
   char *body = event_to_json(e);
@@ -181,10 +183,23 @@ int events_publish(struct broker *b, const struct topology *t,
       .n_headers = 1,
       .mandatory = false,
   };
-  int rc = broker_publish_confirmed(b, &m, err, sizeof(err));
+  int rc = confirmed ? broker_publish_confirmed(b, &m, err, sizeof(err))
+                     : broker_publish_unconfirmed(b, &m, err, sizeof(err));
   if (rc != SO_OK)
     log_debug("events: publish failed: %s event=%s campaign=%s", err, kind,
               e->campaign_id ? e->campaign_id : "-");
   free(body);
   return rc;
+}
+
+int events_publish(struct broker *b, const struct topology *t,
+                   const struct event *e)
+{
+  return publish(b, t, e, true);
+}
+
+int events_send(struct broker *b, const struct topology *t,
+                const struct event *e)
+{
+  return publish(b, t, e, false);
 }

@@ -67,4 +67,13 @@ char *event_to_json(const struct event *e);
 int events_publish(struct broker *b, const struct topology *t,
                    const struct event *e);
 
+/* events_send: publish the event without waiting for anything
+ * (broker_publish_unconfirmed): for the consumer's connection owner,
+ * whose deliveries and acks must not queue behind event round trips.
+ * SO_OK means written, not enqueued: a broker-side refusal loses the
+ * event (logged at debug by the broker session). Otherwise like
+ * events_publish(). */
+int events_send(struct broker *b, const struct topology *t,
+                const struct event *e);
+
 #endif /* SENDONCE_EVENTS_H */

@@ -7,5 +7,8 @@ sendonce_add_test(NAME test_broker LABEL integration TIMEOUT 180
 sendonce_add_test(NAME test_broker_faults LABEL integration TIMEOUT 180
                   SOURCES integration/test_broker_faults.c
                           integration/broker_testutil.c)
+sendonce_add_test(NAME test_broker_events LABEL integration TIMEOUT 60
+                  SOURCES integration/test_broker_events.c
+                          integration/broker_testutil.c)
 sendonce_add_test(NAME test_topology LABEL unit TIMEOUT 30
                   SOURCES unit/test_topology.c)

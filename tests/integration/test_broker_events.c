@@ -1,0 +1,147 @@
+/* test_broker_events.c - best-effort publishing (lifecycle events) on the
+ * real RabbitMQ: broker_publish_unconfirmed() needs no round trip yet
+ * delivers in order, and a broker-side refusal (no such exchange) closes
+ * only its own channel: consuming, acks and confirmed publishing go on in
+ * the same generation, and the events channel comes back after the
+ * hold-off.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker_impl.h"
+#include "broker_testutil.h"
+#include "clock.h"
+#include "log.h"
+
+static struct broker_delivery *poll_one(struct broker *b, int timeout_ms)
+{
+  struct broker_delivery *d = NULL;
+  char err[512] = "";
+  int64_t until = clock_monotonic_ms() + timeout_ms;
+  while (!d && clock_monotonic_ms() < until) {
+    int rc = broker_poll(b, 100, -1, &d, err, sizeof(err));
+    if (rc != SO_OK && rc != SO_ERR_TIMEOUT && rc != SO_ERR_UNAVAILABLE)
+      fail_msg("broker_poll: %s: %s", so_strerror(rc), err);
+  }
+  if (!d)
+    fail_msg("no delivery within %d ms", timeout_ms);
+  return d;
+}
+
+static int send_nowait(struct broker *b, const char *exchange, const char *id)
+{
+  char err[512] = "";
+  struct broker_header h = {"x-sendonce-event", "campaign.claimed"};
+  struct broker_message m = {
+      .exchange = exchange,
+      .routing_key = TOPOLOGY_ROUTING_KEY_DUE,
+      .body = "{}",
+      .body_len = 2,
+      .message_id = id,
+      .headers = &h,
+      .n_headers = 1,
+  };
+  return broker_publish_unconfirmed(b, &m, err, sizeof(err));
+}
+
+/* Take the next delivery, check its id, ack it in the same generation. */
+static void expect_next(struct broker *b, const char *id, uint64_t generation)
+{
+  struct broker_delivery *d = poll_one(b, 5000);
+  assert_string_equal(d->message_id, id);
+  assert_int_equal(d->generation, generation);
+  assert_non_null(broker_delivery_header(d, "x-sendonce-campaign"));
+  assert_int_equal(broker_ack(b, d->generation, d->tag), SO_OK);
+  broker_delivery_free(d);
+}
+
+static void test_unconfirmed_delivers_in_order(void **state)
+{
+  (void)state;
+  struct topology t;
+  struct broker_options o;
+  bt_topology(&t);
+  bt_options(&o, NULL, &t);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(broker_consume(b, t.campaigns, 10, err, sizeof(err)), SO_OK);
+  uint64_t gen = broker_generation(b);
+  char id[32];
+  for (int i = 0; i < 20; i++) {
+    snprintf(id, sizeof(id), "ev-%d", i);
+    assert_int_equal(send_nowait(b, t.exchange, id), SO_OK);
+  }
+  /* Nothing was waited for: no confirm channel state was touched. */
+  assert_int_equal(b->pub_state, BROKER_PUB_IDLE);
+  assert_true(b->ev_open);
+  for (int i = 0; i < 20; i++) {
+    snprintf(id, sizeof(id), "ev-%d", i);
+    expect_next(b, id, gen);
+  }
+  /* A mandatory message is refused: there are no returns on channel 3. */
+  struct broker_message m = {.exchange = t.exchange,
+                             .routing_key = "x",
+                             .message_id = "m",
+                             .mandatory = true};
+  assert_int_equal(broker_publish_unconfirmed(b, &m, err, sizeof(err)),
+                   SO_ERR_INVALID);
+  assert_int_equal(topology_delete(b, &t), SO_OK);
+  broker_close(b);
+}
+
+static void test_refused_event_spares_consuming(void **state)
+{
+  (void)state;
+  struct topology t;
+  struct broker_options o;
+  bt_topology(&t);
+  bt_options(&o, NULL, &t);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(broker_consume(b, t.campaigns, 10, err, sizeof(err)), SO_OK);
+  uint64_t gen = broker_generation(b);
+  char missing[300];
+  snprintf(missing, sizeof(missing), "%s.no-such-exchange", t.exchange);
+  /* Written without a round trip; the broker answers with channel.close
+   * 404 on channel 3 only. */
+  assert_int_equal(send_nowait(b, missing, "lost-1"), SO_OK);
+  bt_publish(b, t.exchange, TOPOLOGY_ROUTING_KEY_DUE, "after-1", "{}");
+  expect_next(b, "after-1", gen);
+  /* Channels answer independently: pump until the close is read. */
+  int64_t until = clock_monotonic_ms() + 5000;
+  while (b->ev_open && clock_monotonic_ms() < until) {
+    struct broker_delivery *d = NULL;
+    int rc = broker_poll(b, 20, -1, &d, err, sizeof(err));
+    assert_int_equal(rc, SO_ERR_TIMEOUT);
+  }
+  /* Channel 3 is down and held off; channel 1 never closed. */
+  assert_false(b->ev_open);
+  assert_true(b->main_open);
+  assert_true(broker_is_up(b));
+  assert_int_equal(send_nowait(b, t.exchange, "held"), SO_ERR_UNAVAILABLE);
+  /* After the hold-off the events channel reopens and delivers again. */
+  clock_sleep_ms(BROKER_EVENTS_HOLD_MS + 100, NULL);
+  assert_int_equal(send_nowait(b, t.exchange, "back-1"), SO_OK);
+  expect_next(b, "back-1", gen);
+  assert_int_equal(broker_generation(b), gen);
+  assert_int_equal(topology_delete(b, &t), SO_OK);
+  broker_close(b);
+}
+
+int main(void)
+{
+  if (getenv("SENDONCE_TEST_DEBUG"))
+    log_set_level(LOG_LEVEL_DEBUG);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_unconfirmed_delivers_in_order),
+      cmocka_unit_test(test_refused_event_spares_consuming),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
