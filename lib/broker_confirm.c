@@ -72,6 +72,18 @@ static int check_message(const struct broker_message *m, char *err,
   return SO_OK;
 }
 
+/* ready_to_publish: a well-formed message and a live connection (a
+ * connection that could not be made in time reads as unavailable). */
+static int ready_to_publish(struct broker *b, const struct broker_message *m,
+                            char *err, size_t errlen)
+{
+  int rc = check_message(m, err, errlen);
+  if (rc)
+    return rc;
+  rc = broker__ensure(b, err, errlen);
+  return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
+}
+
 /* The properties every message gets (broker.h); `entries` holds the
  * headers and must outlive the publish. */
 static void set_props(const struct broker_message *m,
@@ -105,11 +117,9 @@ int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
 {
   amqp_table_entry_t entries[2 + BROKER_MAX_HEADERS];
   amqp_basic_properties_t p;
-  int rc = check_message(m, err, errlen);
+  int rc = ready_to_publish(b, m, err, errlen);
   if (rc)
     return rc;
-  if ((rc = broker__ensure(b, err, errlen)) != SO_OK)
-    return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
   set_props(m, entries, &p);
   amqp_bytes_t body = {m->body_len, (void *)(uintptr_t)m->body};
 
@@ -202,16 +212,14 @@ int broker_publish_unconfirmed(struct broker *b, const struct broker_message *m,
 {
   amqp_table_entry_t entries[2 + BROKER_MAX_HEADERS];
   amqp_basic_properties_t p;
-  int rc = check_message(m, err, errlen);
-  if (rc)
-    return rc;
   if (m->mandatory) {
     so_errf(err, errlen,
             "broker: a mandatory message needs broker_publish_confirmed()");
     return SO_ERR_INVALID;
   }
-  if ((rc = broker__ensure(b, err, errlen)) != SO_OK)
-    return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
+  int rc = ready_to_publish(b, m, err, errlen);
+  if (rc)
+    return rc;
   if (!b->ev_open && (rc = open_events(b, err, errlen)) != SO_OK)
     return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
   set_props(m, entries, &p);
