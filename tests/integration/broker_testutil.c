@@ -116,6 +116,21 @@ struct broker_delivery *bt_get_wait(struct broker *b, const char *queue,
   }
 }
 
+struct broker_delivery *bt_poll_wait(struct broker *b, int timeout_ms)
+{
+  struct broker_delivery *d = NULL;
+  char err[512] = "";
+  int64_t until = clock_monotonic_ms() + timeout_ms;
+  while (!d && clock_monotonic_ms() < until) {
+    int rc = broker_poll(b, 100, -1, &d, err, sizeof(err));
+    if (rc != SO_OK && rc != SO_ERR_TIMEOUT && rc != SO_ERR_UNAVAILABLE)
+      fail_msg("broker_poll: %s: %s", so_strerror(rc), err);
+  }
+  if (!d)
+    fail_msg("no delivery within %d ms", timeout_ms);
+  return d;
+}
+
 int bt_free_port(void)
 {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

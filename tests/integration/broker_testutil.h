@@ -37,6 +37,10 @@ void bt_publish(struct broker *b, const char *exchange, const char *key,
 struct broker_delivery *bt_get_wait(struct broker *b, const char *queue,
                                     int timeout_ms);
 
+/* bt_poll_wait: broker_poll until a delivery arrives on any consumer
+ * (asserting within timeout_ms). Caller frees. */
+struct broker_delivery *bt_poll_wait(struct broker *b, int timeout_ms);
+
 /* bt_free_port: a loopback TCP port that was free a moment ago. */
 int bt_free_port(void);
 

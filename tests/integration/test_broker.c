@@ -449,22 +449,6 @@ static void test_reconnect_after_server_close(void **state)
   cleanup(b, &t);
 }
 
-/* Poll until a delivery arrives (asserting within timeout_ms). */
-static struct broker_delivery *poll_one(struct broker *b, int timeout_ms)
-{
-  struct broker_delivery *d = NULL;
-  char err[512] = "";
-  int64_t until = clock_monotonic_ms() + timeout_ms;
-  while (!d && clock_monotonic_ms() < until) {
-    int rc = broker_poll(b, 100, -1, &d, err, sizeof(err));
-    if (rc != SO_OK && rc != SO_ERR_TIMEOUT && rc != SO_ERR_UNAVAILABLE)
-      fail_msg("broker_poll: %s: %s", so_strerror(rc), err);
-  }
-  if (!d)
-    fail_msg("no delivery within %d ms", timeout_ms);
-  return d;
-}
-
 static void test_deliveries_kept_during_confirm_wait(void **state)
 {
   (void)state;
@@ -485,7 +469,7 @@ static void test_deliveries_kept_during_confirm_wait(void **state)
   /* They arrived while we waited for confirms, and were kept. */
   assert_non_null(b->pending_head);
   for (int i = 0; i < 5; i++) {
-    struct broker_delivery *d = poll_one(b, 5000);
+    struct broker_delivery *d = bt_poll_wait(b, 5000);
     snprintf(id, sizeof(id), "c-%d", i);
     assert_string_equal(d->message_id, id);
     assert_int_equal(broker_ack(b, d->generation, d->tag), SO_OK);
@@ -505,12 +489,12 @@ static void test_channel_error_reopens(void **state)
   char err[512] = "";
   assert_int_equal(broker_consume(b, t.campaigns, 1, err, sizeof(err)), SO_OK);
   bt_publish(b, t.exchange, TOPOLOGY_ROUTING_KEY_DUE, "c-ch", "{}");
-  struct broker_delivery *d = poll_one(b, 5000);
+  struct broker_delivery *d = bt_poll_wait(b, 5000);
   uint64_t gen = d->generation;
   /* An unknown delivery tag makes the broker close channel 1. */
   assert_int_equal(broker_ack(b, gen, d->tag + 1000), SO_OK);
   broker_delivery_free(d);
-  d = poll_one(b, 10000);
+  d = bt_poll_wait(b, 10000);
   assert_string_equal(d->message_id, "c-ch");
   assert_true(d->redelivered);
   assert_true(d->generation > gen);
@@ -579,7 +563,7 @@ static void test_cancel_stops_deliveries(void **state)
   char err[512] = "";
   assert_int_equal(broker_consume(b, t.campaigns, 5, err, sizeof(err)), SO_OK);
   bt_publish(b, t.exchange, TOPOLOGY_ROUTING_KEY_DUE, "c-before", "{}");
-  struct broker_delivery *d = poll_one(b, 5000);
+  struct broker_delivery *d = bt_poll_wait(b, 5000);
   assert_string_equal(d->message_id, "c-before");
   /* Shutdown order: stop consuming, then give back what we hold. */
   assert_int_equal(broker_cancel_all(b), SO_OK);

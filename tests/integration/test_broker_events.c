@@ -20,21 +20,6 @@
 #include "clock.h"
 #include "log.h"
 
-static struct broker_delivery *poll_one(struct broker *b, int timeout_ms)
-{
-  struct broker_delivery *d = NULL;
-  char err[512] = "";
-  int64_t until = clock_monotonic_ms() + timeout_ms;
-  while (!d && clock_monotonic_ms() < until) {
-    int rc = broker_poll(b, 100, -1, &d, err, sizeof(err));
-    if (rc != SO_OK && rc != SO_ERR_TIMEOUT && rc != SO_ERR_UNAVAILABLE)
-      fail_msg("broker_poll: %s: %s", so_strerror(rc), err);
-  }
-  if (!d)
-    fail_msg("no delivery within %d ms", timeout_ms);
-  return d;
-}
-
 static int send_nowait(struct broker *b, const char *exchange, const char *id)
 {
   char err[512] = "";
@@ -54,7 +39,7 @@ static int send_nowait(struct broker *b, const char *exchange, const char *id)
 /* Take the next delivery, check its id, ack it in the same generation. */
 static void expect_next(struct broker *b, const char *id, uint64_t generation)
 {
-  struct broker_delivery *d = poll_one(b, 5000);
+  struct broker_delivery *d = bt_poll_wait(b, 5000);
   assert_string_equal(d->message_id, id);
   assert_int_equal(d->generation, generation);
   assert_non_null(broker_delivery_header(d, "x-sendonce-campaign"));
@@ -62,17 +47,26 @@ static void expect_next(struct broker *b, const char *id, uint64_t generation)
   broker_delivery_free(d);
 }
 
+/* A broker on a topology of its own, consuming its campaigns queue. */
+static struct broker *open_consuming(struct topology *t)
+{
+  struct broker_options o;
+  bt_topology(t);
+  bt_options(&o, NULL, t);
+  struct broker *b = bt_open(&o);
+  char err[512] = "";
+  assert_int_equal(broker_consume(b, t->campaigns, 10, err, sizeof(err)),
+                   SO_OK);
+  return b;
+}
+
 static void test_unconfirmed_delivers_in_order(void **state)
 {
   (void)state;
   struct topology t;
-  struct broker_options o;
-  bt_topology(&t);
-  bt_options(&o, NULL, &t);
-  struct broker *b = bt_open(&o);
-  char err[512] = "";
-  assert_int_equal(broker_consume(b, t.campaigns, 10, err, sizeof(err)), SO_OK);
+  struct broker *b = open_consuming(&t);
   uint64_t gen = broker_generation(b);
+  char err[512] = "";
   char id[32];
   for (int i = 0; i < 20; i++) {
     snprintf(id, sizeof(id), "ev-%d", i);
@@ -100,13 +94,9 @@ static void test_refused_event_spares_consuming(void **state)
 {
   (void)state;
   struct topology t;
-  struct broker_options o;
-  bt_topology(&t);
-  bt_options(&o, NULL, &t);
-  struct broker *b = bt_open(&o);
-  char err[512] = "";
-  assert_int_equal(broker_consume(b, t.campaigns, 10, err, sizeof(err)), SO_OK);
+  struct broker *b = open_consuming(&t);
   uint64_t gen = broker_generation(b);
+  char err[512] = "";
   char missing[300];
   snprintf(missing, sizeof(missing), "%s.no-such-exchange", t.exchange);
   /* Written without a round trip; the broker answers with channel.close
