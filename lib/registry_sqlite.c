@@ -532,51 +532,12 @@ static int sqlite_complete(struct registry *r, const char *id, int64_t fence)
                        "completing");
 }
 
-/* finish: set_total and complete as one job: one fence read (which also
- * reads the counters: DONE does not change them, and the write lock is
- * held from the read to the commit) and one UPDATE, ST_COMPLETE with the
- * total bound. steps[0] carries the id, fence and total; steps[1] names
- * the completion. */
-struct finish_step {
-  struct fenced_step steps[2];
-  struct registry_counts *counts;
-};
-
-static int finish_job(struct registry_sqlite *x, void *arg)
-{
-  struct finish_step *a = arg;
-  const struct fenced_step *f = &a->steps[0];
-  struct fence_info fi;
-  int rc = fence_read(x, f->id, &fi);
-  if (!rc)
-    rc = fence_verify(x, f->id, f->fence, &fi);
-  sqlite3_stmt *st = rc ? NULL : rsdb_stmt(x, ST_COMPLETE, &rc);
-  if (!st)
-    return rc;
-  rsdb_bind_text(st, 1, f->id);
-  sqlite3_bind_int64(st, 2, *f->arg_i);
-  sqlite3_bind_int64(st, 9, fi.now);
-  rc = rsdb_exec(x, st, NULL, a->steps[1].what);
-  if (!rc && a->counts)
-    *a->counts = fi.counts;
-  return rc;
-}
-
-static int sqlite_finish(struct registry *r, const char *id, int64_t fence,
-                         int64_t total, struct registry_counts *counts)
-{
-  struct finish_step a = {
-      {{ST_SET_TOTAL, id, fence, &total, NULL, "setting the total"},
-       {ST_COMPLETE, id, fence, NULL, NULL, "completing"}},
-      counts,
-  };
-  return write_step(to_sqlite(r), finish_job, &a);
-}
-
-/* mark_finish: what mark_job and finish_job write, in one job with one
- * fence read, all stamped with its instant: the last outcomes and DONE
- * share one commit. The counters DONE leaves are the fence read's plus
- * what the marks moved. */
+/* mark_finish: the marks, set_total and complete in one job: one fence
+ * read (which also reads the counters; the write lock is held from the
+ * read to the commit), the marks, and one UPDATE, ST_COMPLETE with the
+ * total bound, all stamped with the read's instant: the last outcomes and
+ * DONE share one commit. The counters DONE leaves are the fence read's
+ * plus what the marks moved. finish is the same job without marks. */
 struct mark_finish_step {
   struct mark_step mark;
   int64_t total;
@@ -613,6 +574,12 @@ static int sqlite_mark_finish(struct registry *r, const char *id, int64_t fence,
 {
   struct mark_finish_step a = {{id, fence, marks, n, NULL}, total, counts};
   return write_step(to_sqlite(r), mark_finish_job, &a);
+}
+
+static int sqlite_finish(struct registry *r, const char *id, int64_t fence,
+                         int64_t total, struct registry_counts *counts)
+{
+  return sqlite_mark_finish(r, id, fence, NULL, 0, total, counts);
 }
 
 /* register_claim_mark: register, claim and, when claimed, the marks
