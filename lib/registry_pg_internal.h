@@ -31,6 +31,13 @@ static inline void fmt_i64(char buf[24], int64_t v)
   snprintf(buf, 24, "%" PRId64, v);
 }
 
+/* pg_run: run statement `id` with the connection check and bounded
+ * retries (`idempotent`: IDEMPOTENT or ONCE, see pg_conn_again). On
+ * success *out (if out) owns the rows (PQclear). */
+int pg_run(struct registry_pg *r, enum pg_stmt id, const char *what,
+           int nparams, const char *const *params, int idempotent,
+           PGresult **out) SO_MUST_CHECK;
+
 /* The row of S_PEEK, the current state of one campaign. */
 struct pg_peek {
   enum campaign_state state;

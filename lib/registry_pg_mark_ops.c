@@ -2,8 +2,9 @@
  * delivery marks: mark and mark_pending (one statement, S_MARK or
  * S_MARK_PENDING, built by registry_pg_marks.c), and the two merged steps
  * that take the marks with a finish (mark_finish) or with a first claim
- * (register_claim_mark) in one transaction, one WAL flush instead of
- * two. The other ops and the helpers these share are registry_pg.c's
+ * (register_claim_mark) in one statement: one round trip and one WAL
+ * flush where the separate steps took four round trips and two flushes. The
+ * other ops and the helpers these share are registry_pg.c's
  * (registry_pg_internal.h).
  */
 #include "registry_pg_mark_ops.h"
@@ -96,37 +97,9 @@ int pg_mark_pending(struct registry *base, const char *id, int64_t fence,
   return mark_run(base, S_MARK_PENDING, id, fence, marks, n, pending);
 }
 
-/* mark_finish_tx: S_MARK then S_FINISH inside the transaction the caller
- * began; *done says whether both found the fence live (the row S_MARK
- * locks keeps it so for S_FINISH). */
-static int mark_finish_tx(struct registry_pg *r, const char *const *pm,
-                          const char *const *pf, struct registry_counts *counts,
-                          bool *done)
-{
-  PGresult *res = NULL;
-  int rc = pg_conn_exec(r, S_MARK, registry_pg_sql[S_MARK],
-                        "writing delivery marks", MARKS_NPARAMS, pm, &res);
-  *done = !rc && PQntuples(res) > 0;
-  PQclear(res);
-  res = NULL;
-  if (!*done)
-    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
-  rc = pg_conn_exec(r, S_FINISH, registry_pg_sql[S_FINISH], "finishing", 3, pf,
-                    &res);
-  *done = !rc && PQntuples(res) > 0;
-  if (*done) {
-    counts->sent = pg_get_i64(res, 0, 0);
-    counts->rejected = pg_get_i64(res, 0, 1);
-  }
-  PQclear(res);
-  return rc ? rc : pg_conn_simple(r, *done ? "COMMIT" : "ROLLBACK", "ending");
-}
-
-/* mark_finish: the marks and the finish in one transaction (BEGIN, S_MARK,
- * S_FINISH, COMMIT: four round trips, one WAL flush instead of two). Not
- * retried on a lost connection (ONCE, as a finish): the caller sees
- * SO_ERR_UNAVAILABLE and tries again, and a transaction left open by a
- * failure is rolled back before the next op (pg_conn_ready). */
+/* mark_finish: the marks and the finish as one statement (S_MARK_FINISH:
+ * one round trip, one commit). Not retried on a lost connection (ONCE,
+ * as a finish): the caller sees SO_ERR_UNAVAILABLE and tries again. */
 int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
                    const struct registry_mark *marks, size_t n, int64_t total,
                    struct registry_counts *counts)
@@ -135,30 +108,25 @@ int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
   struct pg_marks ma = {0};
   int rc = marks_build(base, &ma, marks, n);
   if (rc)
-    goto out;
+    return rc;
   char f[24], t[24];
   fmt_i64(f, fence);
   fmt_i64(t, total);
-  /* Rows looked up first: inside a transaction a unique violation could
-   * not be retried, and the outcomes are for rows that exist. */
-  const char *pm[MARKS_NPARAMS];
-  marks_params(pm, id, f, &ma, true);
-  const char *pf[] = {id, f, t};
-  bool done = false;
-  rc = pg_conn_ready(r);
-  if (!rc)
-    rc = pg_conn_simple(r, "BEGIN", "beginning the finish");
-  if (!rc)
-    rc = mark_finish_tx(r, pm, pf, counts, &done);
-  if (!rc && !done) {
-    /* Why the fence was refused (or the campaign absent), read after the
-     * rollback. */
-    struct pg_peek p;
-    rc = pg_peek(r, id, &p);
-    if (!rc)
-      rc = pg_stale(r, "finishing", id, fence, &p);
+  /* Rows looked up first: the outcomes are for rows that exist, and a
+   * unique violation would fail the finish. */
+  const char *p[MARKS_NPARAMS + 1];
+  marks_params(p, id, f, &ma, true);
+  p[MARKS_NPARAMS] = t;
+  PGresult *res = NULL;
+  /* No row back: the fence was refused (or the campaign is absent), and
+   * pg_fenced reads why. */
+  rc = pg_fenced(r, S_MARK_FINISH, "finishing", MARKS_NPARAMS + 1, p, ONCE,
+                 &res);
+  if (!rc) {
+    counts->sent = pg_get_i64(res, 0, 0);
+    counts->rejected = pg_get_i64(res, 0, 1);
+    PQclear(res);
   }
-out:
   pg_marks_free(&ma);
   return rc;
 }
@@ -200,9 +168,59 @@ static int register_claim_mark_tx(struct registry_pg *r, const char *const *pc,
   return rc ? rc : pg_conn_simple(r, "COMMIT", "committing the claim");
 }
 
+/* all_inflight: whether every mark is INFLIGHT (marks that count
+ * nothing, as a first claim's are). */
+static bool all_inflight(const struct registry_mark *marks, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (marks[i].state != DELIVERY_INFLIGHT)
+      return false;
+  }
+  return true;
+}
+
+/* register_claim_mark_one: S_REGISTER_CLAIM_MARK, a new campaign inserted
+ * claimed and marked in one statement (one round trip, one commit).
+ * *created false when the campaign existed (nothing written). */
+static int register_claim_mark_one(struct registry_pg *r, const char *const *pc,
+                                   const struct pg_marks *ma, size_t n,
+                                   bool *created, struct registry_claim *out,
+                                   bool *pending)
+{
+  /* The new row's fence is 1, as S_REGISTER_CLAIM's. Rows looked up
+   * first, as in register_claim_mark_tx. */
+  const char *p[MARKS_NPARAMS + 5];
+  marks_params(p, pc[0], "1", ma, true);
+  for (size_t i = 0; i < 5; i++)
+    p[MARKS_NPARAMS + i] = pc[1 + i];
+  PGresult *res = NULL;
+  /* ONCE, as a claim: after a lost connection the insert may have
+   * committed, and a retry would report our own claim as HELD. */
+  int rc = pg_run(r, S_REGISTER_CLAIM_MARK, "registering and claiming",
+                  MARKS_NPARAMS + 5, p, ONCE, &res);
+  if (rc)
+    return rc;
+  *created = false;
+  for (int row = 0; row < PQntuples(res); row++) {
+    if (!PQgetisnull(res, row, 0))
+      continue;
+    *created = true;
+    out->kind = REGISTRY_CLAIM_CLAIMED;
+    out->state = CAMPAIGN_PROCESSING;
+    out->fence = pg_get_i64(res, row, 1);
+    out->lease_until_ms = pg_get_i64(res, row, 2);
+    out->registry_now_ms = pg_get_i64(res, row, 3);
+  }
+  if (*created)
+    pg_marks_pending(ma, res, pending, n);
+  PQclear(res);
+  return SO_OK;
+}
+
 /* register_claim_mark: a campaign first seen here is inserted claimed and
- * marked in one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
- * COMMIT: one WAL flush instead of two). One that existed takes the two
+ * marked in one statement (S_REGISTER_CLAIM_MARK) or, for marks other
+ * than INFLIGHT, one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
+ * COMMIT): one WAL flush instead of two. One that existed takes the two
  * steps in turn (claim, then marks if claimed). Not retried on a lost
  * connection, as a claim. */
 int pg_register_claim_mark(struct registry *base,
@@ -221,11 +239,19 @@ int pg_register_claim_mark(struct registry *base,
   fmt_i64(at, c->scheduled_at_ms);
   fmt_i64(ttl, ttl_ms);
   const char *pc[] = {c->campaign_id, at, c->channel, c->payload, owner, ttl};
-  rc = pg_conn_ready(r);
-  if (!rc)
-    rc = pg_conn_simple(r, "BEGIN", "beginning the claim");
-  if (!rc)
-    rc = register_claim_mark_tx(r, pc, &ma, n, created, out, pending);
+  /* INFLIGHT marks (a first claim's): one statement. A unique violation
+   * (rows of a campaign of this id deleted by hand, nothing written) and
+   * any other marks take the transaction. */
+  bool one = all_inflight(marks, n);
+  if (one)
+    rc = register_claim_mark_one(r, pc, &ma, n, created, out, pending);
+  if (!one || (rc == SO_ERR_CONFLICT && r->unique_violation)) {
+    rc = pg_conn_ready(r);
+    if (!rc)
+      rc = pg_conn_simple(r, "BEGIN", "beginning the claim");
+    if (!rc)
+      rc = register_claim_mark_tx(r, pc, &ma, n, created, out, pending);
+  }
   if (rc)
     goto out;
   if (*created) {

@@ -156,13 +156,16 @@ const char *registry_pg_migration(int version)
  * unless the fenced lock (lock) holds. Only real changes come back (ch),
  * and only those bump the counters (bump; a batch that counts nothing
  * leaves the campaign row alone, as SQLite does). */
-#define MARK_WITH                                                            \
-  "WITH t AS (SELECT " PG_NOW_MS                                             \
-  " AS n), "                                                                 \
-  "lock AS (SELECT c.campaign_id FROM campaigns c, t "                       \
-  " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "                      \
-  " AND c.state = 'PROCESSING' AND c.lease_until > t.n "                     \
-  " FOR UPDATE OF c), "                                                      \
+#define MARK_WITH MARK_T MARK_LOCK MARK_WRITES ", " MARK_COUNT ", " MARK_BUMP
+
+/* The parts of MARK_WITH, which the merged steps below recombine. */
+#define MARK_T "WITH t AS (SELECT " PG_NOW_MS " AS n), "
+#define MARK_LOCK                                        \
+  "lock AS (SELECT c.campaign_id FROM campaigns c, t "   \
+  " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "  \
+  " AND c.state = 'PROCESSING' AND c.lease_until > t.n " \
+  " FOR UPDATE OF c), "
+#define MARK_WRITES                                                          \
   "sa AS (UPDATE deliveries d SET state = 'SENT', error = NULL, "            \
   " updated_at = t.n FROM t WHERE d.ctid = ANY (ARRAY(SELECT (SELECT "       \
   " x.ctid FROM deliveries x WHERE x.campaign_id = $1 "                      \
@@ -209,13 +212,53 @@ const char *registry_pg_migration(int version)
   "ch AS (SELECT id, state FROM sa UNION ALL SELECT id, state FROM sn "      \
   " UNION ALL SELECT id, state FROM bi UNION ALL SELECT id, state FROM bu "  \
   " UNION ALL SELECT id, state FROM w0 "                                     \
-  " UNION ALL SELECT id, state FROM w1), "                                   \
-  "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "             \
-  " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch), "              \
-  "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                  \
-  " rejected = c.rejected + cnt.j, progress_at = t.n, "                      \
-  " updated_at = t.n FROM cnt, t, lock "                                     \
+  " UNION ALL SELECT id, state FROM w1)"
+#define MARK_COUNT                                               \
+  "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, " \
+  " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch)"
+#define MARK_BUMP                                           \
+  "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, " \
+  " rejected = c.rejected + cnt.j, progress_at = t.n, "     \
+  " updated_at = t.n FROM cnt, t, lock "                    \
   " WHERE c.campaign_id = lock.campaign_id AND cnt.s + cnt.j > 0) "
+
+/* S_MARK_FINISH: S_MARK then S_FINISH ($13 total) as one statement, so
+ * one round trip and one commit: the counters' bump and the DONE are one
+ * UPDATE of the campaign row (fin; one statement must not update a row
+ * twice), made once the fenced lock holds, whatever the marks changed.
+ * No row back means a stale fence (or no campaign), and nothing was
+ * written. */
+#define MARK_FINISH                                                            \
+  MARK_T MARK_LOCK MARK_WRITES                                                 \
+      ", " MARK_COUNT                                                          \
+      ", "                                                                     \
+      "fin AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                 \
+      " rejected = c.rejected + cnt.j, progress_at = CASE WHEN cnt.s + cnt.j " \
+      " > 0 THEN t.n ELSE c.progress_at END, state = 'DONE', "                 \
+      " total = $13::bigint, owner = NULL, lease_until = 0, updated_at = t.n " \
+      " FROM cnt, t, lock WHERE c.campaign_id = lock.campaign_id "             \
+      " RETURNING c.sent, c.rejected) "                                        \
+      "SELECT sent, rejected FROM fin"
+
+/* S_REGISTER_CLAIM_MARK: S_REGISTER_CLAIM and S_MARK_PENDING for a new
+ * campaign as one statement ($13 scheduled_at, $14 channel, $15 payload,
+ * $16 owner, $17 ttl; $2 the fence the new row gets, 1): the insert is
+ * the lock (the row it returns exists only if it inserted it, and the
+ * marks are written only then). For INFLIGHT marks only: they count
+ * nothing, so the new row needs no bump (a second write of the row in
+ * the statement). Rows: the claim's (NULL id, fence, lease, now), then
+ * one per recipient written (id), as S_MARK_PENDING; none when the
+ * campaign existed (nothing was written). */
+#define REGISTER_CLAIM_MARK                                                 \
+  MARK_T                                                                    \
+  "lock AS (INSERT INTO campaigns (campaign_id, state, scheduled_at, "      \
+  " channel, payload, owner, fence, lease_until, progress_at, created_at, " \
+  " updated_at) SELECT $1, 'PROCESSING', $13::bigint, $14, $15, $16, "      \
+  " $2::bigint, t.n + $17::bigint, t.n, t.n, t.n FROM t "                   \
+  " ON CONFLICT (campaign_id) DO NOTHING "                                  \
+  " RETURNING campaign_id, fence, lease_until, progress_at), " MARK_WRITES  \
+  " SELECT NULL::text, fence, lease_until, progress_at FROM lock "          \
+  "UNION ALL SELECT id, NULL, NULL, NULL FROM ch"
 
 _Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
 
@@ -291,6 +334,8 @@ const char *const registry_pg_sql[S_COUNT] = {
      * fence. */
     [S_MARK_PENDING] =
         MARK_WITH "SELECT NULL::text FROM lock UNION ALL SELECT id FROM ch",
+    [S_MARK_FINISH] = MARK_FINISH,
+    [S_REGISTER_CLAIM_MARK] = REGISTER_CLAIM_MARK,
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",
