@@ -9,6 +9,8 @@
  */
 #include "registry_pg_mark_ops.h"
 
+#include <string.h>
+
 #include "registry_pg_internal.h"
 #include "registry_pg_marks.h"
 
@@ -25,6 +27,25 @@ static void marks_params(const char *p[MARKS_NPARAMS], const char *id,
   for (size_t i = 0; i < PG_MARKS_NPARAMS; i++)
     p[2 + i] = pm->params[i].data;
   p[2 + PG_MARKS_NPARAMS] = lookup ? "true" : "false";
+}
+
+/* Positions in pg_marks.params of the groups' arrays that the merged
+ * steps' lean statements take ($3, $4, $8 and $11 of MARK_WITH). */
+enum {
+  PM_SENT = 0,     /* ids whose first mark is SENT */
+  PM_INFLIGHT = 1, /* ids marked INFLIGHT once, nothing final */
+  PM_TRIES_ID = 5, /* the rest: ids ... */
+  PM_TRIES = 8,    /* ... and their INFLIGHT marks */
+};
+
+/* only_group: whether every array of pm but params[keep] is empty. */
+static bool only_group(const struct pg_marks *pm, size_t keep)
+{
+  for (size_t i = 0; i < PG_MARKS_NPARAMS; i++) {
+    if (i != keep && strcmp(pm->params[i].data, "{}") != 0)
+      return false;
+  }
+  return true;
 }
 
 /* marks_build: pg_marks_build, its failure told on the handle. */
@@ -119,9 +140,15 @@ int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
   p[MARKS_NPARAMS] = t;
   PGresult *res = NULL;
   /* No row back: the fence was refused (or the campaign is absent), and
-   * pg_fenced reads why. */
-  rc = pg_fenced(r, S_MARK_FINISH, "finishing", MARKS_NPARAMS + 1, p, ONCE,
-                 &res);
+   * pg_fenced reads why. A last batch of SENT marks only (the common
+   * one) takes the statement without the other groups' CTEs. */
+  if (only_group(&ma, PM_SENT)) {
+    const char *ps[] = {id, f, ma.params[PM_SENT].data, t};
+    rc = pg_fenced(r, S_MARK_FINISH_SENT, "finishing", 4, ps, ONCE, &res);
+  } else {
+    rc = pg_fenced(r, S_MARK_FINISH, "finishing", MARKS_NPARAMS + 1, p, ONCE,
+                   &res);
+  }
   if (!rc) {
     counts->sent = pg_get_i64(res, 0, 0);
     counts->rejected = pg_get_i64(res, 0, 1);
@@ -187,33 +214,32 @@ static int register_claim_mark_one(struct registry_pg *r, const char *const *pc,
                                    bool *created, struct registry_claim *out,
                                    bool *pending)
 {
-  /* The new row's fence is 1, as S_REGISTER_CLAIM's. Rows looked up
-   * first, as in register_claim_mark_tx. */
-  const char *p[MARKS_NPARAMS + 5];
-  marks_params(p, pc[0], "1", ma, true);
-  for (size_t i = 0; i < 5; i++)
-    p[MARKS_NPARAMS + i] = pc[1 + i];
+  const char *p[] = {pc[0],
+                     ma->params[PM_INFLIGHT].data,
+                     ma->params[PM_TRIES_ID].data,
+                     ma->params[PM_TRIES].data,
+                     pc[1],
+                     pc[2],
+                     pc[3],
+                     pc[4],
+                     pc[5]};
   PGresult *res = NULL;
   /* ONCE, as a claim: after a lost connection the insert may have
    * committed, and a retry would report our own claim as HELD. */
   int rc = pg_run(r, S_REGISTER_CLAIM_MARK, "registering and claiming",
-                  MARKS_NPARAMS + 5, p, ONCE, &res);
+                  (int)(sizeof(p) / sizeof(p[0])), p, ONCE, &res);
   if (rc)
     return rc;
-  *created = false;
-  for (int row = 0; row < PQntuples(res); row++) {
-    if (!PQgetisnull(res, row, 0))
-      continue;
-    *created = true;
-    out->kind = REGISTRY_CLAIM_CLAIMED;
-    out->state = CAMPAIGN_PROCESSING;
-    out->fence = pg_get_i64(res, row, 1);
-    out->lease_until_ms = pg_get_i64(res, row, 2);
-    out->registry_now_ms = pg_get_i64(res, row, 3);
+  *created = PQntuples(res) > 0;
+  if (!*created) {
+    PQclear(res);
+    return SO_OK;
   }
-  if (*created)
-    pg_marks_pending(ma, res, pending, n);
-  PQclear(res);
+  /* Every recipient was absent (else the INSERT would have failed), so
+   * every mark was pending. */
+  for (size_t i = 0; i < n; i++)
+    pending[i] = true;
+  pg_claimed_row(res, out);
   return SO_OK;
 }
 

@@ -240,25 +240,59 @@ const char *registry_pg_migration(int version)
       " RETURNING c.sent, c.rejected) "                                        \
       "SELECT sent, rejected FROM fin"
 
-/* S_REGISTER_CLAIM_MARK: S_REGISTER_CLAIM and S_MARK_PENDING for a new
- * campaign as one statement ($13 scheduled_at, $14 channel, $15 payload,
- * $16 owner, $17 ttl; $2 the fence the new row gets, 1): the insert is
- * the lock (the row it returns exists only if it inserted it, and the
- * marks are written only then). For INFLIGHT marks only: they count
- * nothing, so the new row needs no bump (a second write of the row in
- * the statement). Rows: the claim's (NULL id, fence, lease, now), then
- * one per recipient written (id), as S_MARK_PENDING; none when the
- * campaign existed (nothing was written). */
+/* S_MARK_FINISH_SENT: S_MARK_FINISH for the common last batch, SENT
+ * marks only ($3; $4 total): only the CTEs that group needs (sa, sn), as
+ * the executor sets up every CTE of a statement, used or not, and that
+ * set-up cost more than the execution of a small batch. */
+#define MARK_FINISH_SENT                                                       \
+  MARK_T MARK_LOCK                                                             \
+      "sa AS (UPDATE deliveries d SET state = 'SENT', error = NULL, "          \
+      " updated_at = t.n FROM t WHERE d.ctid = ANY (ARRAY(SELECT (SELECT "     \
+      " x.ctid FROM deliveries x WHERE x.campaign_id = $1 "                    \
+      " AND x.recipient_id = a.id) FROM unnest($3::text[]) AS a(id))) "        \
+      " AND d.state = 'INFLIGHT' AND " LOCKED                                  \
+      " RETURNING d.recipient_id), "                                           \
+      "sn AS (INSERT INTO deliveries AS d " DELIVERY_COLS                      \
+      " SELECT $1, a.id, 'SENT', 1, NULL, t.n "                                \
+      " FROM unnest($3::text[]) AS a(id), t WHERE " LOCKED                     \
+      " AND a.id NOT IN (SELECT recipient_id FROM sa) ON CONFLICT DO NOTHING " \
+      " RETURNING d.recipient_id), "                                           \
+      "cnt AS (SELECT (SELECT count(*) FROM sa) + (SELECT count(*) FROM sn) "  \
+      " AS s), "                                                               \
+      "fin AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                 \
+      " progress_at = CASE WHEN cnt.s > 0 THEN t.n ELSE c.progress_at END, "   \
+      " state = 'DONE', total = $4::bigint, owner = NULL, lease_until = 0, "   \
+      " updated_at = t.n FROM cnt, t, lock "                                   \
+      " WHERE c.campaign_id = lock.campaign_id RETURNING c.sent, c.rejected) " \
+      "SELECT sent, rejected FROM fin"
+
+/* S_REGISTER_CLAIM_MARK: S_REGISTER_CLAIM and S_MARK_PENDING of INFLIGHT
+ * marks for a new campaign as one statement: the INSERT of the claimed
+ * campaign (fence 1, as S_REGISTER_CLAIM) is the lock the marks' INSERT
+ * waits on; when the campaign existed neither writes and no row comes
+ * back. $2 the ids marked INFLIGHT once, $3/$4 those marked more often
+ * and how often (registry_pg_marks.c's groups), then $5 scheduled_at,
+ * $6 channel, $7 payload, $8 owner, $9 ttl. A new campaign has no rows,
+ * so the marks are a plain INSERT: rows someone left (a campaign of this
+ * id deleted by hand, its rows kept) make a unique violation, nothing is
+ * written, and the caller takes the transaction with lookups. INFLIGHT
+ * marks count nothing, so the new row needs no bump. */
 #define REGISTER_CLAIM_MARK                                                 \
-  MARK_T                                                                    \
+  "WITH t AS (SELECT " PG_NOW_MS                                            \
+  " AS n), "                                                                \
   "lock AS (INSERT INTO campaigns (campaign_id, state, scheduled_at, "      \
   " channel, payload, owner, fence, lease_until, progress_at, created_at, " \
-  " updated_at) SELECT $1, 'PROCESSING', $13::bigint, $14, $15, $16, "      \
-  " $2::bigint, t.n + $17::bigint, t.n, t.n, t.n FROM t "                   \
+  " updated_at) SELECT $1, 'PROCESSING', $5::bigint, $6, $7, $8, 1, "       \
+  " t.n + $9::bigint, t.n, t.n, t.n FROM t "                                \
   " ON CONFLICT (campaign_id) DO NOTHING "                                  \
-  " RETURNING campaign_id, fence, lease_until, progress_at), " MARK_WRITES  \
-  " SELECT NULL::text, fence, lease_until, progress_at FROM lock "          \
-  "UNION ALL SELECT id, NULL, NULL, NULL FROM ch"
+  " RETURNING fence, lease_until, progress_at), "                           \
+  "ins AS (INSERT INTO deliveries " DELIVERY_COLS                           \
+  " SELECT $1, g.id, 'INFLIGHT', g.tries, NULL, t.n FROM (SELECT a.id, 1 "  \
+  " FROM unnest($2::text[]) AS a(id) UNION ALL SELECT b.id, b.tries "       \
+  " FROM unnest($3::text[], $4::int[]) AS b(id, tries)) AS g(id, tries), "  \
+  " t WHERE " LOCKED                                                        \
+  ") "                                                                      \
+  "SELECT fence, lease_until, progress_at FROM lock"
 
 _Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
 
@@ -335,6 +369,7 @@ const char *const registry_pg_sql[S_COUNT] = {
     [S_MARK_PENDING] =
         MARK_WITH "SELECT NULL::text FROM lock UNION ALL SELECT id FROM ch",
     [S_MARK_FINISH] = MARK_FINISH,
+    [S_MARK_FINISH_SENT] = MARK_FINISH_SENT,
     [S_REGISTER_CLAIM_MARK] = REGISTER_CLAIM_MARK,
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
