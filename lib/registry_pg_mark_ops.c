@@ -243,12 +243,48 @@ static int register_claim_mark_one(struct registry_pg *r, const char *const *pc,
   return SO_OK;
 }
 
+/* claim_mark_one: S_CLAIM_MARK, a campaign that exists claimed and
+ * marked in one statement; *claimed false (nothing written) when it was
+ * not claimable. */
+static int claim_mark_one(struct registry_pg *r, const char *id,
+                          const char *owner, const char *ttl,
+                          const struct pg_marks *ma, size_t n,
+                          struct registry_claim *out, bool *pending,
+                          bool *claimed)
+{
+  /* $2 is the owner here: S_CLAIM_MARK has no fence parameter. */
+  const char *p[MARKS_NPARAMS + 1];
+  marks_params(p, id, owner, ma, true);
+  p[MARKS_NPARAMS] = ttl;
+  PGresult *res = NULL;
+  /* ONCE, as a claim (see register_claim_mark_one). */
+  int rc =
+      pg_run(r, S_CLAIM_MARK, "claiming", MARKS_NPARAMS + 1, p, ONCE, &res);
+  if (rc)
+    return rc;
+  *claimed = false;
+  for (int row = 0; row < PQntuples(res); row++) {
+    if (!PQgetisnull(res, row, 0))
+      continue;
+    *claimed = true;
+    out->kind = REGISTRY_CLAIM_CLAIMED;
+    out->state = CAMPAIGN_PROCESSING;
+    out->fence = pg_get_i64(res, row, 1);
+    out->lease_until_ms = pg_get_i64(res, row, 2);
+    out->registry_now_ms = pg_get_i64(res, row, 3);
+  }
+  if (*claimed)
+    pg_marks_pending(ma, res, pending, n);
+  PQclear(res);
+  return SO_OK;
+}
+
 /* register_claim_mark: a campaign first seen here is inserted claimed and
  * marked in one statement (S_REGISTER_CLAIM_MARK) or, for marks other
  * than INFLIGHT, one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
- * COMMIT): one WAL flush instead of two. One that existed takes the two
- * steps in turn (claim, then marks if claimed). Not retried on a lost
- * connection, as a claim. */
+ * COMMIT): one WAL flush instead of two. One that existed is claimed and
+ * marked by S_CLAIM_MARK (INFLIGHT marks), else in two steps (claim,
+ * then marks if claimed). Not retried on a lost connection, as a claim. */
 int pg_register_claim_mark(struct registry *base,
                            const struct registry_new_campaign *c,
                            const char *owner, int64_t ttl_ms,
@@ -283,6 +319,21 @@ int pg_register_claim_mark(struct registry *base,
   if (*created) {
     *marked = true;
     goto out;
+  }
+  if (one) {
+    /* It existed: claimed and marked in one statement, unless it is not
+     * claimable (pg_claim says why) or a unique violation (rows a
+     * previous holder committed while we waited for its lock; nothing
+     * written) sends it the two-step way. */
+    bool claimed = false;
+    rc = claim_mark_one(r, c->campaign_id, owner, ttl, &ma, n, out, pending,
+                        &claimed);
+    if (!rc && claimed) {
+      *marked = true;
+      goto out;
+    }
+    if (rc && !(rc == SO_ERR_CONFLICT && r->unique_violation))
+      goto out;
   }
   rc = pg_claim(base, c->campaign_id, owner, ttl_ms, out);
   if (!rc && out->kind == REGISTRY_CLAIM_CLAIMED)

@@ -294,6 +294,26 @@ const char *registry_pg_migration(int version)
   ") "                                                                      \
   "SELECT fence, lease_until, progress_at FROM lock"
 
+/* S_CLAIM_MARK: S_CLAIM and S_MARK_PENDING of INFLIGHT marks for a
+ * campaign that exists, as one statement: the claim's UPDATE (S_CLAIM's,
+ * $2 owner, $13 ttl) is the lock the marks wait on, and they are written
+ * only if it claimed. The campaign may hold rows (a takeover, a resume),
+ * so the marks look them up ($12 true). INFLIGHT marks count nothing:
+ * no bump (a second write of the row). Rows: the claim's (NULL id,
+ * fence, lease, now), then one per recipient written (id), as
+ * S_MARK_PENDING; none when it did not claim (nothing was written). */
+#define CLAIM_MARK                                                       \
+  MARK_T                                                                 \
+  "lock AS (UPDATE campaigns c SET state = 'PROCESSING', owner = $2, "   \
+  " fence = c.fence + 1, lease_until = t.n + $13::bigint, "              \
+  " progress_at = t.n, updated_at = t.n, publish_owner = NULL, "         \
+  " publish_until = 0 FROM t WHERE c.campaign_id = $1 AND NOT c.paused " \
+  " AND (c.state IN ('SCHEDULED', 'PUBLISHED') "                         \
+  " OR (c.state = 'PROCESSING' AND c.lease_until <= t.n)) "              \
+  " RETURNING c.campaign_id, c.fence, c.lease_until, t.n), " MARK_WRITES \
+  " SELECT NULL::text, fence, lease_until, n FROM lock "                 \
+  "UNION ALL SELECT id, NULL, NULL, NULL FROM ch"
+
 _Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
 
 const char *const registry_pg_sql[S_COUNT] = {
@@ -371,6 +391,7 @@ const char *const registry_pg_sql[S_COUNT] = {
     [S_MARK_FINISH] = MARK_FINISH,
     [S_MARK_FINISH_SENT] = MARK_FINISH_SENT,
     [S_REGISTER_CLAIM_MARK] = REGISTER_CLAIM_MARK,
+    [S_CLAIM_MARK] = CLAIM_MARK,
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",

@@ -3,7 +3,8 @@
  *  - a new campaign's register_claim_mark and a mark_finish are each one
  *    statement, one round trip and one commit (what the registry's
  *    backend ran last, in pg_stat_activity, is the step's statement, not
- *    a COMMIT);
+ *    a COMMIT), and an existing campaign's register_claim_mark claims
+ *    and marks in one statement (after the insert that found it);
  *  - a new campaign whose id has delivery rows left behind (its campaign
  *    row deleted by hand before the cascade existed): the one-statement
  *    claim meets a unique violation, writes nothing, and the step runs
@@ -111,6 +112,22 @@ static void test_one_statement_per_step(void **state)
   char *q = last_statement();
   assert_non_null(strstr(q, "INSERT INTO campaigns"));
   assert_non_null(strstr(q, "INSERT INTO deliveries"));
+  free(q);
+
+  /* One that exists (registered by a publisher) is claimed and marked by
+   * one statement after the insert found it. */
+  struct registry_new_campaign pub = {"steps-0", now - 1000, "email", "{}"};
+  REG_OK(r, registry_register(r, &pub, CAMPAIGN_PUBLISHED, &created));
+  struct registry_claim cl0;
+  REG_OK(r, registry_register_claim_mark(r, &pub, "w1", 60000, m, 1, &created,
+                                         &cl0, pend, &marked));
+  assert_false(created);
+  assert_true(marked && pend[0]);
+  assert_int_equal(cl0.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl0.fence, 1);
+  q = last_statement();
+  assert_non_null(strstr(q, "UPDATE campaigns c SET state = 'PROCESSING'"));
+  assert_non_null(strstr(q, "UPDATE deliveries"));
   free(q);
 
   /* The common last batch (SENT only), and one of mixed outcomes. */
