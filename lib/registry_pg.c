@@ -12,7 +12,7 @@
  * Connection handling, SQLSTATE mapping and retries live in
  * registry_pg_conn.c; the SQL of every op and the migrations in
  * registry_pg_schema.c; the ops that write delivery marks (alone, or with
- * a finish or a first claim in one transaction) in registry_pg_mark_ops.c,
+ * a finish or a claim in one statement) in registry_pg_mark_ops.c,
  * which shares this file's helpers through registry_pg_internal.h.
  */
 #include <inttypes.h>

@@ -65,7 +65,8 @@ int pg_fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
               PGresult **out) SO_MUST_CHECK;
 
 /* pg_claimed_row: fill out with a claim that happened, from the row
- * S_CLAIM or S_REGISTER_CLAIM returned; frees res. */
+ * S_CLAIM, S_REGISTER_CLAIM or S_REGISTER_CLAIM_MARK returned (fence,
+ * lease_until, registry now); frees res. */
 void pg_claimed_row(PGresult *res, struct registry_claim *out);
 
 /* pg_claim: the claim op (registry_claim). */

@@ -2,10 +2,10 @@
  * delivery marks: mark and mark_pending (one statement, S_MARK or
  * S_MARK_PENDING, built by registry_pg_marks.c), and the two merged steps
  * that take the marks with a finish (mark_finish) or with a first claim
- * (register_claim_mark) in one statement: one round trip and one WAL
- * flush where the separate steps took four round trips and two flushes. The
- * other ops and the helpers these share are registry_pg.c's
- * (registry_pg_internal.h).
+ * (register_claim_mark) in one statement where they can: one round trip
+ * and one WAL flush (a transaction of BEGIN, two statements and COMMIT
+ * took four round trips). The other ops and the helpers these share are
+ * registry_pg.c's (registry_pg_internal.h).
  */
 #include "registry_pg_mark_ops.h"
 
