@@ -12,7 +12,7 @@
  * Connection handling, SQLSTATE mapping and retries live in
  * registry_pg_conn.c; the SQL of every op and the migrations in
  * registry_pg_schema.c; the ops that write delivery marks (alone, or with
- * a finish or a first claim in one transaction) in registry_pg_mark_ops.c,
+ * a finish or a claim in one statement) in registry_pg_mark_ops.c,
  * which shares this file's helpers through registry_pg_internal.h.
  */
 #include <inttypes.h>
@@ -23,10 +23,10 @@
 #include "registry_pg_internal.h"
 #include "registry_pg_mark_ops.h"
 
-/* run: one statement with the connection check and bounded retries. */
-static int run(struct registry_pg *r, enum pg_stmt id, const char *what,
-               int nparams, const char *const *params, int idempotent,
-               PGresult **out)
+/* pg_run: one statement with the connection check and bounded retries. */
+int pg_run(struct registry_pg *r, enum pg_stmt id, const char *what,
+           int nparams, const char *const *params, int idempotent,
+           PGresult **out)
 {
   int attempt = 0;
   int rc;
@@ -45,7 +45,7 @@ int pg_peek(struct registry_pg *r, const char *id, struct pg_peek *p)
   const char *params[] = {id};
   PGresult *res = NULL;
   int rc =
-      run(r, S_PEEK, "reading campaign state", 1, params, IDEMPOTENT, &res);
+      pg_run(r, S_PEEK, "reading campaign state", 1, params, IDEMPOTENT, &res);
   if (rc)
     return rc;
   if (PQntuples(res) == 0) {
@@ -75,7 +75,7 @@ static int change(struct registry_pg *r, enum pg_stmt id, const char *what,
                   bool *changed, PGresult **out)
 {
   PGresult *res = NULL;
-  int rc = run(r, id, what, nparams, params, idempotent, &res);
+  int rc = pg_run(r, id, what, nparams, params, idempotent, &res);
   if (rc)
     return rc;
   if (changed)
@@ -205,7 +205,7 @@ static int list_query(struct registry_pg *r, enum pg_stmt id, const char *what,
   *out = NULL;
   *n = 0;
   PGresult *res = NULL;
-  int rc = run(r, id, what, nparams, params, IDEMPOTENT, &res);
+  int rc = pg_run(r, id, what, nparams, params, IDEMPOTENT, &res);
   if (rc)
     return rc;
   int rows = PQntuples(res);
@@ -250,7 +250,8 @@ static void pg_close(struct registry *base)
 static int pg_now(struct registry *base, int64_t *now_ms)
 {
   PGresult *res = NULL;
-  int rc = run(pg(base), S_NOW, "reading the clock", 0, NULL, IDEMPOTENT, &res);
+  int rc =
+      pg_run(pg(base), S_NOW, "reading the clock", 0, NULL, IDEMPOTENT, &res);
   if (rc)
     return rc;
   *now_ms = pg_get_i64(res, 0, 0);
@@ -445,7 +446,8 @@ static int pg_pending(struct registry *base, const char *id, int64_t fence,
   fmt_i64(f, fence);
   const char *p[] = {id, f, ids.data};
   PGresult *res = NULL;
-  rc = run(r, S_PENDING, "reading pending recipients", 3, p, IDEMPOTENT, &res);
+  rc = pg_run(r, S_PENDING, "reading pending recipients", 3, p, IDEMPOTENT,
+              &res);
   pg_buf_free(&ids);
   if (rc)
     return rc;
@@ -608,7 +610,7 @@ static int pg_get(struct registry *base, const char *id,
   struct registry_pg *r = pg(base);
   const char *p[] = {id};
   PGresult *res = NULL;
-  int rc = run(r, S_GET, "reading a campaign", 1, p, IDEMPOTENT, &res);
+  int rc = pg_run(r, S_GET, "reading a campaign", 1, p, IDEMPOTENT, &res);
   if (rc)
     return rc;
   if (PQntuples(res) == 0)

@@ -31,6 +31,13 @@ static inline void fmt_i64(char buf[24], int64_t v)
   snprintf(buf, 24, "%" PRId64, v);
 }
 
+/* pg_run: run statement `id` with the connection check and bounded
+ * retries (`idempotent`: IDEMPOTENT or ONCE, see pg_conn_again). On
+ * success *out (if out) owns the rows (PQclear). */
+int pg_run(struct registry_pg *r, enum pg_stmt id, const char *what,
+           int nparams, const char *const *params, int idempotent,
+           PGresult **out) SO_MUST_CHECK;
+
 /* The row of S_PEEK, the current state of one campaign. */
 struct pg_peek {
   enum campaign_state state;
@@ -58,7 +65,8 @@ int pg_fenced(struct registry_pg *r, enum pg_stmt id, const char *what,
               PGresult **out) SO_MUST_CHECK;
 
 /* pg_claimed_row: fill out with a claim that happened, from the row
- * S_CLAIM or S_REGISTER_CLAIM returned; frees res. */
+ * S_CLAIM, S_REGISTER_CLAIM or S_REGISTER_CLAIM_MARK returned (fence,
+ * lease_until, registry now); frees res. */
 void pg_claimed_row(PGresult *res, struct registry_claim *out);
 
 /* pg_claim: the claim op (registry_claim). */

@@ -2,11 +2,14 @@
  * delivery marks: mark and mark_pending (one statement, S_MARK or
  * S_MARK_PENDING, built by registry_pg_marks.c), and the two merged steps
  * that take the marks with a finish (mark_finish) or with a first claim
- * (register_claim_mark) in one transaction, one WAL flush instead of
- * two. The other ops and the helpers these share are registry_pg.c's
- * (registry_pg_internal.h).
+ * (register_claim_mark) in one statement where they can: one round trip
+ * and one WAL flush (a transaction of BEGIN, two statements and COMMIT
+ * took four round trips). The other ops and the helpers these share are
+ * registry_pg.c's (registry_pg_internal.h).
  */
 #include "registry_pg_mark_ops.h"
+
+#include <string.h>
 
 #include "registry_pg_internal.h"
 #include "registry_pg_marks.h"
@@ -24,6 +27,25 @@ static void marks_params(const char *p[MARKS_NPARAMS], const char *id,
   for (size_t i = 0; i < PG_MARKS_NPARAMS; i++)
     p[2 + i] = pm->params[i].data;
   p[2 + PG_MARKS_NPARAMS] = lookup ? "true" : "false";
+}
+
+/* Positions in pg_marks.params of the groups' arrays that the merged
+ * steps' lean statements take ($3, $4, $8 and $11 of MARK_WITH). */
+enum {
+  PM_SENT = 0,     /* ids whose first mark is SENT */
+  PM_INFLIGHT = 1, /* ids marked INFLIGHT once, nothing final */
+  PM_TRIES_ID = 5, /* the rest: ids ... */
+  PM_TRIES = 8,    /* ... and their INFLIGHT marks */
+};
+
+/* only_group: whether every array of pm but params[keep] is empty. */
+static bool only_group(const struct pg_marks *pm, size_t keep)
+{
+  for (size_t i = 0; i < PG_MARKS_NPARAMS; i++) {
+    if (i != keep && strcmp(pm->params[i].data, "{}") != 0)
+      return false;
+  }
+  return true;
 }
 
 /* marks_build: pg_marks_build, its failure told on the handle. */
@@ -96,37 +118,9 @@ int pg_mark_pending(struct registry *base, const char *id, int64_t fence,
   return mark_run(base, S_MARK_PENDING, id, fence, marks, n, pending);
 }
 
-/* mark_finish_tx: S_MARK then S_FINISH inside the transaction the caller
- * began; *done says whether both found the fence live (the row S_MARK
- * locks keeps it so for S_FINISH). */
-static int mark_finish_tx(struct registry_pg *r, const char *const *pm,
-                          const char *const *pf, struct registry_counts *counts,
-                          bool *done)
-{
-  PGresult *res = NULL;
-  int rc = pg_conn_exec(r, S_MARK, registry_pg_sql[S_MARK],
-                        "writing delivery marks", MARKS_NPARAMS, pm, &res);
-  *done = !rc && PQntuples(res) > 0;
-  PQclear(res);
-  res = NULL;
-  if (!*done)
-    return rc ? rc : pg_conn_simple(r, "ROLLBACK", "rolling back");
-  rc = pg_conn_exec(r, S_FINISH, registry_pg_sql[S_FINISH], "finishing", 3, pf,
-                    &res);
-  *done = !rc && PQntuples(res) > 0;
-  if (*done) {
-    counts->sent = pg_get_i64(res, 0, 0);
-    counts->rejected = pg_get_i64(res, 0, 1);
-  }
-  PQclear(res);
-  return rc ? rc : pg_conn_simple(r, *done ? "COMMIT" : "ROLLBACK", "ending");
-}
-
-/* mark_finish: the marks and the finish in one transaction (BEGIN, S_MARK,
- * S_FINISH, COMMIT: four round trips, one WAL flush instead of two). Not
- * retried on a lost connection (ONCE, as a finish): the caller sees
- * SO_ERR_UNAVAILABLE and tries again, and a transaction left open by a
- * failure is rolled back before the next op (pg_conn_ready). */
+/* mark_finish: the marks and the finish as one statement (S_MARK_FINISH:
+ * one round trip, one commit). Not retried on a lost connection (ONCE,
+ * as a finish): the caller sees SO_ERR_UNAVAILABLE and tries again. */
 int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
                    const struct registry_mark *marks, size_t n, int64_t total,
                    struct registry_counts *counts)
@@ -135,30 +129,31 @@ int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
   struct pg_marks ma = {0};
   int rc = marks_build(base, &ma, marks, n);
   if (rc)
-    goto out;
+    return rc;
   char f[24], t[24];
   fmt_i64(f, fence);
   fmt_i64(t, total);
-  /* Rows looked up first: inside a transaction a unique violation could
-   * not be retried, and the outcomes are for rows that exist. */
-  const char *pm[MARKS_NPARAMS];
-  marks_params(pm, id, f, &ma, true);
-  const char *pf[] = {id, f, t};
-  bool done = false;
-  rc = pg_conn_ready(r);
-  if (!rc)
-    rc = pg_conn_simple(r, "BEGIN", "beginning the finish");
-  if (!rc)
-    rc = mark_finish_tx(r, pm, pf, counts, &done);
-  if (!rc && !done) {
-    /* Why the fence was refused (or the campaign absent), read after the
-     * rollback. */
-    struct pg_peek p;
-    rc = pg_peek(r, id, &p);
-    if (!rc)
-      rc = pg_stale(r, "finishing", id, fence, &p);
+  /* Rows looked up first: the outcomes are for rows that exist, and a
+   * unique violation would fail the finish. */
+  const char *p[MARKS_NPARAMS + 1];
+  marks_params(p, id, f, &ma, true);
+  p[MARKS_NPARAMS] = t;
+  PGresult *res = NULL;
+  /* No row back: the fence was refused (or the campaign is absent), and
+   * pg_fenced reads why. A last batch of SENT marks only (the common
+   * one) takes the statement without the other groups' CTEs. */
+  if (only_group(&ma, PM_SENT)) {
+    const char *ps[] = {id, f, ma.params[PM_SENT].data, t};
+    rc = pg_fenced(r, S_MARK_FINISH_SENT, "finishing", 4, ps, ONCE, &res);
+  } else {
+    rc = pg_fenced(r, S_MARK_FINISH, "finishing", MARKS_NPARAMS + 1, p, ONCE,
+                   &res);
   }
-out:
+  if (!rc) {
+    counts->sent = pg_get_i64(res, 0, 0);
+    counts->rejected = pg_get_i64(res, 0, 1);
+    PQclear(res);
+  }
   pg_marks_free(&ma);
   return rc;
 }
@@ -200,11 +195,96 @@ static int register_claim_mark_tx(struct registry_pg *r, const char *const *pc,
   return rc ? rc : pg_conn_simple(r, "COMMIT", "committing the claim");
 }
 
+/* all_inflight: whether every mark is INFLIGHT (marks that count
+ * nothing, as a first claim's are). */
+static bool all_inflight(const struct registry_mark *marks, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (marks[i].state != DELIVERY_INFLIGHT)
+      return false;
+  }
+  return true;
+}
+
+/* register_claim_mark_one: S_REGISTER_CLAIM_MARK, a new campaign inserted
+ * claimed and marked in one statement (one round trip, one commit).
+ * *created false when the campaign existed (nothing written). */
+static int register_claim_mark_one(struct registry_pg *r, const char *const *pc,
+                                   const struct pg_marks *ma, size_t n,
+                                   bool *created, struct registry_claim *out,
+                                   bool *pending)
+{
+  const char *p[] = {pc[0],
+                     ma->params[PM_INFLIGHT].data,
+                     ma->params[PM_TRIES_ID].data,
+                     ma->params[PM_TRIES].data,
+                     pc[1],
+                     pc[2],
+                     pc[3],
+                     pc[4],
+                     pc[5]};
+  PGresult *res = NULL;
+  /* ONCE, as a claim: after a lost connection the insert may have
+   * committed, and a retry would report our own claim as HELD. */
+  int rc = pg_run(r, S_REGISTER_CLAIM_MARK, "registering and claiming",
+                  (int)(sizeof(p) / sizeof(p[0])), p, ONCE, &res);
+  if (rc)
+    return rc;
+  *created = PQntuples(res) > 0;
+  if (!*created) {
+    PQclear(res);
+    return SO_OK;
+  }
+  /* Every recipient was absent (else the INSERT would have failed), so
+   * every mark was pending. */
+  for (size_t i = 0; i < n; i++)
+    pending[i] = true;
+  pg_claimed_row(res, out);
+  return SO_OK;
+}
+
+/* claim_mark_one: S_CLAIM_MARK, a campaign that exists claimed and
+ * marked in one statement; *claimed false (nothing written) when it was
+ * not claimable. */
+static int claim_mark_one(struct registry_pg *r, const char *id,
+                          const char *owner, const char *ttl,
+                          const struct pg_marks *ma, size_t n,
+                          struct registry_claim *out, bool *pending,
+                          bool *claimed)
+{
+  /* $2 is the owner here: S_CLAIM_MARK has no fence parameter. */
+  const char *p[MARKS_NPARAMS + 1];
+  marks_params(p, id, owner, ma, true);
+  p[MARKS_NPARAMS] = ttl;
+  PGresult *res = NULL;
+  /* ONCE, as a claim (see register_claim_mark_one). */
+  int rc =
+      pg_run(r, S_CLAIM_MARK, "claiming", MARKS_NPARAMS + 1, p, ONCE, &res);
+  if (rc)
+    return rc;
+  *claimed = false;
+  for (int row = 0; row < PQntuples(res); row++) {
+    if (!PQgetisnull(res, row, 0))
+      continue;
+    *claimed = true;
+    out->kind = REGISTRY_CLAIM_CLAIMED;
+    out->state = CAMPAIGN_PROCESSING;
+    out->fence = pg_get_i64(res, row, 1);
+    out->lease_until_ms = pg_get_i64(res, row, 2);
+    out->registry_now_ms = pg_get_i64(res, row, 3);
+  }
+  if (*claimed)
+    pg_marks_pending(ma, res, pending, n);
+  PQclear(res);
+  return SO_OK;
+}
+
 /* register_claim_mark: a campaign first seen here is inserted claimed and
- * marked in one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
- * COMMIT: one WAL flush instead of two). One that existed takes the two
- * steps in turn (claim, then marks if claimed). Not retried on a lost
- * connection, as a claim. */
+ * marked in one statement (S_REGISTER_CLAIM_MARK) or, for marks other
+ * than INFLIGHT, one transaction (BEGIN, S_REGISTER_CLAIM, S_MARK_PENDING,
+ * COMMIT): one WAL flush instead of two. One that existed is claimed and
+ * marked by S_CLAIM_MARK (INFLIGHT marks), else in two steps (claim,
+ * then marks if claimed). Not retried on a lost connection, as a claim. */
 int pg_register_claim_mark(struct registry *base,
                            const struct registry_new_campaign *c,
                            const char *owner, int64_t ttl_ms,
@@ -221,16 +301,39 @@ int pg_register_claim_mark(struct registry *base,
   fmt_i64(at, c->scheduled_at_ms);
   fmt_i64(ttl, ttl_ms);
   const char *pc[] = {c->campaign_id, at, c->channel, c->payload, owner, ttl};
-  rc = pg_conn_ready(r);
-  if (!rc)
-    rc = pg_conn_simple(r, "BEGIN", "beginning the claim");
-  if (!rc)
-    rc = register_claim_mark_tx(r, pc, &ma, n, created, out, pending);
+  /* INFLIGHT marks (a first claim's): one statement. A unique violation
+   * (rows of a campaign of this id deleted by hand, nothing written) and
+   * any other marks take the transaction. */
+  bool one = all_inflight(marks, n);
+  if (one)
+    rc = register_claim_mark_one(r, pc, &ma, n, created, out, pending);
+  if (!one || (rc == SO_ERR_CONFLICT && r->unique_violation)) {
+    rc = pg_conn_ready(r);
+    if (!rc)
+      rc = pg_conn_simple(r, "BEGIN", "beginning the claim");
+    if (!rc)
+      rc = register_claim_mark_tx(r, pc, &ma, n, created, out, pending);
+  }
   if (rc)
     goto out;
   if (*created) {
     *marked = true;
     goto out;
+  }
+  if (one) {
+    /* It existed: claimed and marked in one statement, unless it is not
+     * claimable (pg_claim says why) or a unique violation (rows a
+     * previous holder committed while we waited for its lock; nothing
+     * written) sends it the two-step way. */
+    bool claimed = false;
+    rc = claim_mark_one(r, c->campaign_id, owner, ttl, &ma, n, out, pending,
+                        &claimed);
+    if (!rc && claimed) {
+      *marked = true;
+      goto out;
+    }
+    if (rc && !(rc == SO_ERR_CONFLICT && r->unique_violation))
+      goto out;
   }
   rc = pg_claim(base, c->campaign_id, owner, ttl_ms, out);
   if (!rc && out->kind == REGISTRY_CLAIM_CLAIMED)

@@ -156,13 +156,16 @@ const char *registry_pg_migration(int version)
  * unless the fenced lock (lock) holds. Only real changes come back (ch),
  * and only those bump the counters (bump; a batch that counts nothing
  * leaves the campaign row alone, as SQLite does). */
-#define MARK_WITH                                                            \
-  "WITH t AS (SELECT " PG_NOW_MS                                             \
-  " AS n), "                                                                 \
-  "lock AS (SELECT c.campaign_id FROM campaigns c, t "                       \
-  " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "                      \
-  " AND c.state = 'PROCESSING' AND c.lease_until > t.n "                     \
-  " FOR UPDATE OF c), "                                                      \
+#define MARK_WITH MARK_T MARK_LOCK MARK_WRITES ", " MARK_COUNT ", " MARK_BUMP
+
+/* The parts of MARK_WITH, which the merged steps below recombine. */
+#define MARK_T "WITH t AS (SELECT " PG_NOW_MS " AS n), "
+#define MARK_LOCK                                        \
+  "lock AS (SELECT c.campaign_id FROM campaigns c, t "   \
+  " WHERE c.campaign_id = $1 AND c.fence = $2::bigint "  \
+  " AND c.state = 'PROCESSING' AND c.lease_until > t.n " \
+  " FOR UPDATE OF c), "
+#define MARK_WRITES                                                          \
   "sa AS (UPDATE deliveries d SET state = 'SENT', error = NULL, "            \
   " updated_at = t.n FROM t WHERE d.ctid = ANY (ARRAY(SELECT (SELECT "       \
   " x.ctid FROM deliveries x WHERE x.campaign_id = $1 "                      \
@@ -209,13 +212,107 @@ const char *registry_pg_migration(int version)
   "ch AS (SELECT id, state FROM sa UNION ALL SELECT id, state FROM sn "      \
   " UNION ALL SELECT id, state FROM bi UNION ALL SELECT id, state FROM bu "  \
   " UNION ALL SELECT id, state FROM w0 "                                     \
-  " UNION ALL SELECT id, state FROM w1), "                                   \
-  "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, "             \
-  " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch), "              \
-  "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                  \
-  " rejected = c.rejected + cnt.j, progress_at = t.n, "                      \
-  " updated_at = t.n FROM cnt, t, lock "                                     \
+  " UNION ALL SELECT id, state FROM w1)"
+#define MARK_COUNT                                               \
+  "cnt AS (SELECT count(*) FILTER (WHERE state = 'SENT') AS s, " \
+  " count(*) FILTER (WHERE state = 'REJECTED') AS j FROM ch)"
+#define MARK_BUMP                                           \
+  "bump AS (UPDATE campaigns c SET sent = c.sent + cnt.s, " \
+  " rejected = c.rejected + cnt.j, progress_at = t.n, "     \
+  " updated_at = t.n FROM cnt, t, lock "                    \
   " WHERE c.campaign_id = lock.campaign_id AND cnt.s + cnt.j > 0) "
+
+/* S_MARK_FINISH: S_MARK then S_FINISH ($13 total) as one statement, so
+ * one round trip and one commit: the counters' bump and the DONE are one
+ * UPDATE of the campaign row (fin; one statement must not update a row
+ * twice), made once the fenced lock holds, whatever the marks changed.
+ * No row back means a stale fence (or no campaign), and nothing was
+ * written. */
+#define MARK_FINISH                                                            \
+  MARK_T MARK_LOCK MARK_WRITES                                                 \
+      ", " MARK_COUNT                                                          \
+      ", "                                                                     \
+      "fin AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                 \
+      " rejected = c.rejected + cnt.j, progress_at = CASE WHEN cnt.s + cnt.j " \
+      " > 0 THEN t.n ELSE c.progress_at END, state = 'DONE', "                 \
+      " total = $13::bigint, owner = NULL, lease_until = 0, updated_at = t.n " \
+      " FROM cnt, t, lock WHERE c.campaign_id = lock.campaign_id "             \
+      " RETURNING c.sent, c.rejected) "                                        \
+      "SELECT sent, rejected FROM fin"
+
+/* S_MARK_FINISH_SENT: S_MARK_FINISH for the common last batch, SENT
+ * marks only ($3; $4 total): only the CTEs that group needs (sa, sn), as
+ * the executor sets up every CTE of a statement, used or not, and that
+ * set-up cost more than the execution of a small batch. */
+#define MARK_FINISH_SENT                                                       \
+  MARK_T MARK_LOCK                                                             \
+      "sa AS (UPDATE deliveries d SET state = 'SENT', error = NULL, "          \
+      " updated_at = t.n FROM t WHERE d.ctid = ANY (ARRAY(SELECT (SELECT "     \
+      " x.ctid FROM deliveries x WHERE x.campaign_id = $1 "                    \
+      " AND x.recipient_id = a.id) FROM unnest($3::text[]) AS a(id))) "        \
+      " AND d.state = 'INFLIGHT' AND " LOCKED                                  \
+      " RETURNING d.recipient_id), "                                           \
+      "sn AS (INSERT INTO deliveries AS d " DELIVERY_COLS                      \
+      " SELECT $1, a.id, 'SENT', 1, NULL, t.n "                                \
+      " FROM unnest($3::text[]) AS a(id), t WHERE " LOCKED                     \
+      " AND a.id NOT IN (SELECT recipient_id FROM sa) ON CONFLICT DO NOTHING " \
+      " RETURNING d.recipient_id), "                                           \
+      "cnt AS (SELECT (SELECT count(*) FROM sa) + (SELECT count(*) FROM sn) "  \
+      " AS s), "                                                               \
+      "fin AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                 \
+      " progress_at = CASE WHEN cnt.s > 0 THEN t.n ELSE c.progress_at END, "   \
+      " state = 'DONE', total = $4::bigint, owner = NULL, lease_until = 0, "   \
+      " updated_at = t.n FROM cnt, t, lock "                                   \
+      " WHERE c.campaign_id = lock.campaign_id RETURNING c.sent, c.rejected) " \
+      "SELECT sent, rejected FROM fin"
+
+/* S_REGISTER_CLAIM_MARK: S_REGISTER_CLAIM and S_MARK_PENDING of INFLIGHT
+ * marks for a new campaign as one statement: the INSERT of the claimed
+ * campaign (fence 1, as S_REGISTER_CLAIM) is the lock the marks' INSERT
+ * waits on; when the campaign existed neither writes and no row comes
+ * back. $2 the ids marked INFLIGHT once, $3/$4 those marked more often
+ * and how often (registry_pg_marks.c's groups), then $5 scheduled_at,
+ * $6 channel, $7 payload, $8 owner, $9 ttl. A new campaign has no rows,
+ * so the marks are a plain INSERT: rows someone left (a campaign of this
+ * id deleted by hand, its rows kept) make a unique violation, nothing is
+ * written, and the caller takes the transaction with lookups. INFLIGHT
+ * marks count nothing, so the new row needs no bump. */
+#define REGISTER_CLAIM_MARK                                                 \
+  "WITH t AS (SELECT " PG_NOW_MS                                            \
+  " AS n), "                                                                \
+  "lock AS (INSERT INTO campaigns (campaign_id, state, scheduled_at, "      \
+  " channel, payload, owner, fence, lease_until, progress_at, created_at, " \
+  " updated_at) SELECT $1, 'PROCESSING', $5::bigint, $6, $7, $8, 1, "       \
+  " t.n + $9::bigint, t.n, t.n, t.n FROM t "                                \
+  " ON CONFLICT (campaign_id) DO NOTHING "                                  \
+  " RETURNING fence, lease_until, progress_at), "                           \
+  "ins AS (INSERT INTO deliveries " DELIVERY_COLS                           \
+  " SELECT $1, g.id, 'INFLIGHT', g.tries, NULL, t.n FROM (SELECT a.id, 1 "  \
+  " FROM unnest($2::text[]) AS a(id) UNION ALL SELECT b.id, b.tries "       \
+  " FROM unnest($3::text[], $4::int[]) AS b(id, tries)) AS g(id, tries), "  \
+  " t WHERE " LOCKED                                                        \
+  ") "                                                                      \
+  "SELECT fence, lease_until, progress_at FROM lock"
+
+/* S_CLAIM_MARK: S_CLAIM and S_MARK_PENDING of INFLIGHT marks for a
+ * campaign that exists, as one statement: the claim's UPDATE (S_CLAIM's,
+ * $2 owner, $13 ttl) is the lock the marks wait on, and they are written
+ * only if it claimed. The campaign may hold rows (a takeover, a resume),
+ * so the marks look them up ($12 true). INFLIGHT marks count nothing:
+ * no bump (a second write of the row). Rows: the claim's (NULL id,
+ * fence, lease, now), then one per recipient written (id), as
+ * S_MARK_PENDING; none when it did not claim (nothing was written). */
+#define CLAIM_MARK                                                       \
+  MARK_T                                                                 \
+  "lock AS (UPDATE campaigns c SET state = 'PROCESSING', owner = $2, "   \
+  " fence = c.fence + 1, lease_until = t.n + $13::bigint, "              \
+  " progress_at = t.n, updated_at = t.n, publish_owner = NULL, "         \
+  " publish_until = 0 FROM t WHERE c.campaign_id = $1 AND NOT c.paused " \
+  " AND (c.state IN ('SCHEDULED', 'PUBLISHED') "                         \
+  " OR (c.state = 'PROCESSING' AND c.lease_until <= t.n)) "              \
+  " RETURNING c.campaign_id, c.fence, c.lease_until, t.n), " MARK_WRITES \
+  " SELECT NULL::text, fence, lease_until, n FROM lock "                 \
+  "UNION ALL SELECT id, NULL, NULL, NULL FROM ch"
 
 _Static_assert(S_COUNT <= PG_STMT_MAX, "raise PG_STMT_MAX");
 
@@ -291,6 +388,10 @@ const char *const registry_pg_sql[S_COUNT] = {
      * fence. */
     [S_MARK_PENDING] =
         MARK_WITH "SELECT NULL::text FROM lock UNION ALL SELECT id FROM ch",
+    [S_MARK_FINISH] = MARK_FINISH,
+    [S_MARK_FINISH_SENT] = MARK_FINISH_SENT,
+    [S_REGISTER_CLAIM_MARK] = REGISTER_CLAIM_MARK,
+    [S_CLAIM_MARK] = CLAIM_MARK,
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "
         "updated_at = t.n FROM " NOW_T " WHERE " FENCED " RETURNING 1",

@@ -12,3 +12,10 @@ sendonce_add_test(NAME test_registry_pg_only LABEL integration TIMEOUT 120
 sendonce_add_test(NAME test_registry_pg_marks LABEL integration TIMEOUT 120
                   SOURCES integration/test_registry_pg_marks.c
                           integration/registry_testdb.c)
+
+# The merged steps (a new campaign's claim with its INFLIGHT marks, the
+# last outcomes with DONE) one statement each, and the transaction they
+# fall back to when rows were left behind.
+sendonce_add_test(NAME test_registry_pg_steps LABEL integration TIMEOUT 120
+                  SOURCES integration/test_registry_pg_steps.c
+                          integration/registry_testdb.c)

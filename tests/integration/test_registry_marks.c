@@ -396,6 +396,76 @@ static void test_register_claim_mark(void **state)
   registry_close(r);
 }
 
+/* The shapes the merged steps' common cases take (one statement each
+ * on PostgreSQL): a new campaign's repeated INFLIGHT marks, and a last
+ * batch of SENT marks only, for rows INFLIGHT, absent and already SENT,
+ * refused whole with a stale fence. */
+static void test_merged_step_shapes(void **state)
+{
+  (void)state;
+  struct registry *r = testdb_open(&suite_db);
+  char *id = suite_id("shapes");
+  struct registry_new_campaign nc = {
+      .campaign_id = id,
+      .scheduled_at_ms = suite_now(r) - 1000,
+      .channel = "email",
+      .payload = "{\"schema\":1}",
+  };
+  struct registry_mark m[] = {
+      {.recipient_id = "a", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "b", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "a", .state = DELIVERY_INFLIGHT},
+      {.recipient_id = "s", .state = DELIVERY_INFLIGHT},
+  };
+  bool created = false, marked = false, pend[4] = {false};
+  struct registry_claim cl;
+  REG_OK(r, registry_register_claim_mark(r, &nc, "w1", 60000, m, 4, &created,
+                                         &cl, pend, &marked));
+  assert_true(created);
+  assert_true(marked);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl.fence, 1);
+  assert_true(pend[0] && pend[1] && pend[2] && pend[3]);
+  char *rows = delivery_rows(id);
+  assert_string_equal(rows, "a|INFLIGHT|2|~\nb|INFLIGHT|1|~\ns|INFLIGHT|1|~\n");
+  free(rows);
+
+  struct registry_mark s1[] = {{.recipient_id = "s", .state = DELIVERY_SENT}};
+  REG_OK(r, registry_mark(r, id, 1, s1, 1));
+  struct registry_mark fin[] = {
+      {.recipient_id = "a", .state = DELIVERY_SENT},
+      {.recipient_id = "c", .state = DELIVERY_SENT}, /* absent */
+      {.recipient_id = "s", .state = DELIVERY_SENT}, /* already SENT */
+      {.recipient_id = "b", .state = DELIVERY_SENT},
+  };
+  struct registry_counts counts = {-1, -1};
+  REG_RC(r, SO_ERR_STALE_FENCE,
+         registry_mark_finish(r, id, 2, fin, 4, 4, &counts));
+  rows = delivery_rows(id);
+  assert_string_equal(rows, "a|INFLIGHT|2|~\nb|INFLIGHT|1|~\ns|SENT|1|~\n");
+  free(rows);
+  REG_OK(r, registry_mark_finish(r, id, 1, fin, 4, 4, &counts));
+  assert_int_equal(counts.sent, 4); /* s counted once, by its own mark */
+  assert_int_equal(counts.rejected, 0);
+  rows = delivery_rows(id);
+  assert_string_equal(rows,
+                      "a|SENT|2|~\nb|SENT|1|~\nc|SENT|1|~\n"
+                      "s|SENT|1|~\n");
+  free(rows);
+  struct registry_campaign c;
+  suite_get(r, id, &c);
+  assert_int_equal(c.state, CAMPAIGN_DONE);
+  assert_int_equal(c.total, 4);
+  assert_int_equal(c.sent, 4);
+  assert_null(c.owner);
+  assert_int_equal(c.lease_until_ms, 0);
+  registry_campaign_free(&c);
+  REG_RC(r, SO_ERR_STALE_FENCE,
+         registry_mark_finish(r, id, 1, fin, 4, 4, NULL));
+  free(id);
+  registry_close(r);
+}
+
 int main(int argc, char **argv)
 {
   const char *backend = argc > 1 ? argv[1] : getenv("SENDONCE_TEST_BACKEND");
@@ -406,6 +476,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(test_mark_pending),
       cmocka_unit_test(test_mark_finish),
       cmocka_unit_test(test_register_claim_mark),
+      cmocka_unit_test(test_merged_step_shapes),
   };
   return cmocka_run_group_tests_name(
       suite_db.backend == REGISTRY_POSTGRESQL ? "registry_marks_pg"
