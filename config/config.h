@@ -73,6 +73,7 @@ struct config_registry {
   int busy_timeout_ms; /* SQLite busy timeout / PG statement timeout */
   int lease_ttl_s;     /* claim lease; renewed at ttl/3 */
   int mark_batch_size; /* delivery marks written per transaction */
+  int commit_delay_us; /* SQLite: group commit's wait for other steps */
 };
 
 struct config_consumer {

@@ -324,6 +324,12 @@ static const struct key_desc registry_keys[] = {
      .min = 1,
      .max = 10000,
      .def = "100"},
+    {.name = "commit_delay_us",
+     .type = KEY_INT,
+     F(config_registry, commit_delay_us),
+     .min = 0,
+     .max = 100000,
+     .def = "1000"},
 };
 
 static const struct key_desc consumer_keys[] = {

@@ -97,6 +97,10 @@ int registry_open(const struct registry_options *opt, struct registry **out,
     snprintf(err, errlen, "registry: busy_timeout_ms must be >= 0");
     return SO_ERR_INVALID;
   }
+  if (opt->commit_delay_us < 0 || opt->commit_delay_us > 100000) {
+    snprintf(err, errlen, "registry: commit_delay_us must be 0..100000");
+    return SO_ERR_INVALID;
+  }
   switch (opt->backend) {
     case REGISTRY_SQLITE:
       if (!opt->sqlite_path || !*opt->sqlite_path) {
@@ -618,5 +622,6 @@ void registry_options_from_config(struct registry_options *opts,
       .pg_conninfo = cfg->pg_conninfo,
       .pg_password = cfg->pg_password,
       .busy_timeout_ms = cfg->busy_timeout_ms,
+      .commit_delay_us = cfg->commit_delay_us,
   };
 }

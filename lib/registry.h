@@ -72,6 +72,9 @@ struct registry_options {
                               elsewhere before SO_ERR_UNAVAILABLE (SQLite
                               busy handler; PG statement_timeout); 0 means
                               the default, 5000 ms */
+  int commit_delay_us;     /* SQLite: how long a group commit may wait for
+                              other threads' steps before its COMMIT, when
+                              they come that often (0: never waits) */
 };
 
 enum campaign_state {

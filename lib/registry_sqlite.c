@@ -746,6 +746,7 @@ int registry_sqlite_open(const struct registry_options *opt,
     free(s);
     return rc;
   }
+  s->commit_delay_ns = (int64_t)opt->commit_delay_us * 1000;
   s->base.ops = &sqlite_ops;
   *out = &s->base;
   return SO_OK;

@@ -70,6 +70,11 @@ struct registry_sqlite {
   struct registry_sqlite_busy busy;
   sqlite3_stmt *stmts[ST_COUNT];
   struct rsg_group *group; /* write steps of this process on this file */
+  /* The group commit's delay when this handle leads (0: none), and the
+   * group's epoch in which this handle last queued a job (both
+   * registry_sqlite_group.c). */
+  int64_t commit_delay_ns;
+  unsigned rsg_epoch;
 };
 
 /* rsdb_close: finalize the cached statements and close the connection

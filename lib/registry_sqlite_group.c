@@ -12,12 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* At most this many jobs per transaction: a leader that has waited for
  * the lock must not then hold it, and its followers, for an unbounded
  * batch. Eight workers plus a lease thread never come close. */
 #define RSG_MAX_BATCH 64
+
+/* A handle counts as a sibling (a thread that may queue a job soon) when
+ * it queued one within the last one or two epochs of this many commit
+ * delays: a worker of the one-recipient benchmark queues a step every
+ * ~3 ms, one that waits on a slow provider far more rarely. */
+#define RSG_EPOCH_DELAYS 16
 
 /* A job lives on its caller's stack. Its caller, when another thread leads,
  * sleeps on `wake`, which is posted exactly once: when a leader finished
@@ -41,7 +48,26 @@ struct rsg_job {
 
 /* See struct rsg_stats; atomics, as they are counted outside the mutex. */
 struct rsg_counters {
-  atomic_ullong batches, jobs, waits, wakes, handoffs, idle_wakes;
+  atomic_ullong batches, jobs, waits, wakes, handoffs, idle_wakes, delays;
+};
+
+/* What the commit delay knows of the jobs' arrivals (all under the
+ * group's mutex; see wait_more). Jobs of handles without a delay are not
+ * tracked: nothing reads the clock for them. */
+struct rsg_arrivals {
+  int64_t last_ns; /* the last tracked job's arrival (0: none yet) */
+  int64_t gap_ns;  /* moving average of the gaps between arrivals */
+  /* Handles that queued a job in the current and in the previous epoch
+   * (an epoch is RSG_EPOCH_DELAYS delays long): the siblings a leader
+   * may wait for. A handle counts once per epoch (its rsg_epoch). */
+  unsigned epoch;
+  int64_t epoch_start_ns;
+  size_t active_cur, active_prev;
+  /* A leader waits in wait_more: the queuer that brings the count of
+   * jobs queued since it began waiting to `want` signals `arrived`. */
+  pthread_cond_t arrived;
+  bool delaying;
+  size_t arrivals, want;
 };
 
 struct rsg_group {
@@ -65,6 +91,7 @@ struct rsg_group {
    * sure to be woken (see rsg_run). */
   bool leading;
   struct rsg_job *head, **tail;
+  struct rsg_arrivals arr;
   struct rsg_counters stats;
   struct rsg_group *next; /* in `groups` */
 };
@@ -159,6 +186,11 @@ int rsg_acquire(const char *path, struct rsg_group **out, char *err,
     g->ino = sb.st_ino;
     g->refs = 1;
     pthread_mutex_init(&g->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->arr.arrived, &ca);
+    pthread_condattr_destroy(&ca);
     g->tail = &g->head;
     g->next = groups;
     groups = g;
@@ -188,6 +220,7 @@ void rsg_release(struct rsg_group *g)
    * handle is only closed by its own thread, never while inside rsg_run. */
   rsdb_close(&g->writer);
   pthread_mutex_destroy(&g->mu);
+  pthread_cond_destroy(&g->arr.arrived);
   free(g);
 }
 
@@ -230,55 +263,178 @@ static int run_job(struct registry_sqlite *exec, struct rsg_job *job)
   return rsdb_savepoint_end(exec, st);
 }
 
-/* run_alone: a batch of one job needs no savepoint (~4,000 instructions
- * for SAVEPOINT and RELEASE): when the job fails, rolling back the whole
- * transaction undoes exactly its writes, and the caller gets the job's
- * own status, as from a batch. */
-static void run_alone(struct registry_sqlite *exec, struct rsg_job *job)
+/* ---- the commit delay -------------------------------------------------- */
+
+static int64_t mono_ns(void)
 {
-  int rc = rsdb_begin(exec, true);
-  if (rc) {
-    job_fail(job, rc, exec->base.errmsg);
-    return;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* arrival_note: with g->mu held, a job of `self` was just queued at `now`:
+ * the gap average, the epoch's siblings, and the wake-up of a leader that
+ * waits for exactly this job. */
+static void arrival_note(struct rsg_group *g, struct registry_sqlite *self,
+                         int64_t now)
+{
+  struct rsg_arrivals *a = &g->arr;
+  int64_t delay = self->commit_delay_ns;
+  /* Capped, so that one long pause is forgotten after a few arrivals. */
+  int64_t gap = a->last_ns ? now - a->last_ns : 4 * delay;
+  if (gap > 4 * delay)
+    gap = 4 * delay;
+  a->gap_ns = a->last_ns ? a->gap_ns + (gap - a->gap_ns) / 8 : gap;
+  a->last_ns = now;
+  int64_t epoch_ns = RSG_EPOCH_DELAYS * delay;
+  if (a->epoch == 0 || now - a->epoch_start_ns >= epoch_ns) {
+    a->active_prev =
+        now - a->epoch_start_ns >= 2 * epoch_ns ? 0 : a->active_cur;
+    a->active_cur = 0;
+    a->epoch++;
+    a->epoch_start_ns = now;
   }
+  if (self->rsg_epoch != a->epoch) {
+    self->rsg_epoch = a->epoch;
+    a->active_cur++;
+  }
+  if (a->delaying && ++a->arrivals == a->want)
+    pthread_cond_signal(&a->arrived);
+}
+
+/* wait_more: the batch of `n` jobs is about to COMMIT and nothing more is
+ * queued. Each COMMIT costs an fsync, a few whole WAL pages (the pages a
+ * job dirties are mostly the same few for every job: the tails of the
+ * tables and indexes), its locks and its wake-ups, whatever the batch's
+ * size; bench/run row 1 ran 2.7 jobs per COMMIT, half the batches a
+ * single job. As PostgreSQL's commit_delay with commit_siblings, the
+ * leader waits, up to the leader's commit delay from its first wait
+ * (*deadline), for the jobs that are likely to come: only while fewer
+ * handles are in the batch than queued jobs lately (the siblings; a lone
+ * handle, such as the publisher's or the watchdog's, is never delayed)
+ * and jobs have come at least once per delay on average. It returns as
+ * soon as the siblings missing from the batch have queued. Returns true
+ * when it waited. */
+static bool wait_more(struct rsg_group *g, struct registry_sqlite *self,
+                      size_t n, int64_t *deadline)
+{
+  struct rsg_arrivals *a = &g->arr;
+  int64_t delay = self->commit_delay_ns;
+  bool waited = false;
+  pthread_mutex_lock(&g->mu);
+  size_t active =
+      a->active_cur > a->active_prev ? a->active_cur : a->active_prev;
+  if (!g->head && n < active && a->last_ns && a->gap_ns <= delay) {
+    int64_t now = mono_ns();
+    if (!*deadline)
+      *deadline = now + delay;
+    if (now < *deadline) {
+      struct timespec ts = {.tv_sec = *deadline / 1000000000,
+                            .tv_nsec = *deadline % 1000000000};
+      a->delaying = true;
+      a->arrivals = 0;
+      a->want = active - n;
+      /* Until the missing siblings' jobs came or the deadline passed; the
+       * caller takes whatever came either way. */
+      while (a->arrivals < a->want &&
+             pthread_cond_timedwait(&a->arrived, &g->mu, &ts) == 0)
+        ;
+      a->delaying = false;
+      waited = true;
+    }
+  }
+  pthread_mutex_unlock(&g->mu);
+  return waited;
+}
+
+/* ---- one batch, continued ----------------------------------------------- */
+
+/* take_more: the jobs queued since the batch was taken, appended to it up
+ * to the cap; returns the batch's new size. */
+static size_t take_more(struct rsg_group *g, struct rsg_job **batch, size_t n)
+{
+  pthread_mutex_lock(&g->mu);
+  while (g->head && n < RSG_MAX_BATCH) {
+    struct rsg_job *job = g->head;
+    g->head = job->next;
+    if (!g->head)
+      g->tail = &g->head;
+    job->next = NULL;
+    batch[n++] = job;
+  }
+  pthread_mutex_unlock(&g->mu);
+  return n;
+}
+
+/* run_first: the batch's first job, when it is alone so far, without a
+ * savepoint (~4,000 instructions for SAVEPOINT and RELEASE): when it
+ * fails, rolling back the whole transaction undoes exactly its writes, and
+ * no other job has run; the batch then ends with it. Returns SO_OK while
+ * the transaction can go on. */
+static int run_first(struct registry_sqlite *exec, struct rsg_job *job)
+{
   int st = job->fn(exec, job->arg);
   if (st) {
     job_fail(job, st, exec->base.errmsg);
     (void)rsdb_end(exec, st); /* rolls back if SQLite has not already */
-    return;
+    return st;
   }
   /* SQLite may have rolled back the whole transaction under a statement
    * whose failure the job did not report as such. */
-  if (sqlite3_get_autocommit(exec->db))
-    rc = rsdb_error(exec, SQLITE_ABORT, "transaction lost");
-  else
-    rc = rsdb_end(exec, SO_OK);
-  if (rc)
+  if (sqlite3_get_autocommit(exec->db)) {
+    int rc = rsdb_error(exec, SQLITE_ABORT, "transaction lost");
     job_fail(job, rc, exec->base.errmsg);
+    return rc;
+  }
+  return SO_OK;
 }
 
 /* run_batch: BEGIN IMMEDIATE on the group's writer, each job in turn, one
- * COMMIT. The leader waits for the write lock (other processes) with its
- * own busy timeout; a timeout there fails the batch as
+ * COMMIT. The jobs queued while the batch runs, or while its leader waits
+ * for them (wait_more), join it before the COMMIT. Returns the batch's
+ * final size. The leader waits for the write lock (other processes) with
+ * its own busy timeout; a timeout there fails the batch as
  * SO_ERR_UNAVAILABLE, which every caller already treats as "try later". */
-static void run_batch(struct registry_sqlite *exec, struct rsg_job **jobs,
-                      size_t n)
+static size_t run_batch(struct rsg_group *g, struct registry_sqlite *self,
+                        struct rsg_job **jobs, size_t n)
 {
-  if (n == 1) {
-    run_alone(exec, jobs[0]);
-    return;
-  }
+  struct registry_sqlite *exec = &g->writer;
   int rc = rsdb_begin(exec, true);
-  for (size_t i = 0; !rc && i < n; i++)
-    rc = run_job(exec, jobs[i]);
+  if (rc) {
+    batch_fail(exec, jobs, n, rc);
+    return n;
+  }
+  size_t i = 0;
+  if (n == 1) {
+    if (run_first(exec, jobs[0]))
+      return 1;
+    i = 1;
+  }
+  int64_t deadline = 0;
+  for (;;) {
+    for (; !rc && i < n; i++)
+      rc = run_job(exec, jobs[i]);
+    if (rc)
+      break;
+    size_t more = take_more(g, jobs, n);
+    if (more == n && self->commit_delay_ns > 0 && n < RSG_MAX_BATCH &&
+        wait_more(g, self, n, &deadline))
+      more = take_more(g, jobs, n);
+    if (more == n)
+      break;
+    n = more;
+  }
+  if (deadline)
+    atomic_fetch_add_explicit(&g->stats.delays, 1, memory_order_relaxed);
   if (rc) {
     rc = rsdb_end(exec, rc); /* rolls back what is left, keeps the detail */
     batch_fail(exec, jobs, n, rc);
-    return;
+    return n;
   }
   rc = rsdb_end(exec, SO_OK);
   if (rc)
     batch_fail(exec, jobs, n, rc);
+  return n;
 }
 
 /* ---- the queue and the leader ------------------------------------------- */
@@ -343,7 +499,7 @@ static void lead(struct rsg_group *g, struct registry_sqlite *self,
   /* The leader's busy timeout governs the wait for the write lock, as
    * when batches ran on the leader's own connection. */
   g->writer.busy.timeout_ms = self->busy.timeout_ms;
-  run_batch(&g->writer, batch, n);
+  n = run_batch(g, self, batch, n);
   pthread_mutex_lock(&g->mu);
   for (size_t i = 0; i < n; i++)
     batch[i]->done = true;
@@ -369,9 +525,12 @@ int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
 {
   struct rsg_job job = {.fn = fn, .arg = arg, .status = SO_OK};
   (void)sem_init(&job.wake, 0, 0); /* fails only for a value > max */
+  int64_t now = self->commit_delay_ns > 0 ? mono_ns() : 0;
   pthread_mutex_lock(&g->mu);
   *g->tail = &job;
   g->tail = &job.next;
+  if (now)
+    arrival_note(g, self, now);
   if (g->leading) {
     /* A leader is at work: it, or one after it, takes our job. */
     pthread_mutex_unlock(&g->mu);
@@ -405,4 +564,5 @@ void rsg_stats_get(struct rsg_group *g, struct rsg_stats *out)
   out->wakes = atomic_load(&g->stats.wakes);
   out->handoffs = atomic_load(&g->stats.handoffs);
   out->idle_wakes = atomic_load(&g->stats.idle_wakes);
+  out->delays = atomic_load(&g->stats.delays);
 }

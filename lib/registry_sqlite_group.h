@@ -36,8 +36,12 @@ void rsg_release(struct rsg_group *g);
 
 /* rsg_run: run fn(exec, arg) as one job of a group commit and wait until
  * its transaction committed (or failed). `self` is the caller's handle: it
- * leads (on the group's writer, with self's busy timeout) when no other
- * thread does, and on failure its errmsg gets the job's detail. Returns the
+ * leads (on the group's writer, with self's busy timeout and commit delay)
+ * when no other thread does, and on failure its errmsg gets the job's
+ * detail. Jobs queued while a batch runs join it before its COMMIT; with a
+ * commit delay, the leader also waits up to that long for the jobs of
+ * other handles that queued lately (never when its own handle is the only
+ * one; see wait_more in the .c). Returns the
  * job's status; a failed COMMIT, or a transaction SQLite rolled back whole,
  * fails every job of that group with the same status. */
 int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
@@ -52,6 +56,8 @@ int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
  * and waits = jobs - batches + handoffs. */
 struct rsg_stats {
   unsigned long long batches, jobs, waits, wakes, handoffs, idle_wakes;
+  unsigned long long delays; /* batches whose leader waited for more jobs
+                                before its COMMIT (the commit delay) */
 };
 
 void rsg_stats_get(struct rsg_group *g, struct rsg_stats *out);

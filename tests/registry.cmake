@@ -45,6 +45,13 @@ sendonce_add_test(NAME test_registry_group LABEL integration TIMEOUT 240
                           integration/registry_testdb.c
                   LIBS Threads::Threads)
 
+# The group commit's delay (registry.commit_delay_us): steps of handles
+# that queued lately gathered into one COMMIT; a lone handle never waits.
+sendonce_add_test(NAME test_registry_delay LABEL integration TIMEOUT 120
+                  SOURCES integration/test_registry_delay.c
+                          integration/registry_testdb.c
+                  LIBS Threads::Threads)
+
 # SQLite schema versions: a version-1 database migrated to 2 (tables
 # rebuilt WITHOUT ROWID) with its rows intact and usable, a fresh one at 2,
 # a newer one refused, a migration that fails its foreign-key check

@@ -121,6 +121,7 @@ static void test_defaults(void **state)
   assert_int_equal(cfg.registry.busy_timeout_ms, 5000);
   assert_int_equal(cfg.registry.lease_ttl_s, 60);
   assert_int_equal(cfg.registry.mark_batch_size, 100);
+  assert_int_equal(cfg.registry.commit_delay_us, 1000);
   assert_int_equal(cfg.consumer.workers, 4);
   assert_int_equal(cfg.consumer.max_attempts, 5);
   assert_int_equal(cfg.consumer.max_message_bytes, 1024 * 1024);
@@ -171,7 +172,7 @@ static const char full_config[] =
     "             retry_delays_s = [ 1, 60 ]; };\n"
     "registry = { backend = \"postgresql\"; sqlite_path = \"\";\n"
     "  pg_conninfo = \"host=db dbname=so\"; busy_timeout_ms = 1000;\n"
-    "  lease_ttl_s = 30; mark_batch_size = 50; };\n"
+    "  lease_ttl_s = 30; mark_batch_size = 50; commit_delay_us = 0; };\n"
     "consumer = { workers = 16; max_attempts = 3;\n"
     "  max_message_bytes = 65536; owner = \"node-a\"; };\n"
     "providers = {\n"
@@ -220,6 +221,7 @@ static void test_every_key(void **state)
   assert_int_equal(cfg.registry.busy_timeout_ms, 1000);
   assert_int_equal(cfg.registry.lease_ttl_s, 30);
   assert_int_equal(cfg.registry.mark_batch_size, 50);
+  assert_int_equal(cfg.registry.commit_delay_us, 0);
   assert_int_equal(cfg.consumer.workers, 16);
   assert_int_equal(cfg.consumer.max_attempts, 3);
   assert_int_equal(cfg.consumer.max_message_bytes, 65536);
