@@ -4,10 +4,12 @@
  *
  * N POSTs to URL from one curl multi handle with CONCURRENCY requests in
  * flight on keep-alive connections, each with its own body (the shape of
- * sendonce's default body template) and "Idempotency-Key:
- * KEYPREFIX:u-<i>", responses discarded, no bookkeeping: what sendonce's
- * sender would reach if sending were all it did. So it asks of curl no
- * more per request than the sender does: the URL parsed once
+ * sendonce's default body template, KEYPREFIX as the campaign id),
+ * "Idempotency-Key: KEYPREFIX:u-<i>" and the sender's Content-Type and
+ * User-Agent lines: the bytes the sender puts on the wire for a campaign
+ * whose id is as long as KEYPREFIX. Responses discarded, no bookkeeping:
+ * what sendonce's sender would reach if sending were all it did. So it asks of
+ * curl no more per request than the sender does: the URL parsed once
  * (CURLOPT_CURLU), no proxy lookups when the environment names no proxy,
  * no signal handling, header list and options set once per handle. Prints
  * "requests=N seconds=S rate=R errors=E" (errors: transfers that failed or
@@ -65,7 +67,12 @@ static int proxy_env(void)
 /* slot_init: the options that are the same for every request. */
 static int slot_init(struct slot *s, CURLU *url)
 {
-  static char ctype[] = "Content-Type: application/json";
+  /* The sender's fixed lines, joined in one entry as it joins them
+   * (lib/sender.c, fixed_headers): the User-Agent is part of its
+   * contract, and curl formats every header byte of every request. */
+  static char ctype[] =
+      "Content-Type: application/json\r\n"
+      "User-Agent: sendonce/" SENDONCE_VERSION;
   if (!(s->easy = curl_easy_init()))
     return -1;
   s->key_node.data = s->key_header;
