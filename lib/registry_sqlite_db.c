@@ -40,6 +40,9 @@
   " ON CONFLICT (campaign_id, recipient_id) DO UPDATE SET" \
   " state = excluded.state, error = excluded.error,"       \
   " updated_at = excluded.updated_at WHERE state NOT IN ('SENT', 'REJECTED')"
+#define MARK_SENT_HEAD                                                  \
+  "UPDATE deliveries SET state = 'SENT', error = NULL, updated_at = ?2" \
+  " WHERE campaign_id = ?1 AND state = 'INFLIGHT' AND recipient_id IN ("
 #define ROWS_4(r) r "," r "," r "," r
 #define ROWS_16(r) ROWS_4(r) "," ROWS_4(r) "," ROWS_4(r) "," ROWS_4(r)
 #define ROWS_64(r) ROWS_16(r) "," ROWS_16(r) "," ROWS_16(r) "," ROWS_16(r)
@@ -173,6 +176,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " AND scheduled_at < " NOW
                         " - ?1"
                         " ORDER BY scheduled_at, campaign_id LIMIT ?2",
+    [ST_MARK_SENT_4] = MARK_SENT_HEAD ROWS_4("?") ")",
+    [ST_MARK_SENT_16] = MARK_SENT_HEAD ROWS_16("?") ")",
+    [ST_MARK_SENT_64] = MARK_SENT_HEAD ROWS_64("?") ")",
     [ST_REPUBLISH] =
         "UPDATE campaigns SET republished = republished + 1,"
         " republished_at = " NOW ", updated_at = " NOW
@@ -287,6 +293,24 @@ int rsdb_mark_chunk(struct registry_sqlite *s, const char *id, int64_t now,
     }
   }
   return rsdb_exec(s, st, changes, "marking deliveries");
+}
+
+int rsdb_mark_sent_chunk(struct registry_sqlite *s, const char *id, int64_t now,
+                         const struct registry_mark *m, size_t k, int *changes)
+{
+  int rc;
+  sqlite3_stmt *st = rsdb_stmt(s,
+                               k == 64   ? ST_MARK_SENT_64
+                               : k == 16 ? ST_MARK_SENT_16
+                                         : ST_MARK_SENT_4,
+                               &rc);
+  if (!st)
+    return rc;
+  rsdb_bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, now);
+  for (size_t j = 0; j < k; j++)
+    rsdb_bind_text(st, 3 + (int)j, m[j].recipient_id);
+  return rsdb_exec(s, st, changes, "marking deliveries sent");
 }
 
 static int rsdb_simple(struct registry_sqlite *s, enum stmt_id id,

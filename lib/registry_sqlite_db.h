@@ -59,6 +59,9 @@ enum stmt_id {
   ST_LIST_STATE,
   ST_LIST_OVERDUE,
   ST_REPUBLISH,
+  ST_MARK_SENT_4, /* SENT for INFLIGHT rows: a plain UPDATE, 4/16/64 ids */
+  ST_MARK_SENT_16,
+  ST_MARK_SENT_64,
   ST_COUNT
 };
 
@@ -106,6 +109,12 @@ int rsdb_exec(struct registry_sqlite *s, sqlite3_stmt *st, int *changes,
 int rsdb_mark_chunk(struct registry_sqlite *s, const char *id, int64_t now,
                     const char *final_state, const struct registry_mark *m,
                     size_t k, int *changes);
+
+/* rsdb_mark_sent_chunk: k (4, 16 or 64) SENT marks m[0..k) as one plain
+ * UPDATE of the rows that are INFLIGHT; *changes gets how many it moved
+ * (absent rows and rows already final are left alone). */
+int rsdb_mark_sent_chunk(struct registry_sqlite *s, const char *id, int64_t now,
+                         const struct registry_mark *m, size_t k, int *changes);
 
 /* rsdb_begin: BEGIN IMMEDIATE (write) or BEGIN (read). rsdb_end: commit
  * when rc is SO_OK, else roll back keeping the first failure's message;

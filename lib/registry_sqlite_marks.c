@@ -55,12 +55,21 @@ static int mark_run(struct registry_sqlite *s, const char *id, int64_t now,
 {
   int rc = changed ? rsdb_savepoint(s) : SO_OK;
   int changes = 0;
-  if (!rc)
+  /* SENT for rows that are INFLIGHT (nearly always: the outcome of a
+   * request whose INFLIGHT mark committed): a plain UPDATE. Only when it
+   * does not move all k does the upsert run, for the rest. */
+  bool is_sent = m[0].state == DELIVERY_SENT;
+  if (!rc && is_sent)
+    rc = rsdb_mark_sent_chunk(s, id, now, m, k, &changes);
+  if (!rc && (!is_sent || (changes != (int)k && !changed))) {
+    int more = 0;
     rc = rsdb_mark_chunk(s, id, now,
                          m[0].state == DELIVERY_INFLIGHT
                              ? NULL
                              : delivery_state_names[m[0].state],
-                         m, k, &changes);
+                         m, k, &more);
+    changes += more;
+  }
   bool all = !rc && changes == (int)k;
   if (changed) {
     /* SO_ERR_CONFLICT only asks for the rollback to the savepoint. */
