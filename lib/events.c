@@ -121,9 +121,15 @@ static void add_int(struct jbuf *b, const char *key, int64_t value)
   if (value < 0)
     return;
   jb_key(b, key);
+  /* Digits by hand: snprintf was a third of the body's cost. */
   char num[24];
-  int n = snprintf(num, sizeof(num), "%lld", (long long)value);
-  jb_raw(b, num, (size_t)n);
+  size_t n = sizeof(num);
+  uint64_t v = (uint64_t)value;
+  do {
+    num[--n] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  jb_raw(b, num + n, sizeof(num) - n);
 }
 
 static size_t str_room(const char *s)
