@@ -32,8 +32,9 @@ struct action {
   size_t body_len;
   int attempt;
   bool has_event;
-  struct event ev; /* strings below are the event's own copies */
-  char *ev_campaign, *ev_owner, *ev_reason;
+  enum event_kind ev_kind;
+  char *ev_campaign; /* or NULL */
+  char *ev_body;     /* the event's JSON, made on the worker's thread */
   int tries;
   int64_t due_ms; /* monotonic: retry not before */
 };
@@ -48,6 +49,7 @@ struct dispatch {
   struct job *jobs_head, *jobs_tail;
   struct action *acts_head, *acts_tail;
   int workers_alive;
+  bool owner_busy; /* the owner takes the list again before it sleeps */
   atomic_bool closing;
   atomic_ullong generation;
   struct action *retry_head; /* publishes waiting to be retried (owner) */
@@ -66,8 +68,7 @@ static void action_free(struct action *a)
   free(a->message_id);
   free(a->error);
   free(a->ev_campaign);
-  free(a->ev_owner);
-  free(a->ev_reason);
+  free(a->ev_body);
   free(a);
 }
 
@@ -212,8 +213,9 @@ static void post(struct dispatch *d, struct action *a)
    * the eventfd before it takes the list, so a request added to a list
    * not taken yet is found by that take (a write(2) and an owner wake-up
    * less per request that comes with others: an ack and its claimed
-   * event). */
-  bool first = !d->acts_head;
+   * event). Nor does a request posted while the owner is busy with the
+   * previous list: it takes the list again before it sleeps. */
+  bool first = !d->acts_head && !d->owner_busy;
   if (d->acts_tail)
     d->acts_tail->next = a;
   else
@@ -261,15 +263,18 @@ void dispatch_event(struct dispatch *d, const struct event *e)
   struct action *a = calloc(1, sizeof(*a));
   if (!a)
     return;
+  /* The body is made here, on the worker's thread, not by the owner: the
+   * owner is the one thread every campaign goes through. */
+  struct event ev = *e;
+  ev.source = "consumer";
   a->has_event = true;
-  a->ev = *e;
+  a->ev_kind = e->kind;
   a->ev_campaign = dup_opt(e->campaign_id);
-  a->ev_owner = dup_opt(e->owner);
-  a->ev_reason = dup_opt(e->reason);
-  a->ev.campaign_id = a->ev_campaign;
-  a->ev.owner = a->ev_owner;
-  a->ev.reason = a->ev_reason;
-  a->ev.source = "consumer";
+  a->ev_body = event_to_json(&ev);
+  if (!a->ev_body || (e->campaign_id && !a->ev_campaign)) {
+    action_free(a);
+    return;
+  }
   post(d, a);
 }
 
@@ -329,21 +334,59 @@ static bool execute(struct dispatch *d, struct action *a)
           (unsigned long long)a->tag, so_strerror(rc));
   }
   if (a->has_event)
-    (void)events_send(d->b, d->t, &a->ev);
+    (void)events_send_json(d->b, d->t, a->ev_kind, a->ev_campaign, a->ev_body,
+                           strlen(a->ev_body));
   return true;
 }
 
-/* run_actions: everything the workers posted, then due retries. */
+/* take_actions: the workers' list, leaving it empty. `again`: the owner
+ * takes the list again before it sleeps, so posts need not wake it. */
+static struct action *take_actions(struct dispatch *d, bool again)
+{
+  pthread_mutex_lock(&d->mu);
+  struct action *list = d->acts_head;
+  d->acts_head = d->acts_tail = NULL;
+  d->owner_busy = again && list;
+  pthread_mutex_unlock(&d->mu);
+  return list;
+}
+
+/* run_list: execute requests in order; a publish that must be retried
+ * goes to the retry list. */
+static void run_list(struct dispatch *d, struct action *list, int64_t now)
+{
+  while (list) {
+    struct action *a = list;
+    list = a->next;
+    a->next = NULL;
+    if (execute(d, a)) {
+      action_free(a);
+      continue;
+    }
+    a->tries = 1;
+    a->due_ms = now + 200;
+    struct action **tail = &d->retry_head;
+    while (*tail)
+      tail = &(*tail)->next;
+    *tail = a;
+  }
+}
+
+/* Lists run_actions takes before the owner polls the broker again,
+ * however fast the workers post. */
+#define DISPATCH_ACTION_ROUNDS 4
+
+/* run_actions: due retries, then everything the workers posted, in one
+ * broker batch: the acks and events of a turn leave in one write (a
+ * confirmed publish writes what is queued before it waits). */
 static void run_actions(struct dispatch *d, bool hurry)
 {
   uint64_t n;
   if (read(d->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
     log_error("consumer: read eventfd failed errno=%d", errno);
-  pthread_mutex_lock(&d->mu);
-  struct action *list = d->acts_head;
-  d->acts_head = d->acts_tail = NULL;
-  pthread_mutex_unlock(&d->mu);
+  struct action *list = take_actions(d, true);
   int64_t now = clock_monotonic_ms();
+  broker_batch_begin(d->b);
   /* Retries first: they were asked for earlier. */
   struct action **pp = &d->retry_head;
   while (*pp) {
@@ -364,21 +407,18 @@ static void run_actions(struct dispatch *d, bool hurry)
       pp = &a->next;
     }
   }
-  while (list) {
-    struct action *a = list;
-    list = a->next;
-    a->next = NULL;
-    if (execute(d, a)) {
-      action_free(a);
-      continue;
+  for (int round = 1; list; round++) {
+    run_list(d, list, now);
+    /* Requests posted meanwhile did not wake us: take them now, a few
+     * rounds at most (the broker must be polled too). */
+    list = take_actions(d, round < DISPATCH_ACTION_ROUNDS);
+    if (list && round >= DISPATCH_ACTION_ROUNDS) {
+      run_list(d, list, now);
+      list = NULL;
     }
-    a->tries = 1;
-    a->due_ms = now + 200;
-    struct action **tail = &d->retry_head;
-    while (*tail)
-      tail = &(*tail)->next;
-    *tail = a;
   }
+  /* The last take cleared owner_busy: requests posted since woke us. */
+  (void)broker_batch_end(d->b);
 }
 
 /* requeue: nack a delivery back to its queue. A failure needs nothing

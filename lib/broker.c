@@ -300,6 +300,7 @@ static void broker_drop(struct broker *b)
   b->main_open = false;
   b->pub_open = false;
   b->ev_open = false;
+  broker__out_reset(b);
   for (size_t i = 0; i < b->n_consumers; i++) {
     b->consumers[i].active = false;
     b->consumers[i].tag[0] = '\0';
@@ -349,6 +350,10 @@ void broker_close(struct broker *b)
   if (!b)
     return;
   if (b->conn) {
+    /* Acks held in a batch go out before the channels close. */
+    (void)broker__flush(b);
+  }
+  if (b->conn) {
     broker__guard(b, b->opts.op_timeout_ms);
     if (b->ev_open)
       amqp_channel_close(b->conn, BROKER_CH_EVENTS, AMQP_REPLY_SUCCESS);
@@ -361,6 +366,7 @@ void broker_close(struct broker *b)
   }
   guard_stop(&b->guard);
   broker__pending_purge(b);
+  broker__out_free(b);
   for (size_t i = 0; i < b->n_consumers; i++)
     free(b->consumers[i].queue);
   free(b);
@@ -479,6 +485,10 @@ int broker__open_main(struct broker *b, char *err, size_t errlen)
     return rc;
   b->main_open = true;
   b->generation++;
+  /* New channel, new tags: acks of the old one are void. */
+  b->n_acks = 0;
+  b->n_unacked = 0;
+  b->untracked = false;
   /* The broker requeued what was unacked on the old channel: queued
    * deliveries of the old generation would only be processed twice. */
   broker__pending_purge(b);
@@ -624,6 +634,7 @@ static int connect_uri(struct broker *b, size_t idx, char *err, size_t errlen)
     goto fail;
   }
   b->uri_index = idx;
+  b->raw = !ci.ssl;
   /* The guard shuts down its own duplicate of the socket: rabbitmq-c may
    * close its descriptor inside a call (heartbeat timeout), and the number
    * could be reused by another thread before we disarm. */
@@ -689,6 +700,14 @@ int broker__ensure(struct broker *b, char *err, size_t errlen)
     }
     return broker_connect(b, err, errlen);
   }
+  bool need_rpc = !b->main_open || !b->pub_open;
+  for (size_t i = 0; i < b->n_consumers; i++)
+    need_rpc = need_rpc || !b->consumers[i].active;
+  /* An RPC reads: queued frames go first, so that nothing is ever read
+   * (a channel closed, a generation ended) while frames of the old state
+   * wait in the buffer. */
+  if (need_rpc && (rc = broker__flush(b)) != SO_OK)
+    return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
   if (!b->main_open && (rc = broker__open_main(b, err, errlen)) != SO_OK)
     return rc;
   /* After a reopen, a new consumer, or a consumer the broker cancelled. */
@@ -707,7 +726,9 @@ int broker__ensure(struct broker *b, char *err, size_t errlen)
 int broker_queue_counts(struct broker *b, const char *queue, uint32_t *messages,
                         uint32_t *consumers, char *err, size_t errlen)
 {
-  int rc = broker__ensure(b, err, errlen);
+  int rc = broker__conn_flush(b);
+  if (rc == SO_OK)
+    rc = broker__ensure(b, err, errlen);
   if (rc)
     return rc;
   broker__guard(b, b->opts.op_timeout_ms);

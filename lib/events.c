@@ -121,9 +121,15 @@ static void add_int(struct jbuf *b, const char *key, int64_t value)
   if (value < 0)
     return;
   jb_key(b, key);
+  /* Digits by hand: snprintf was a third of the body's cost. */
   char num[24];
-  int n = snprintf(num, sizeof(num), "%lld", (long long)value);
-  jb_raw(b, num, (size_t)n);
+  size_t n = sizeof(num);
+  uint64_t v = (uint64_t)value;
+  do {
+    num[--n] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  jb_raw(b, num + n, sizeof(num) - n);
 }
 
 static size_t str_room(const char *s)
@@ -161,23 +167,21 @@ char *event_to_json(const struct event *e)
   return b.p;
 }
 
-/* Publish e, confirmed or not: the message is the same either way. */
-static int publish(struct broker *b, const struct topology *t,
-                   const struct event *e, bool confirmed)
+/* Publish a body, confirmed or not: the message is the same either way. */
+static int publish_body(struct broker *b, const struct topology *t,
+                        enum event_kind k, const char *campaign_id,
+                        const char *body, size_t len, bool confirmed)
 {
   char err[256] = "";
-  char *body = event_to_json(e);
-  if (!body)
-    return SO_ERR_NOMEM;
-  const char *kind = event_kind_name(e->kind);
+  const char *kind = event_kind_name(k);
   struct broker_header header = {"x-sendonce-event", kind};
   struct broker_message m = {
       .exchange = t->events,
       .routing_key = kind,
       .body = body,
-      .body_len = strlen(body),
+      .body_len = len,
       /* Alerts have no campaign; the broker requires a message id. */
-      .message_id = e->campaign_id ? e->campaign_id : kind,
+      .message_id = campaign_id ? campaign_id : kind,
       .attempt = 0,
       .headers = &header,
       .n_headers = 1,
@@ -187,7 +191,18 @@ static int publish(struct broker *b, const struct topology *t,
                      : broker_publish_unconfirmed(b, &m, err, sizeof(err));
   if (rc != SO_OK)
     log_debug("events: publish failed: %s event=%s campaign=%s", err, kind,
-              e->campaign_id ? e->campaign_id : "-");
+              campaign_id ? campaign_id : "-");
+  return rc;
+}
+
+static int publish(struct broker *b, const struct topology *t,
+                   const struct event *e, bool confirmed)
+{
+  char *body = event_to_json(e);
+  if (!body)
+    return SO_ERR_NOMEM;
+  int rc = publish_body(b, t, e->kind, e->campaign_id, body, strlen(body),
+                        confirmed);
   free(body);
   return rc;
 }
@@ -202,4 +217,11 @@ int events_send(struct broker *b, const struct topology *t,
                 const struct event *e)
 {
   return publish(b, t, e, false);
+}
+
+int events_send_json(struct broker *b, const struct topology *t,
+                     enum event_kind kind, const char *campaign_id,
+                     const char *body, size_t len)
+{
+  return publish_body(b, t, kind, campaign_id, body, len, false);
 }

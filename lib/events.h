@@ -76,4 +76,11 @@ int events_publish(struct broker *b, const struct topology *t,
 int events_send(struct broker *b, const struct topology *t,
                 const struct event *e);
 
+/* events_send_json: events_send() of a body made earlier with
+ * event_to_json() (e.g. on another thread) for an event of `kind` about
+ * `campaign_id` (NULL for alerts). Borrowed for the call. */
+int events_send_json(struct broker *b, const struct topology *t,
+                     enum event_kind kind, const char *campaign_id,
+                     const char *body, size_t len);
+
 #endif /* SENDONCE_EVENTS_H */
