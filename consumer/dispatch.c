@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,21 @@ struct dispatch {
   const struct topology *t;
   struct consumer_stats *stats;
   int efd;
+  /* Writes to efd begun (counted before each write) and writes read back
+   * (the owner's, the sum of the counts it read): the owner reads efd only
+   * when they differ, as a read of an empty eventfd is a system call that
+   * returns EAGAIN. Whenever efd is readable they differ, so the owner
+   * never polls a readable efd without reading it. */
+  atomic_ullong efd_written;
+  uint64_t efd_read;
   pthread_mutex_t mu;
-  pthread_cond_t job_cond;
+  /* One token per queued job (more after begin_close or park_waiting took
+   * jobs without one, and one per worker once closing): a worker sleeps
+   * on it, not on a condition variable, as a worker woken from
+   * pthread_cond_wait takes the mutex as contended and pays a futex wake
+   * when it releases it, whether anyone waits or not. sem_post makes no
+   * system call when no worker sleeps. */
+  sem_t jobs_sem;
   struct job *jobs_head, *jobs_tail;
   struct action *acts_head, *acts_tail;
   int workers_alive;
@@ -75,9 +89,14 @@ static void action_free(struct action *a)
 static void wake(struct dispatch *d)
 {
   uint64_t one = 1;
-  /* EAGAIN means the counter is already non-zero: the owner will wake. */
-  if (write(d->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-    log_error("consumer: wake: write eventfd failed errno=%d", errno);
+  atomic_fetch_add(&d->efd_written, 1);
+  if (write(d->efd, &one, sizeof(one)) < 0) {
+    /* Nothing was added: the owner must not wait for it. (EAGAIN would
+     * mean a counter near 2^64, already non-zero: the owner wakes.) */
+    atomic_fetch_sub(&d->efd_written, 1);
+    if (errno != EAGAIN)
+      log_error("consumer: wake: write eventfd failed errno=%d", errno);
+  }
 }
 
 int dispatch_new(struct broker *b, const struct topology *t,
@@ -99,7 +118,13 @@ int dispatch_new(struct broker *b, const struct topology *t,
   d->workers_alive = n_workers;
   d->park_ms = park_ms;
   pthread_mutex_init(&d->mu, NULL);
-  pthread_cond_init(&d->job_cond, NULL);
+  if (sem_init(&d->jobs_sem, 0, 0) != 0) {
+    pthread_mutex_destroy(&d->mu);
+    close(d->efd);
+    free(d);
+    return SO_ERR_IO;
+  }
+  atomic_init(&d->efd_written, 0);
   atomic_init(&d->closing, false);
   atomic_init(&d->generation, broker_generation(b));
   *out = d;
@@ -124,7 +149,7 @@ void dispatch_free(struct dispatch *d)
     n = a->next;
     action_free(a);
   }
-  pthread_cond_destroy(&d->job_cond);
+  sem_destroy(&d->jobs_sem);
   pthread_mutex_destroy(&d->mu);
   close(d->efd);
   free(d);
@@ -142,33 +167,37 @@ struct broker_delivery *dispatch_take(struct dispatch *d, int timeout_ms)
     until.tv_sec++;
     until.tv_nsec -= 1000000000L;
   }
-  pthread_mutex_lock(&d->mu);
   for (;;) {
     if (atomic_load(&d->closing))
-      break;
+      return NULL;
+    if (sem_timedwait(&d->jobs_sem, &until) != 0) {
+      if (errno == EINTR)
+        continue;
+      return NULL; /* ETIMEDOUT */
+    }
+    if (atomic_load(&d->closing))
+      return NULL;
+    pthread_mutex_lock(&d->mu);
     struct job *j = d->jobs_head;
     if (j) {
       d->jobs_head = j->next;
       if (!d->jobs_head)
         d->jobs_tail = NULL;
-      pthread_mutex_unlock(&d->mu);
-      struct broker_delivery *dl = j->d;
-      free(j);
-      /* The broker requeued deliveries of an old channel: another copy
-       * is on its way, and this one cannot be acked anyway. */
-      if (dl->generation != atomic_load(&d->generation)) {
-        stats_add(&d->stats->stale_skipped, 1);
-        broker_delivery_free(dl);
-        pthread_mutex_lock(&d->mu);
-        continue;
-      }
-      return dl;
     }
-    if (pthread_cond_timedwait(&d->job_cond, &d->mu, &until) == ETIMEDOUT)
-      break;
+    pthread_mutex_unlock(&d->mu);
+    if (!j)
+      continue; /* the token of a job the owner took back */
+    struct broker_delivery *dl = j->d;
+    free(j);
+    /* The broker requeued deliveries of an old channel: another copy
+     * is on its way, and this one cannot be acked anyway. */
+    if (dl->generation != atomic_load(&d->generation)) {
+      stats_add(&d->stats->stale_skipped, 1);
+      broker_delivery_free(dl);
+      continue;
+    }
+    return dl;
   }
-  pthread_mutex_unlock(&d->mu);
-  return NULL;
 }
 
 bool dispatch_closing(const struct dispatch *d)
@@ -382,8 +411,13 @@ static void run_list(struct dispatch *d, struct action *list, int64_t now)
 static void run_actions(struct dispatch *d, bool hurry)
 {
   uint64_t n;
-  if (read(d->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-    log_error("consumer: read eventfd failed errno=%d", errno);
+  if (atomic_load(&d->efd_written) != d->efd_read) {
+    /* EAGAIN: a worker counted its write but has not made it yet. */
+    if (read(d->efd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+      d->efd_read += n;
+    else if (errno != EAGAIN)
+      log_error("consumer: read eventfd failed errno=%d", errno);
+  }
   struct action *list = take_actions(d, true);
   int64_t now = clock_monotonic_ms();
   broker_batch_begin(d->b);
@@ -439,8 +473,12 @@ static void begin_close(struct dispatch *d)
   atomic_store(&d->closing, true);
   struct job *j = d->jobs_head;
   d->jobs_head = d->jobs_tail = NULL;
-  pthread_cond_broadcast(&d->job_cond);
+  int sleepers = d->workers_alive;
   pthread_mutex_unlock(&d->mu);
+  /* A token for every worker, so that each one sleeping wakes up and sees
+   * `closing`. */
+  for (int i = 0; i < sleepers; i++)
+    sem_post(&d->jobs_sem);
   while (j) {
     struct job *next = j->next;
     requeue(d, j->d);
@@ -535,8 +573,11 @@ static void push_job(struct dispatch *d, struct broker_delivery *dl)
   else
     d->jobs_head = j;
   d->jobs_tail = j;
-  pthread_cond_signal(&d->job_cond);
   pthread_mutex_unlock(&d->mu);
+  /* Posted after the unlock: a worker woken while the owner still held
+   * the mutex would go straight back to sleep on it (a futex wait, and a
+   * wake when the owner unlocks). */
+  sem_post(&d->jobs_sem);
 }
 
 void dispatch_on_tick(struct dispatch *d, void (*cb)(void *arg), void *arg)

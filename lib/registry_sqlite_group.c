@@ -64,8 +64,13 @@ struct rsg_arrivals {
   int64_t epoch_start_ns;
   size_t active_cur, active_prev;
   /* A leader waits in wait_more: the queuer that brings the count of
-   * jobs queued since it began waiting to `want` signals `arrived`. */
-  pthread_cond_t arrived;
+   * jobs queued since it began waiting to `want` posts `arrived`. A
+   * semaphore, not a condition variable: a thread woken from
+   * pthread_cond_wait takes the mutex as contended, and its unlock then
+   * pays a futex wake whether anyone waits or not. A post that comes
+   * after its leader stopped waiting leaves a token the next wait
+   * consumes; that wait re-checks its count and goes on waiting. */
+  sem_t arrived;
   bool delaying;
   size_t arrivals, want;
 };
@@ -186,11 +191,7 @@ int rsg_acquire(const char *path, struct rsg_group **out, char *err,
     g->ino = sb.st_ino;
     g->refs = 1;
     pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->arr.arrived, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)sem_init(&g->arr.arrived, 0, 0); /* fails only for a value > max */
     g->tail = &g->head;
     g->next = groups;
     groups = g;
@@ -220,7 +221,7 @@ void rsg_release(struct rsg_group *g)
    * handle is only closed by its own thread, never while inside rsg_run. */
   rsdb_close(&g->writer);
   pthread_mutex_destroy(&g->mu);
-  pthread_cond_destroy(&g->arr.arrived);
+  sem_destroy(&g->arr.arrived);
   free(g);
 }
 
@@ -273,9 +274,10 @@ static int64_t mono_ns(void)
 }
 
 /* arrival_note: with g->mu held, a job of `self` was just queued at `now`:
- * the gap average, the epoch's siblings, and the wake-up of a leader that
- * waits for exactly this job. */
-static void arrival_note(struct rsg_group *g, struct registry_sqlite *self,
+ * the gap average and the epoch's siblings. Returns true when a leader
+ * waits for exactly this job: the caller posts `arrived` once it has
+ * released g->mu. */
+static bool arrival_note(struct rsg_group *g, struct registry_sqlite *self,
                          int64_t now)
 {
   struct rsg_arrivals *a = &g->arr;
@@ -298,8 +300,21 @@ static void arrival_note(struct rsg_group *g, struct registry_sqlite *self,
     self->rsg_epoch = a->epoch;
     a->active_cur++;
   }
-  if (a->delaying && ++a->arrivals == a->want)
-    pthread_cond_signal(&a->arrived);
+  return a->delaying && ++a->arrivals == a->want;
+}
+
+/* sem_wait_ns: wait on `sem` for at most `ns` nanoseconds (a signal or
+ * the timeout ends it early: the caller re-checks). sem_timedwait takes a
+ * CLOCK_REALTIME deadline; for a wait this short a clock step only
+ * lengthens or shortens one delay. */
+static void sem_wait_ns(sem_t *sem, int64_t ns)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t t = (int64_t)ts.tv_nsec + ns;
+  ts.tv_sec += (time_t)(t / 1000000000);
+  ts.tv_nsec = (long)(t % 1000000000);
+  (void)sem_timedwait(sem, &ts);
 }
 
 /* wait_more: the batch of `n` jobs is about to COMMIT and nothing more is
@@ -329,16 +344,17 @@ static bool wait_more(struct rsg_group *g, struct registry_sqlite *self,
     if (!*deadline)
       *deadline = now + delay;
     if (now < *deadline) {
-      struct timespec ts = {.tv_sec = *deadline / 1000000000,
-                            .tv_nsec = *deadline % 1000000000};
       a->delaying = true;
       a->arrivals = 0;
       a->want = active - n;
       /* Until the missing siblings' jobs came or the deadline passed; the
        * caller takes whatever came either way. */
-      while (a->arrivals < a->want &&
-             pthread_cond_timedwait(&a->arrived, &g->mu, &ts) == 0)
-        ;
+      while (a->arrivals < a->want && now < *deadline) {
+        pthread_mutex_unlock(&g->mu);
+        sem_wait_ns(&a->arrived, *deadline - now);
+        pthread_mutex_lock(&g->mu);
+        now = mono_ns();
+      }
       a->delaying = false;
       waited = true;
     }
@@ -529,11 +545,15 @@ int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
   pthread_mutex_lock(&g->mu);
   *g->tail = &job;
   g->tail = &job.next;
-  if (now)
-    arrival_note(g, self, now);
+  bool arrived = now && arrival_note(g, self, now);
   if (g->leading) {
     /* A leader is at work: it, or one after it, takes our job. */
     pthread_mutex_unlock(&g->mu);
+    /* Posted after the unlock, so the waiting leader does not wake only
+     * to block on g->mu until we release it (a futex wait and a wake
+     * more, and a context switch, per batch it delays). */
+    if (arrived)
+      sem_post(&g->arr.arrived);
     wait_turn(g, &job);
     if (job.lead) {
       /* Handed over while our job was still queued: leading stays set. */
@@ -542,7 +562,8 @@ int rsg_run(struct rsg_group *g, struct registry_sqlite *self, rsg_job_fn fn,
     }
   } else {
     /* Nobody leads: we lead one batch, then hand over, so no thread runs
-     * others' work for long. */
+     * others' work for long. (No leader, so none delays: `arrived` is
+     * false here.) */
     g->leading = true;
     lead(g, self, &job);
   }

@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* ---- capturing stderr -------------------------------------------------- */
@@ -243,6 +245,66 @@ static void test_json_long_message(void **state)
   free(out);
 }
 
+/* A message longer than the logger takes is cut at 2,047 bytes, and the
+ * line still ends in its newline. */
+static void test_kv_long_message(void **state)
+{
+  (void)state;
+  static char big[3000];
+  struct capture c;
+  memset(big, 'a', sizeof(big) - 1);
+  log_set_format(LOG_FORMAT_KV);
+  capture_start(&c);
+  log_info("%s", big);
+  log_info("t: after n=%d", 7);
+  char *out = capture_end(&c);
+  const char *body = strip_ts(out);
+  assert_memory_equal(body, "level=info ", 11);
+  body += 11;
+  assert_int_equal(strspn(body, "a"), 2047);
+  assert_int_equal(body[2047], '\n');
+  assert_string_equal(strip_ts(body + 2048), "level=info t: after n=7\n");
+  free(out);
+}
+
+/* Each line's time is the time it was written, to the millisecond,
+ * across second boundaries (the calendar part is kept between lines). */
+static void test_ts_is_now(void **state)
+{
+  (void)state;
+  log_set_format(LOG_FORMAT_KV);
+  int64_t start = clock_now_ms();
+  int64_t seconds_seen = 0, last_sec = -1;
+  for (int i = 0; clock_now_ms() - start < 1300; i++) {
+    struct capture c;
+    int64_t before = clock_now_ms();
+    capture_start(&c);
+    log_info("t: tick i=%d", i);
+    char *out = capture_end(&c);
+    int64_t after = clock_now_ms();
+    char ts[32];
+    assert_memory_equal(out, "ts=", 3);
+    const char *sp = strchr(out, ' ');
+    assert_non_null(sp);
+    assert_int_equal(sp - out - 3, 24);
+    memcpy(ts, out + 3, 24);
+    ts[24] = '\0';
+    int64_t ms = 0;
+    assert_int_equal(clock_parse_rfc3339(ts, &ms), SO_OK);
+    if (ms < before || ms > after)
+      fail_msg("ts=%s is %lld, written between %lld and %lld", ts,
+               (long long)ms, (long long)before, (long long)after);
+    if (ms / 1000 != last_sec) {
+      last_sec = ms / 1000;
+      seconds_seen++;
+    }
+    free(out);
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 3000000};
+    nanosleep(&pause, NULL);
+  }
+  assert_true(seconds_seen >= 2);
+}
+
 /* ---- threads ---------------------------------------------------------- */
 
 #define N_THREADS 4
@@ -325,6 +387,8 @@ int main(void)
       cmocka_unit_test_teardown(test_json_fields, teardown_defaults),
       cmocka_unit_test_teardown(test_json_exact_line, teardown_defaults),
       cmocka_unit_test_teardown(test_json_long_message, teardown_defaults),
+      cmocka_unit_test_teardown(test_kv_long_message, teardown_defaults),
+      cmocka_unit_test_teardown(test_ts_is_now, teardown_defaults),
       cmocka_unit_test_teardown(test_threads_whole_lines, teardown_defaults),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
