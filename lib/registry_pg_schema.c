@@ -318,6 +318,27 @@ const char *registry_pg_migration(int version)
   ") "                                                                      \
   "SELECT fence, lease_until, progress_at FROM lock"
 
+/* S_REGISTER_CLAIM_MARK_ONCE: S_REGISTER_CLAIM_MARK for the common call,
+ * each id marked INFLIGHT once ($2): the INSERT reads that one array, not
+ * the UNION ALL of both groups, whose set-up (an Append, a subquery and a
+ * second function scan, set up at every execution) cost ~15 us of server
+ * CPU per campaign, 5% of row 1's two statements. Then $3 scheduled_at,
+ * $4 channel, $5 payload, $6 owner, $7 ttl. */
+#define REGISTER_CLAIM_MARK_ONCE                                            \
+  "WITH t AS (SELECT " PG_NOW_MS                                            \
+  " AS n), "                                                                \
+  "lock AS (INSERT INTO campaigns (campaign_id, state, scheduled_at, "      \
+  " channel, payload, owner, fence, lease_until, progress_at, created_at, " \
+  " updated_at) SELECT $1, 'PROCESSING', $3::bigint, $4, $5, $6, 1, "       \
+  " t.n + $7::bigint, t.n, t.n, t.n FROM t "                                \
+  " ON CONFLICT (campaign_id) DO NOTHING "                                  \
+  " RETURNING fence, lease_until, progress_at), "                           \
+  "ins AS (INSERT INTO deliveries " DELIVERY_COLS                           \
+  " SELECT $1, a.id, 'INFLIGHT', 1, NULL, t.n "                             \
+  " FROM unnest($2::text[]) AS a(id), t WHERE " LOCKED                      \
+  ") "                                                                      \
+  "SELECT fence, lease_until, progress_at FROM lock"
+
 /* S_CLAIM_MARK: S_CLAIM and S_MARK_PENDING of INFLIGHT marks for a
  * campaign that exists, as one statement: the claim's UPDATE (S_CLAIM's,
  * $2 owner, $13 ttl) is the lock the marks wait on, and they are written
@@ -415,6 +436,7 @@ const char *const registry_pg_sql[S_COUNT] = {
     [S_MARK_FINISH] = MARK_FINISH,
     [S_MARK_FINISH_SENT] = MARK_FINISH_SENT,
     [S_REGISTER_CLAIM_MARK] = REGISTER_CLAIM_MARK,
+    [S_REGISTER_CLAIM_MARK_ONCE] = REGISTER_CLAIM_MARK_ONCE,
     [S_CLAIM_MARK] = CLAIM_MARK,
     [S_SET_TOTAL] =
         "UPDATE campaigns SET total = $3::bigint, "

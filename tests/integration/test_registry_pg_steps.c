@@ -112,6 +112,8 @@ static void test_one_statement_per_step(void **state)
   char *q = last_statement();
   assert_non_null(strstr(q, "INSERT INTO campaigns"));
   assert_non_null(strstr(q, "INSERT INTO deliveries"));
+  /* Each id marked once: the lean form, one array and no UNION ALL. */
+  assert_null(strstr(q, "UNION ALL"));
   free(q);
 
   /* One that exists (registered by a publisher) is claimed and marked by
@@ -150,6 +152,22 @@ static void test_one_statement_per_step(void **state)
   assert_int_equal(counts.sent, 1);
   assert_int_equal(counts.rejected, 1);
   assert_finish_last();
+
+  /* A new campaign whose marks repeat an id (a retried send) takes the
+   * general form, with the tries group: still one statement. */
+  nc.campaign_id = "steps-3";
+  struct registry_mark again[] = {{"u-1", DELIVERY_INFLIGHT, NULL},
+                                  {"u-1", DELIVERY_INFLIGHT, NULL}};
+  REG_OK(r, registry_register_claim_mark(r, &nc, "w1", 60000, again, 2,
+                                         &created, &cl, pend2, &marked));
+  assert_true(created && marked);
+  q = last_statement();
+  assert_non_null(strstr(q, "UNION ALL"));
+  free(q);
+  assert_int_equal(testdb_query_int(&db,
+                                    "SELECT attempts FROM deliveries "
+                                    "WHERE campaign_id = 'steps-3'"),
+                   2);
   registry_close(r);
 }
 
