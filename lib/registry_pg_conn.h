@@ -125,7 +125,7 @@ int pg_conn_status(struct registry_pg *r, const PGresult *res);
  * migrations. Each backend counts its own, because a backend's physical
  * schema can change (storage parameters, table layout) without the
  * other's. A database that is newer is refused. */
-#define REGISTRY_PG_SCHEMA_VERSION 2
+#define REGISTRY_PG_SCHEMA_VERSION 3
 
 /* pg_migrate: apply the schema migrations up to REGISTRY_PG_SCHEMA_VERSION in
  * one transaction under an advisory lock (registry_pg_schema.c). A newer
@@ -156,6 +156,7 @@ enum pg_stmt {
   S_MARK_FINISH,
   S_MARK_FINISH_SENT,
   S_REGISTER_CLAIM_MARK,
+  S_REGISTER_CLAIM_MARK_ONCE,
   S_CLAIM_MARK,
   S_SET_TOTAL,
   S_COMPLETE,

@@ -224,10 +224,18 @@ static int register_claim_mark_one(struct registry_pg *r, const char *const *pc,
                      pc[4],
                      pc[5]};
   PGresult *res = NULL;
+  /* Ids marked INFLIGHT once only (a first claim's): the lean form,
+   * without the other group's parameters. */
+  const char *lean[] = {
+      pc[0], ma->params[PM_INFLIGHT].data, pc[1], pc[2], pc[3], pc[4], pc[5]};
+  bool once = only_group(ma, PM_INFLIGHT);
   /* ONCE, as a claim: after a lost connection the insert may have
    * committed, and a retry would report our own claim as HELD. */
-  int rc = pg_run(r, S_REGISTER_CLAIM_MARK, "registering and claiming",
-                  (int)(sizeof(p) / sizeof(p[0])), p, ONCE, &res);
+  int rc =
+      once ? pg_run(r, S_REGISTER_CLAIM_MARK_ONCE, "registering and claiming",
+                    (int)(sizeof(lean) / sizeof(lean[0])), lean, ONCE, &res)
+           : pg_run(r, S_REGISTER_CLAIM_MARK, "registering and claiming",
+                    (int)(sizeof(p) / sizeof(p[0])), p, ONCE, &res);
   if (rc)
     return rc;
   *created = PQntuples(res) > 0;

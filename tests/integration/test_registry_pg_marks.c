@@ -12,7 +12,9 @@
  *  - migration 2 on a version-1 registry holding rows: rows kept, the
  *    INFLIGHT -> SENT update stays on its page (fillfactor), the foreign
  *    key gone and its ON DELETE CASCADE done by the trigger, and no mark
- *    writes a row for a campaign that does not exist.
+ *    writes a row for a campaign that does not exist;
+ *  - migration 3 on a version-2 registry holding rows: no table rewritten,
+ *    no table CHECK left, the same states refused, the campaign finishes.
  *
  * Real PostgreSQL (scripts/setup), a schema of its own, dropped at the end.
  */
@@ -637,6 +639,97 @@ static void test_migration_from_v1(void **state)
   testdb_destroy(&old);
 }
 
+/* ---- migration 3 on a version-2 registry with rows -------------------- */
+
+/* STATE_REFUSED: a DO block that fails unless `stmt` is refused by a
+ * check (the domains' after migration 3, the tables' before). */
+#define STATE_REFUSED(stmt)        \
+  "DO $$ BEGIN " stmt              \
+  "; RAISE EXCEPTION 'accepted'; " \
+  "EXCEPTION WHEN check_violation THEN NULL; END $$"
+
+static void test_migration_from_v2(void **state)
+{
+  (void)state;
+  struct testdb old;
+  testdb_create(&old, REGISTRY_POSTGRESQL);
+  testdb_exec(&old,
+              "CREATE TABLE schema_version (version integer PRIMARY KEY, "
+              "applied_at bigint NOT NULL)");
+  testdb_exec(&old, registry_pg_migration(1));
+  testdb_exec(&old, registry_pg_migration(2));
+  testdb_exec(&old,
+              "INSERT INTO schema_version VALUES (1, 0), (2, 0);"
+              "INSERT INTO campaigns (campaign_id, state, scheduled_at, "
+              "channel, payload, owner, fence, lease_until, created_at, "
+              "updated_at) VALUES ('run', 'PROCESSING', 0, 'email', '{}', "
+              "'w1', 3, 4102444800000, 0, 0);"
+              "INSERT INTO deliveries (campaign_id, recipient_id, state, "
+              "attempts, updated_at) SELECT 'run', 'r-' || i, 'INFLIGHT', 1, "
+              "0 FROM generate_series(1, 500) i");
+  const char *files =
+      "SELECT pg_relation_filenode('campaigns') || '|' || "
+      "pg_relation_filenode('deliveries')";
+  char *before = testdb_query(&old, files);
+
+  struct registry *r = testdb_open(&old); /* migrates 2 -> 3 */
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT max(version) FROM "
+                                    "schema_version"),
+                   REGISTRY_PG_SCHEMA_VERSION);
+  /* The tables were not rewritten (a binary type change) and keep their
+   * rows. */
+  char *after = testdb_query(&old, files);
+  assert_string_equal(after, before);
+  free(before);
+  free(after);
+  assert_int_equal(testdb_query_int(&old, "SELECT count(*) FROM deliveries"),
+                   500);
+  /* No table CHECK left for every write to compile again (version 2 had
+   * one on each table). */
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM pg_constraint "
+                                    "WHERE conrelid IN ('campaigns'::regclass,"
+                                    " 'deliveries'::regclass) "
+                                    "AND contype = 'c'"),
+                   0);
+  /* A state outside each set is still refused, inserted or updated. */
+  testdb_exec(&old,
+              STATE_REFUSED("INSERT INTO campaigns (campaign_id, state, "
+                            "scheduled_at, channel, payload, created_at, "
+                            "updated_at) VALUES ('bad', 'SENT', 0, 'email', "
+                            "'{}', 0, 0)"));
+  testdb_exec(&old, STATE_REFUSED("UPDATE campaigns SET state = 'done' "
+                                  "WHERE campaign_id = 'run'"));
+  testdb_exec(&old, STATE_REFUSED("INSERT INTO deliveries (campaign_id, "
+                                  "recipient_id, state, updated_at) VALUES "
+                                  "('run', 'x', 'DONE', 0)"));
+  testdb_exec(&old, STATE_REFUSED("UPDATE deliveries SET state = 'sent' "
+                                  "WHERE campaign_id = 'run'"));
+
+  /* The campaign goes on under its fence and finishes. */
+  enum { N = 500 };
+  struct registry_mark m[N];
+  char names[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(names[i], sizeof(names[i]), "r-%d", i + 1);
+    m[i] = (struct registry_mark){names[i], DELIVERY_SENT, NULL};
+  }
+  m[0].state = DELIVERY_REJECTED;
+  m[0].error = "bounced";
+  struct registry_counts counts = {0};
+  REG_OK(r, registry_mark_finish(r, "run", 3, m, N, N, &counts));
+  assert_int_equal(counts.sent, N - 1);
+  assert_int_equal(counts.rejected, 1);
+  assert_int_equal(testdb_query_int(&old,
+                                    "SELECT count(*) FROM campaigns "
+                                    "WHERE state = 'DONE' AND "
+                                    "state::text = 'DONE'"),
+                   1);
+  registry_close(r);
+  testdb_destroy(&old);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -646,6 +739,7 @@ int main(void)
       cmocka_unit_test(test_mark_after_lock_wait),
       cmocka_unit_test(test_resume_marks_existing_rows),
       cmocka_unit_test(test_migration_from_v1),
+      cmocka_unit_test(test_migration_from_v2),
   };
   return cmocka_run_group_tests_name("registry_pg_marks", tests, group_setup,
                                      group_teardown);
