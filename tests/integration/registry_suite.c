@@ -16,15 +16,21 @@ char *suite_id(const char *base)
   return testenv_unique(base);
 }
 
-void suite_register(struct registry *r, const char *id,
-                    enum campaign_state initial, int64_t scheduled_at_ms)
+struct registry_new_campaign suite_new_campaign(const char *id,
+                                                int64_t scheduled_at_ms)
 {
-  struct registry_new_campaign c = {
+  return (struct registry_new_campaign){
       .campaign_id = id,
       .scheduled_at_ms = scheduled_at_ms,
       .channel = "email",
       .payload = "{\"schema\":1}",
   };
+}
+
+void suite_register(struct registry *r, const char *id,
+                    enum campaign_state initial, int64_t scheduled_at_ms)
+{
+  struct registry_new_campaign c = suite_new_campaign(id, scheduled_at_ms);
   bool created = false;
   REG_OK(r, registry_register(r, &c, initial, &created));
   assert_true(created);

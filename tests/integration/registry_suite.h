@@ -19,14 +19,7 @@
 /* The database of this run (created by the group setup). */
 extern struct testdb suite_db;
 
-/* REG_OK: the call must return SO_OK; else fail with the registry's
- * detail. REG_RC: the call must return `want`. */
-#define REG_OK(r, expr)                                                      \
-  do {                                                                       \
-    int rc_ = (expr);                                                        \
-    if (rc_ != SO_OK)                                                        \
-      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
-  } while (0)
+/* REG_RC: the call must return `want` (REG_OK: registry_testdb.h). */
 #define REG_RC(r, want, expr)                                     \
   do {                                                            \
     int rc_ = (expr);                                             \
@@ -37,6 +30,11 @@ extern struct testdb suite_db;
 
 /* suite_id: a campaign id unique to this run (owned; free()). */
 char *suite_id(const char *base);
+
+/* suite_new_campaign: what a trigger for `id` carries (channel email, a
+ * minimal payload), due at scheduled_at_ms. */
+struct registry_new_campaign suite_new_campaign(const char *id,
+                                                int64_t scheduled_at_ms);
 
 /* suite_register: register a campaign or fail the test. */
 void suite_register(struct registry *r, const char *id,

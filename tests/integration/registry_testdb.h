@@ -12,6 +12,15 @@
 
 #include "registry.h"
 
+/* REG_OK: in a cmocka test, the registry call must return SO_OK; else the
+ * test fails with the registry's detail. */
+#define REG_OK(r, expr)                                                      \
+  do {                                                                       \
+    int rc_ = (expr);                                                        \
+    if (rc_ != SO_OK)                                                        \
+      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
+  } while (0)
+
 struct testdb {
   enum registry_backend backend;
   char *sqlite_path; /* SQLite: the database file */

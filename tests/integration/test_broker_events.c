@@ -149,12 +149,25 @@ static void ack_free(struct broker *b, struct broker_delivery *d)
   broker_delivery_free(d);
 }
 
-/* After the session that consumed is gone: what its queue holds ready. */
-static uint32_t ready_after_close(const struct topology *t, uint32_t want)
+/* reopen: a new plain session (no consumer) on t's broker. */
+static struct broker *reopen(const struct topology *t)
 {
   struct broker_options o;
   bt_options(&o, NULL, t);
-  struct broker *b = bt_open(&o);
+  return bt_open(&o);
+}
+
+/* drop: delete the test's topology through b, then close b. */
+static void drop(struct broker *b, const struct topology *t)
+{
+  assert_int_equal(topology_delete(b, t), SO_OK);
+  broker_close(b);
+}
+
+/* After the session that consumed is gone: what its queue holds ready. */
+static uint32_t ready_after_close(const struct topology *t, uint32_t want)
+{
+  struct broker *b = reopen(t);
   char err[512] = "";
   uint32_t n = 0;
   /* The broker requeues a closed channel's deliveries moments later. */
@@ -203,11 +216,7 @@ static void test_batch_is_one_write(void **state)
   broker_close(b);
   /* Everything was acked: nothing comes back. */
   assert_int_equal(ready_after_close(&t, 0), 0);
-  struct broker_options o;
-  bt_options(&o, NULL, &t);
-  b = bt_open(&o);
-  assert_int_equal(topology_delete(b, &t), SO_OK);
-  broker_close(b);
+  drop(reopen(&t), &t);
 }
 
 static void test_multiple_ack_spares_unsettled(void **state)
@@ -235,14 +244,11 @@ static void test_multiple_ack_spares_unsettled(void **state)
   broker_close(b);
   /* m4 was never acked: the broker requeued it, and only it. */
   assert_int_equal(ready_after_close(&t, 1), 1);
-  struct broker_options o;
-  bt_options(&o, NULL, &t);
-  b = bt_open(&o);
+  b = reopen(&t);
   struct broker_delivery *m4 = bt_get_wait(b, t.campaigns, 5000);
   assert_string_equal(m4->message_id, "m4");
   broker_delivery_free(m4);
-  assert_int_equal(topology_delete(b, &t), SO_OK);
-  broker_close(b);
+  drop(b, &t);
 }
 
 static void test_nack_in_batch_not_covered(void **state)
@@ -269,11 +275,7 @@ static void test_nack_in_batch_not_covered(void **state)
   assert_int_equal(broker_cancel_all(b), SO_OK);
   broker_close(b);
   assert_int_equal(ready_after_close(&t, 0), 0);
-  struct broker_options o;
-  bt_options(&o, NULL, &t);
-  b = bt_open(&o);
-  assert_int_equal(topology_delete(b, &t), SO_OK);
-  broker_close(b);
+  drop(reopen(&t), &t);
 }
 
 int main(void)

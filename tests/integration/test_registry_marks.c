@@ -22,12 +22,7 @@ static void test_register_claim_and_finish(void **state)
   (void)state;
   struct registry *r = testdb_open(&suite_db);
   char *id = suite_id("merged");
-  struct registry_new_campaign nc = {
-      .campaign_id = id,
-      .scheduled_at_ms = suite_now(r) - 1000,
-      .channel = "email",
-      .payload = "{\"schema\":1}",
-  };
+  struct registry_new_campaign nc = suite_new_campaign(id, suite_now(r) - 1000);
   bool created = false;
   struct registry_claim cl;
   REG_OK(r, registry_register_claim(r, &nc, "worker-a", 10000, &created, &cl));
@@ -326,12 +321,7 @@ static void test_register_claim_mark(void **state)
   (void)state;
   struct registry *r = testdb_open(&suite_db);
   char *id = suite_id("claim-mark");
-  struct registry_new_campaign nc = {
-      .campaign_id = id,
-      .scheduled_at_ms = suite_now(r) - 1000,
-      .channel = "email",
-      .payload = "{\"schema\":1}",
-  };
+  struct registry_new_campaign nc = suite_new_campaign(id, suite_now(r) - 1000);
   struct registry_mark m[] = {
       {.recipient_id = "a", .state = DELIVERY_INFLIGHT},
       {.recipient_id = "b", .state = DELIVERY_INFLIGHT},
@@ -405,12 +395,7 @@ static void test_merged_step_shapes(void **state)
   (void)state;
   struct registry *r = testdb_open(&suite_db);
   char *id = suite_id("shapes");
-  struct registry_new_campaign nc = {
-      .campaign_id = id,
-      .scheduled_at_ms = suite_now(r) - 1000,
-      .channel = "email",
-      .payload = "{\"schema\":1}",
-  };
+  struct registry_new_campaign nc = suite_new_campaign(id, suite_now(r) - 1000);
   struct registry_mark m[] = {
       {.recipient_id = "a", .state = DELIVERY_INFLIGHT},
       {.recipient_id = "b", .state = DELIVERY_INFLIGHT},

@@ -38,13 +38,6 @@
 #include "registry_pg_conn.h"
 #include "testenv.h"
 
-#define REG_OK(r, expr)                                                      \
-  do {                                                                       \
-    int rc_ = (expr);                                                        \
-    if (rc_ != SO_OK)                                                        \
-      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
-  } while (0)
-
 /* Rows the big campaign holds before the batches; ids per batch. */
 #define BIG_ROWS 100000
 #define BATCH 200

@@ -33,14 +33,8 @@
 #include "registry.h"
 #include "registry_backend.h"
 #include "registry_pg_conn.h"
+#include "registry_testdb.h"
 #include "testenv.h"
-
-#define REG_OK(r, expr)                                                      \
-  do {                                                                       \
-    int rc_ = (expr);                                                        \
-    if (rc_ != SO_OK)                                                        \
-      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
-  } while (0)
 
 /* ---- a private schema per test ---------------------------------------- */
 

@@ -27,13 +27,6 @@
 #include "integration/registry_testdb.h"
 #include "registry.h"
 
-#define REG_OK(r, expr)                                                      \
-  do {                                                                       \
-    int rc_ = (expr);                                                        \
-    if (rc_ != SO_OK)                                                        \
-      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
-  } while (0)
-
 static struct testdb db;
 
 static int group_setup(void **state)

@@ -34,13 +34,6 @@
 #define MAX_CALL 200 /* marks per call */
 #define CALLS 150
 
-#define REG_OK(r, expr)                                                      \
-  do {                                                                       \
-    int rc_ = (expr);                                                        \
-    if (rc_ != SO_OK)                                                        \
-      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
-  } while (0)
-
 /* One recipient as registry.h says it must end up. */
 struct model_row {
   int state; /* -1 absent, else enum delivery_state */

@@ -28,13 +28,6 @@
 
 #define TTL_MS (10 * 60 * 1000)
 
-#define REG_OK(r, expr)                                                      \
-  do {                                                                       \
-    int rc_ = (expr);                                                        \
-    if (rc_ != SO_OK)                                                        \
-      fail_msg("%s -> %s: %s", #expr, so_strerror(rc_), registry_errmsg(r)); \
-  } while (0)
-
 /* Migration 1 and its schema_version table, as released. */
 static const char v1_schema[] =
     "CREATE TABLE schema_version ("
