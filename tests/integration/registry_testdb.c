@@ -243,6 +243,16 @@ long long testdb_query_int(const struct testdb *db, const char *sql)
   return v;
 }
 
+char *testdb_delivery_rows(const struct testdb *db, const char *campaign_id)
+{
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "SELECT recipient_id, state, attempts, error FROM deliveries "
+           "WHERE campaign_id = '%s' ORDER BY recipient_id",
+           campaign_id);
+  return testdb_query(db, sql);
+}
+
 struct testdb_lock {
   PGconn *pg;
   sqlite3 *lite;

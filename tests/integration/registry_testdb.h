@@ -51,6 +51,11 @@ char *testdb_query(const struct testdb *db, const char *sql);
 /* testdb_query_int: the first column of the first row as an integer. */
 long long testdb_query_int(const struct testdb *db, const char *sql);
 
+/* testdb_delivery_rows: a campaign's delivery rows without times, to
+ * compare: "recipient|state|attempts|error" per row (NULL error "~"),
+ * ordered by recipient. Owned by the caller (free()). */
+char *testdb_delivery_rows(const struct testdb *db, const char *campaign_id);
+
 /* testdb_exec: run statements over a raw connection; aborts on error. */
 void testdb_exec(const struct testdb *db, const char *sql);
 

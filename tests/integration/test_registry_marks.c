@@ -132,12 +132,7 @@ static void test_pending_across_takeovers(void **state)
  * campaigns (owned text). */
 static char *delivery_rows(const char *id)
 {
-  char sql[512];
-  snprintf(sql, sizeof(sql),
-           "SELECT recipient_id, state, attempts, error FROM deliveries "
-           "WHERE campaign_id = '%s' ORDER BY recipient_id",
-           id);
-  return testdb_query(&suite_db, sql);
+  return testdb_delivery_rows(&suite_db, id);
 }
 
 /* A claimed campaign with i1, i2 INFLIGHT, s1 SENT, j1 REJECTED. */

@@ -542,17 +542,29 @@ static char *rows_on_pages(const struct testdb *d, const char *id)
   return testdb_query(d, sql);
 }
 
+/* create_at_version: a new schema as a release at `version` left it:
+ * migrations 1..version applied by hand and recorded, as registry_open
+ * would find it. */
+static void create_at_version(struct testdb *d, int version)
+{
+  testdb_create(d, REGISTRY_POSTGRESQL);
+  testdb_exec(d,
+              "CREATE TABLE schema_version (version integer PRIMARY KEY, "
+              "applied_at bigint NOT NULL)");
+  for (int v = 1; v <= version; v++) {
+    char sql[96];
+    testdb_exec(d, registry_pg_migration(v));
+    snprintf(sql, sizeof(sql), "INSERT INTO schema_version VALUES (%d, 0)", v);
+    testdb_exec(d, sql);
+  }
+}
+
 static void test_migration_from_v1(void **state)
 {
   (void)state;
   struct testdb old;
-  testdb_create(&old, REGISTRY_POSTGRESQL);
+  create_at_version(&old, 1);
   testdb_exec(&old,
-              "CREATE TABLE schema_version (version integer PRIMARY KEY, "
-              "applied_at bigint NOT NULL)");
-  testdb_exec(&old, registry_pg_migration(1));
-  testdb_exec(&old,
-              "INSERT INTO schema_version VALUES (1, 0);"
               "INSERT INTO campaigns (campaign_id, state, scheduled_at, "
               "channel, payload, owner, fence, lease_until, created_at, "
               "updated_at) VALUES ('run', 'PROCESSING', 0, 'email', '{}', "
@@ -645,14 +657,8 @@ static void test_migration_from_v2(void **state)
 {
   (void)state;
   struct testdb old;
-  testdb_create(&old, REGISTRY_POSTGRESQL);
+  create_at_version(&old, 2);
   testdb_exec(&old,
-              "CREATE TABLE schema_version (version integer PRIMARY KEY, "
-              "applied_at bigint NOT NULL)");
-  testdb_exec(&old, registry_pg_migration(1));
-  testdb_exec(&old, registry_pg_migration(2));
-  testdb_exec(&old,
-              "INSERT INTO schema_version VALUES (1, 0), (2, 0);"
               "INSERT INTO campaigns (campaign_id, state, scheduled_at, "
               "channel, payload, owner, fence, lease_until, created_at, "
               "updated_at) VALUES ('run', 'PROCESSING', 0, 'email', '{}', "

@@ -79,16 +79,6 @@ static void assert_finish_last(void)
   free(q);
 }
 
-static char *rows_of(const char *id)
-{
-  char sql[256];
-  snprintf(sql, sizeof(sql),
-           "SELECT recipient_id, state, attempts, error FROM deliveries "
-           "WHERE campaign_id = '%s' ORDER BY recipient_id",
-           id);
-  return testdb_query(&db, sql);
-}
-
 static void test_one_statement_per_step(void **state)
 {
   (void)state;
@@ -180,7 +170,7 @@ static void test_one_statement_per_step(void **state)
   assert_int_equal(counts.sent, 3);
   assert_int_equal(counts.rejected, 0);
   assert_finish_last();
-  char *rows = rows_of("steps-4");
+  char *rows = testdb_delivery_rows(&db, "steps-4");
   assert_string_equal(rows, "a|SENT|1|~\nb|SENT|1|~\nc|SENT|1|~\n");
   free(rows);
   /* Again, with the campaign DONE: refused, nothing written. */
@@ -215,7 +205,7 @@ static void test_new_campaign_with_rows_left(void **state)
   assert_false(pend[0]);
   assert_true(pend[1]);
   assert_true(pend[2]);
-  char *rows = rows_of("left");
+  char *rows = testdb_delivery_rows(&db, "left");
   assert_string_equal(rows, "x|SENT|1|~\ny|INFLIGHT|2|~\nz|INFLIGHT|1|~\n");
   free(rows);
   registry_close(r);
