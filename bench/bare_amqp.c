@@ -6,13 +6,22 @@
  *     messages to it with publisher confirms (one connection, a window of
  *     BARE_WINDOW unconfirmed) while a second connection consumes them
  *     with manual acks and basic.qos PREFETCH, no processing; deletes the
- *     queue. Prints "messages=N seconds=S rate=R t0_ms=T".
+ *     queue. Prints "messages=N seconds=S rate=R t0_ms=T machine_cpu_us=C"
+ *     (C: the whole machine's busy CPU per message, the broker's
+ *     included; see machine_cpu.h).
  *   bare_amqp publish PREFIX N IDPREFIX CHANNEL
  *     publishes N campaign-due triggers (campaign IDPREFIX-<i>, one inline
  *     recipient) to the exchange PREFIX, routing key campaign.due, with the
  *     same confirmed window: the "publisher" of sendonce's end-to-end row.
  *     Prints "messages=N seconds=S rate=R t0_ms=T" (T: first publish, ms
  *     since the epoch).
+ *   bare_amqp events PREFIX N
+ *     publishes N lifecycle-event-shaped messages (the consumer's
+ *     properties, header and body size) without confirms to a topic
+ *     exchange PREFIX.bare-events that no queue is bound to, as the
+ *     consumer publishes its events, then one round trip on the channel
+ *     so that the broker has handled them all; deletes the exchange.
+ *     Prints "messages=N seconds=S rate=R machine_cpu_us=C".
  *
  * Broker from SENDONCE_BROKER_URI, SENDONCE_BROKER_USER and
  * SENDONCE_BROKER_PASSWORD (environment only: never argv). Not a test: a
@@ -30,12 +39,15 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
+#include "machine_cpu.h"
+
 /* Unconfirmed publishes in flight: enough to hide the confirm round trip,
  * small enough that a quorum queue's batching is exercised as in use. */
 #define BARE_WINDOW 256
 
 struct bare_opts {
   bool ceiling;
+  bool events;
   const char *prefix;
   long n;
   int prefetch;
@@ -257,14 +269,78 @@ static int run_ceiling(const struct bare_opts *o)
   if (pthread_create(&th, NULL, consume_main, &a) != 0)
     return 1;
   long long t0_ms;
+  double busy0 = machine_busy_s();
   double t0 = now_s();
   (void)publish_all(o, &t0_ms);
   pthread_join(th, NULL);
   double dt = a.end - t0;
-  printf("messages=%ld seconds=%.3f rate=%.1f t0_ms=%lld\n", o->n, dt,
-         (double)o->n / dt, t0_ms);
+  double cpu_us = machine_cpu_us_per_op(busy0, machine_busy_s(), o->n);
+  printf("messages=%ld seconds=%.3f rate=%.1f t0_ms=%lld machine_cpu_us=%.1f\n",
+         o->n, dt, (double)o->n / dt, t0_ms, cpu_us);
   amqp_queue_delete(a.conn, 1, amqp_cstring_bytes(q), 0, 0);
   bare_close(a.conn);
+  return 0;
+}
+
+/* The lifecycle events' shape (lib/events.c): routing key and header
+ * x-sendonce-event = kind, message_id = campaign id, a JSON body. */
+static void publish_event(amqp_connection_state_t c, const char *exch, long i)
+{
+  char id[64], body[320];
+  snprintf(id, sizeof(id), "c1sqlite-1795866351-%ld", i);
+  snprintf(body, sizeof(body),
+           "{\"event\":\"campaign.claimed\",\"campaign_id\":\"%s\","
+           "\"at\":\"2026-11-28T11:45:52.123Z\",\"source\":\"consumer\","
+           "\"owner\":\"host:12345:w3\",\"fence\":1}",
+           id);
+  amqp_table_entry_t h = {.key = amqp_cstring_bytes("x-sendonce-event")};
+  h.value.kind = AMQP_FIELD_KIND_UTF8;
+  h.value.value.bytes = amqp_cstring_bytes("campaign.claimed");
+  amqp_basic_properties_t p = {0};
+  p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+             AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
+  p.content_type = amqp_cstring_bytes("application/json");
+  p.delivery_mode = 2;
+  p.message_id = amqp_cstring_bytes(id);
+  p.headers = (amqp_table_t){1, &h};
+  int st = amqp_basic_publish(c, 1, amqp_cstring_bytes(exch),
+                              amqp_cstring_bytes("campaign.claimed"), 0, 0, &p,
+                              amqp_cstring_bytes(body));
+  if (st != AMQP_STATUS_OK) {
+    fprintf(stderr, "bare_amqp: publish: %s\n", amqp_error_string2(st));
+    exit(1);
+  }
+}
+
+static int run_events(const struct bare_opts *o)
+{
+  char exch[160];
+  snprintf(exch, sizeof(exch), "%s.bare-events", o->prefix);
+  amqp_connection_state_t c = bare_connect();
+  amqp_exchange_declare(c, 1, amqp_cstring_bytes(exch),
+                        amqp_cstring_bytes("topic"), 0, 0, 0, 0,
+                        amqp_empty_table);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    die_reply("exchange.declare", r);
+  double busy0 = machine_busy_s();
+  double t0 = now_s();
+  for (long i = 0; i < o->n; i++)
+    publish_event(c, exch, i);
+  /* A channel handles its frames in order: once this answers, the broker
+   * has routed (and dropped) every event before it. */
+  amqp_exchange_declare(c, 1, amqp_cstring_bytes(exch),
+                        amqp_cstring_bytes("topic"), 1, 0, 0, 0,
+                        amqp_empty_table);
+  r = amqp_get_rpc_reply(c);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    die_reply("exchange.declare (passive)", r);
+  double dt = now_s() - t0;
+  double cpu_us = machine_cpu_us_per_op(busy0, machine_busy_s(), o->n);
+  printf("messages=%ld seconds=%.3f rate=%.1f machine_cpu_us=%.1f\n", o->n, dt,
+         (double)o->n / dt, cpu_us);
+  amqp_exchange_delete(c, 1, amqp_cstring_bytes(exch), 0);
+  bare_close(c);
   return 0;
 }
 
@@ -283,6 +359,11 @@ int main(int argc, char **argv)
     o.prefix = argv[2];
     o.n = parse_long(argv[3]);
     o.prefetch = (int)parse_long(argv[4]);
+  } else if (argc == 4 && strcmp(argv[1], "events") == 0) {
+    o.events = true;
+    o.prefix = argv[2];
+    o.n = parse_long(argv[3]);
+    o.prefetch = 1;
   } else if (argc == 6 && strcmp(argv[1], "publish") == 0) {
     o.prefix = argv[2];
     o.n = parse_long(argv[3]);
@@ -292,7 +373,8 @@ int main(int argc, char **argv)
   } else {
     fputs(
         "usage: bare_amqp ceiling PREFIX N PREFETCH\n"
-        "       bare_amqp publish PREFIX N IDPREFIX CHANNEL\n",
+        "       bare_amqp publish PREFIX N IDPREFIX CHANNEL\n"
+        "       bare_amqp events PREFIX N\n",
         stderr);
     return 2;
   }
@@ -302,6 +384,8 @@ int main(int argc, char **argv)
   }
   if (o.ceiling)
     return run_ceiling(&o);
+  if (o.events)
+    return run_events(&o);
   long long t0_ms;
   double dt = publish_all(&o, &t0_ms);
   printf("messages=%ld seconds=%.3f rate=%.1f t0_ms=%lld\n", o.n, dt,

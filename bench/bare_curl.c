@@ -12,8 +12,10 @@
  * curl no more per request than the sender does: the URL parsed once
  * (CURLOPT_CURLU), no proxy lookups when the environment names no proxy,
  * no signal handling, header list and options set once per handle. Prints
- * "requests=N seconds=S rate=R errors=E" (errors: transfers that failed or
- * answered other than 2xx). Not a test: a measuring tool.
+ * "requests=N seconds=S rate=R errors=E machine_cpu_us=C" (errors:
+ * transfers that failed or answered other than 2xx; C: the whole
+ * machine's busy CPU per request, the sink's included, see
+ * machine_cpu.h). Not a test: a measuring tool.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,8 @@
 #include <time.h>
 
 #include <curl/curl.h>
+
+#include "machine_cpu.h"
 
 struct slot {
   CURL *easy;
@@ -128,6 +132,7 @@ int main(int argc, char **argv)
     return 1;
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, conc);
   long started = 0, done = 0, errors = 0;
+  double busy0 = machine_busy_s();
   double t0 = now_s();
   for (long i = 0; i < conc && started < total; i++) {
     if (slot_init(&slots[i], u) != 0)
@@ -158,8 +163,10 @@ int main(int argc, char **argv)
       return 1;
   }
   double dt = now_s() - t0;
-  printf("requests=%ld seconds=%.3f rate=%.1f errors=%ld\n", total, dt,
-         (double)total / dt, errors);
+  /* The whole machine's CPU per request: curl, the sink and the kernel. */
+  double cpu_us = machine_cpu_us_per_op(busy0, machine_busy_s(), total);
+  printf("requests=%ld seconds=%.3f rate=%.1f errors=%ld machine_cpu_us=%.1f\n",
+         total, dt, (double)total / dt, errors, cpu_us);
   for (long i = 0; i < conc; i++) {
     if (slots[i].easy) {
       curl_multi_remove_handle(multi, slots[i].easy);
