@@ -75,6 +75,13 @@ struct registry_options {
   int commit_delay_us;     /* SQLite: how long a group commit may wait for
                               other threads' steps before its COMMIT, when
                               they come that often (0: never waits) */
+  /* registry_begin_publish and registry_mark_published on this handle
+   * return once committed (atomic and visible to every other handle as
+   * ever) without waiting for the disk; every other step stays durable.
+   * For the publisher daemon, where every campaign due behind a slow flush
+   * would wait for it. See registry_begin_publish for why losing such a
+   * step in a crash is safe. */
+  bool publish_async_commit;
 };
 
 enum campaign_state {
@@ -167,7 +174,20 @@ int registry_register(struct registry *r, const struct registry_new_campaign *c,
  * watchdogs wins (*won); the winner publishes with a confirm and then calls
  * registry_mark_published. If it dies in between, the publish lease
  * expires and another publishes again: a trigger may be published twice
- * (the claim sorts that out), never zero times. */
+ * (the claim sorts that out), never zero times.
+ *
+ * With publish_async_commit (registry_options), this step and
+ * registry_mark_published commit without waiting for the disk: a crash of
+ * the machine (SQLite) or of the database server (PostgreSQL) may forget
+ * the newest of them, but never keeps a later durable step without them
+ * (the registry's log is flushed in order: any durable commit after them,
+ * by any process, makes them durable too). Forgotten, the campaign reads
+ * SCHEDULED again, with or without the lease, while its trigger may be in
+ * a queue: it is published again once the lease (if kept) expires, a
+ * duplicate trigger the claim drops; never zero times, as a SCHEDULED
+ * campaign past due is published by the publisher or the watchdog. The
+ * steps that rely on a campaign's state being durable (the claim before
+ * its ack, the watchdog's record_republish) are durable themselves. */
 int registry_begin_publish(struct registry *r, const char *campaign_id,
                            const char *owner, int64_t ttl_ms,
                            bool *won) SO_MUST_CHECK;

@@ -277,8 +277,8 @@ static int pg_begin_publish(struct registry *base, const char *id,
   char ttl[24];
   fmt_i64(ttl, ttl_ms);
   const char *p[] = {id, owner, ttl};
-  int rc = change(r, S_BEGIN_PUBLISH, "taking the publish lease", 3, p, ONCE,
-                  won, NULL);
+  int rc = change(r, r->publish_async ? S_BEGIN_PUBLISH_ASYNC : S_BEGIN_PUBLISH,
+                  "taking the publish lease", 3, p, ONCE, won, NULL);
   if (rc || *won)
     return rc;
   return absent_or(r, id, SO_OK, NULL, NULL);
@@ -289,7 +289,8 @@ static int pg_mark_published(struct registry *base, const char *id, bool *won)
   struct registry_pg *r = pg(base);
   const char *p[] = {id};
   int rc =
-      change(r, S_MARK_PUBLISHED, "marking published", 1, p, ONCE, won, NULL);
+      change(r, r->publish_async ? S_MARK_PUBLISHED_ASYNC : S_MARK_PUBLISHED,
+             "marking published", 1, p, ONCE, won, NULL);
   if (rc || *won)
     return rc;
   return absent_or(r, id, SO_OK, NULL, NULL);
@@ -707,6 +708,7 @@ int registry_pg_open(const struct registry_options *opt, struct registry **out,
     return SO_ERR_NOMEM;
   }
   r->base.ops = &pg_ops;
+  r->publish_async = opt->publish_async_commit;
   int rc = pg_conn_open(r, opt, err, errlen);
   if (rc) {
     PQfinish(r->conn);

@@ -79,6 +79,9 @@ struct registry_pg {
   bool retryable; /* the last failure was 40001/40P01 (retry whole op) */
   bool doomed;    /* the server announced it is closing the connection */
   bool down;      /* the last reconnect failed (logged once) */
+  /* registry_options.publish_async_commit: the publish steps run as
+   * S_*_PUBLISHED_ASYNC. */
+  bool publish_async;
 
   /* The mark statements' (registry_pg_mark_ops.c, mark_run). */
   bool unique_violation; /* the last failure was 23505 */
@@ -146,6 +149,8 @@ enum pg_stmt {
   S_REGISTER,
   S_BEGIN_PUBLISH,
   S_MARK_PUBLISHED,
+  S_BEGIN_PUBLISH_ASYNC, /* the same two, committed asynchronously */
+  S_MARK_PUBLISHED_ASYNC,
   S_LIST_DUE,
   S_CLAIM,
   S_REGISTER_CLAIM,

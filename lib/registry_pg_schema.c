@@ -131,6 +131,35 @@ const char *registry_pg_migration(int version)
 /* A one-row subquery holding the registry's now, aliased t(n). */
 #define NOW_T "(SELECT " PG_NOW_MS " AS n) t"
 
+/* NOW_T that also sets synchronous_commit off for the statement's own
+ * (implicit) transaction, as SET LOCAL would, without a round trip of its
+ * own: the publish steps of a handle with publish_async_commit (see
+ * registry.h). The server then answers the COMMIT before its WAL record
+ * is flushed; the WAL writer flushes it within wal_writer_delay, and any
+ * later synchronous commit flushes it first (the WAL is flushed in order,
+ * so a crash never keeps a later commit without this one). The subquery is
+ * volatile (clock_timestamp), so the planner neither folds it into the
+ * UPDATE nor drops its unused column, and it is read whenever the UPDATE
+ * finds its row; when it finds none nothing was written, and a transaction
+ * that wrote nothing waits for no flush anyway. The setting ends with the
+ * transaction: the session's other steps stay synchronous. */
+#define NOW_T_ASYNC    \
+  "(SELECT " PG_NOW_MS \
+  " AS n, "            \
+  "set_config('synchronous_commit', 'off', true) AS async_commit) t"
+
+/* The publish lease and the PUBLISHED mark, over `now_t`. */
+#define BEGIN_PUBLISH_SQL(now_t)                                    \
+  "UPDATE campaigns SET publish_owner = $2, "                       \
+  "publish_until = t.n + $3::bigint, updated_at = t.n FROM " now_t  \
+  " WHERE campaign_id = $1 AND state = 'SCHEDULED' AND NOT paused " \
+  "AND (publish_owner IS NULL OR publish_owner = $2 "               \
+  "OR publish_until <= t.n) RETURNING 1"
+#define MARK_PUBLISHED_SQL(now_t)                                    \
+  "UPDATE campaigns SET state = 'PUBLISHED', publish_owner = NULL, " \
+  "publish_until = 0, updated_at = t.n FROM " now_t                  \
+  " WHERE campaign_id = $1 AND state = 'SCHEDULED' RETURNING 1"
+
 /* The precondition of every fenced op, with $1 = id and $2 = fence. */
 #define FENCED                                                        \
   "campaign_id = $1 AND fence = $2::bigint AND state = 'PROCESSING' " \
@@ -371,16 +400,10 @@ const char *const registry_pg_sql[S_COUNT] = {
         "payload, created_at, updated_at) "
         "SELECT $1, $2, $3::bigint, $4, $5, t.n, t.n FROM " NOW_T
         " ON CONFLICT (campaign_id) DO NOTHING RETURNING 1",
-    [S_BEGIN_PUBLISH] =
-        "UPDATE campaigns SET publish_owner = $2, "
-        "publish_until = t.n + $3::bigint, updated_at = t.n FROM " NOW_T
-        " WHERE campaign_id = $1 AND state = 'SCHEDULED' AND NOT paused "
-        "AND (publish_owner IS NULL OR publish_owner = $2 "
-        "OR publish_until <= t.n) RETURNING 1",
-    [S_MARK_PUBLISHED] =
-        "UPDATE campaigns SET state = 'PUBLISHED', publish_owner = NULL, "
-        "publish_until = 0, updated_at = t.n FROM " NOW_T
-        " WHERE campaign_id = $1 AND state = 'SCHEDULED' RETURNING 1",
+    [S_BEGIN_PUBLISH] = BEGIN_PUBLISH_SQL(NOW_T),
+    [S_MARK_PUBLISHED] = MARK_PUBLISHED_SQL(NOW_T),
+    [S_BEGIN_PUBLISH_ASYNC] = BEGIN_PUBLISH_SQL(NOW_T_ASYNC),
+    [S_MARK_PUBLISHED_ASYNC] = MARK_PUBLISHED_SQL(NOW_T_ASYNC),
     [S_LIST_DUE] = "SELECT " CAMPAIGN_COLS " FROM campaigns, " NOW_T
                    " WHERE state = 'SCHEDULED' AND NOT paused "
                    "AND scheduled_at <= t.n + $1::bigint "

@@ -251,17 +251,45 @@ static int won_update(struct registry_sqlite *s, enum stmt_id which,
   return rc;
 }
 
+/* publish_step: begin_publish or mark_published. On a handle with
+ * publish_async the step runs in its own BEGIN IMMEDIATE on the handle's
+ * own connection, set to synchronous=NORMAL (registry_sqlite_relax): its
+ * COMMIT appends to the WAL and returns without an fsync. Not a job of the
+ * group: a batch has one COMMIT and one synchronous setting (SQLite
+ * refuses to change it inside a transaction), so a relaxed job there
+ * would either cost the fsync it is meant to skip or take away the
+ * durability of the jobs it shares the COMMIT with. It is as atomic as
+ * ever (the same write lock, the same statement) and visible to every
+ * connection once it returns; only its durability waits for the next
+ * fsync of the WAL (any process's durable commit, or a checkpoint), which
+ * covers every frame written before it. */
+static int publish_step(struct registry_sqlite *s, enum stmt_id which,
+                        const char *id, const char *owner, int64_t ttl_ms,
+                        bool *won, const char *what)
+{
+  if (!s->publish_async)
+    return won_update(s, which, id, owner, ttl_ms, won, what);
+  struct won_step a = {which, id, owner, ttl_ms, what, 0};
+  int rc = rsdb_begin(s, true);
+  if (rc)
+    return rc;
+  rc = rsdb_end(s, won_job(s, &a));
+  if (!rc)
+    *won = a.changes == 1;
+  return rc;
+}
+
 static int sqlite_begin_publish(struct registry *r, const char *id,
                                 const char *owner, int64_t ttl_ms, bool *won)
 {
-  return won_update(to_sqlite(r), ST_BEGIN_PUBLISH, id, owner, ttl_ms, won,
-                    "taking the publish lease");
+  return publish_step(to_sqlite(r), ST_BEGIN_PUBLISH, id, owner, ttl_ms, won,
+                      "taking the publish lease");
 }
 
 static int sqlite_mark_published(struct registry *r, const char *id, bool *won)
 {
-  return won_update(to_sqlite(r), ST_MARK_PUBLISHED, id, NULL, 0, won,
-                    "marking published");
+  return publish_step(to_sqlite(r), ST_MARK_PUBLISHED, id, NULL, 0, won,
+                      "marking published");
 }
 
 /* claim_read: the row as it stands and the registry's now, and what a
@@ -736,10 +764,14 @@ int registry_sqlite_open(const struct registry_options *opt,
   }
   int rc = registry_sqlite_setup(opt->sqlite_path, opt->busy_timeout_ms,
                                  &s->busy, &s->db, err, errlen);
+  if (!rc && opt->publish_async_commit)
+    rc = registry_sqlite_relax(s->db, err, errlen);
   if (rc) {
+    sqlite3_close_v2(s->db);
     free(s);
     return rc;
   }
+  s->publish_async = opt->publish_async_commit;
   rc = rsg_acquire(opt->sqlite_path, &s->group, err, errlen);
   if (rc) {
     sqlite3_close_v2(s->db);

@@ -78,6 +78,9 @@ struct registry_sqlite {
    * registry_sqlite_group.c). */
   int64_t commit_delay_ns;
   unsigned rsg_epoch;
+  /* registry_options.publish_async_commit: the publish steps run on `db`
+   * (synchronous=NORMAL), outside the group (registry_sqlite.c). */
+  bool publish_async;
 };
 
 /* rsdb_close: finalize the cached statements and close the connection

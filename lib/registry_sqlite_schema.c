@@ -7,7 +7,10 @@
  * process (WAL + NORMAL would do) but a power loss, or an acked campaign
  * could fall back to PUBLISHED with no trigger anywhere, and a SENT mark
  * could be forgotten. FULL costs one fsync of the WAL per commit; marks are
- * batched, so that is one fsync per batch. */
+ * batched, so that is one fsync per batch. The one exception is the
+ * publisher daemon's publish lease and PUBLISHED mark, whose loss costs at
+ * most a duplicate trigger (registry.h, registry_begin_publish): its
+ * handle's own connection is relaxed (registry_sqlite_relax). */
 #include "registry_sqlite_schema.h"
 
 #include <pthread.h>
@@ -20,6 +23,12 @@
 #include "registry_backend.h"
 
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
+
+/* WAL pages after which a committing connection runs a checkpoint (see
+ * registry_sqlite_setup), and the larger threshold of a relaxed
+ * connection (see registry_sqlite_relax). */
+#define CHECKPOINT_PAGES_STR "8192"
+#define RELAXED_CHECKPOINT_PAGES_STR "32768"
 
 /* Migration N brings the schema from version N-1 to N. Append only: a
  * released migration is never edited. States are stored as their names,
@@ -338,7 +347,7 @@ int registry_sqlite_setup(const char *path, int busy_timeout_ms,
    * fdatasync for about 16,500 commits), so they stay in the committing
    * connection rather than in a checkpointer of their own. */
   if (!rc)
-    rc = exec_sql(db, "PRAGMA wal_autocheckpoint=8192",
+    rc = exec_sql(db, "PRAGMA wal_autocheckpoint=" CHECKPOINT_PAGES_STR,
                   "setting the checkpoint threshold", err, errlen);
   /* Off while migrating (see migrate), on for every step after. */
   if (!rc)
@@ -355,5 +364,33 @@ int registry_sqlite_setup(const char *path, int busy_timeout_ms,
   return SO_OK;
 fail:
   sqlite3_close_v2(db);
+  return rc;
+}
+
+/* Synchronous NORMAL in WAL mode: a COMMIT appends its frames to the WAL
+ * and returns; the WAL is fsync'd before each checkpoint copies it into
+ * the database (and the database after), and whenever any connection with
+ * synchronous=FULL commits. A commit here is therefore safe from a crash
+ * of the process, and from a crash of the machine once any later fsync of
+ * the WAL happened. A machine crash before that loses the newest commits
+ * as a whole and in order: SQLite's recovery keeps the WAL up to the first
+ * frame whose checksum fails, and a later fsync covers every frame written
+ * before it, so what survives is always a prefix of the commits, never a
+ * later commit without an earlier one.
+ *
+ * A checkpoint still syncs (the WAL, then the database file), and the
+ * auto-checkpoint runs in whichever connection commits past the threshold.
+ * This connection's threshold is four times the others': while any other
+ * process writes (a consumer commits several times per campaign), they
+ * reach theirs first and do the checkpoints, so the relaxed steps do not
+ * wait for them; when nothing else writes, the WAL is still checkpointed
+ * here, at ~128 MiB, so it cannot grow without bound. */
+int registry_sqlite_relax(sqlite3 *db, char *err, size_t errlen)
+{
+  int rc = exec_sql(db, "PRAGMA synchronous=NORMAL", "setting synchronous", err,
+                    errlen);
+  if (!rc)
+    rc = exec_sql(db, "PRAGMA wal_autocheckpoint=" RELAXED_CHECKPOINT_PAGES_STR,
+                  "setting the checkpoint threshold", err, errlen);
   return rc;
 }

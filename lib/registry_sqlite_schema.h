@@ -42,6 +42,13 @@ int registry_sqlite_setup(const char *path, int busy_timeout_ms,
                           struct registry_sqlite_busy *busy, sqlite3 **out,
                           char *err, size_t errlen) SO_MUST_CHECK;
 
+/* registry_sqlite_relax: make `db` (set up by registry_sqlite_setup)
+ * commit without an fsync (synchronous=NORMAL) and checkpoint later than
+ * the other connections: for a handle's publish steps with
+ * registry_options.publish_async_commit (see the .c for what survives a
+ * crash). SO_OK, or a status with err filled. */
+int registry_sqlite_relax(sqlite3 *db, char *err, size_t errlen) SO_MUST_CHECK;
+
 /* registry_sqlite_status: map an SQLite result code to our status:
  * BUSY/LOCKED -> SO_ERR_UNAVAILABLE, NOMEM -> SO_ERR_NOMEM, I/O, full
  * disk, corruption -> SO_ERR_IO, anything else -> SO_ERR_INTERNAL. */

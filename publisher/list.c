@@ -242,7 +242,7 @@ int list_verb(const struct config *cfg, int argc, char **argv)
 
   struct publisher *p = NULL;
   char err[1024] = "";
-  if (publisher_open(cfg, &p, err, sizeof(err)) != SO_OK) {
+  if (publisher_open(cfg, PUBLISHER_ONE_SHOT, &p, err, sizeof(err)) != SO_OK) {
     fprintf(stderr, PROG " list: registry: %s\n", err);
     return CLI_EXIT_FAILURE;
   }

@@ -37,11 +37,23 @@ enum publisher_outcome {
                               kept in memory and retried first */
 };
 
+/* What a publisher is opened for. */
+enum publisher_mode {
+  PUBLISHER_ONE_SHOT = 0, /* a CLI verb: every registry step is durable
+                             before it returns */
+  PUBLISHER_DAEMON = 1,   /* publisher_run: the publish lease and the
+                             PUBLISHED mark commit without waiting for the
+                             disk (registry_options.publish_async_commit),
+                             so a slow flush cannot hold up every campaign
+                             due behind it */
+};
+
 /* publisher_open: open the registry named by cfg (the broker session is
- * opened lazily). cfg is borrowed and must outlive the publisher. Returns
- * SO_OK with *out set; SO_ERR_UNAVAILABLE / SO_ERR_SCHEMA / SO_ERR_IO...
- * from registry_open with err filled. */
-int publisher_open(const struct config *cfg, struct publisher **out, char *err,
+ * opened lazily) for `mode`. cfg is borrowed and must outlive the
+ * publisher. Returns SO_OK with *out set; SO_ERR_UNAVAILABLE /
+ * SO_ERR_SCHEMA / SO_ERR_IO... from registry_open with err filled. */
+int publisher_open(const struct config *cfg, enum publisher_mode mode,
+                   struct publisher **out, char *err,
                    size_t errlen) SO_MUST_CHECK;
 
 /* publisher_close: close the broker session and the registry. NULL is a

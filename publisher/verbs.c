@@ -27,10 +27,10 @@ static int usage(const char *verb, const char *synopsis, const char *why)
 }
 
 static int open_publisher(const struct config *cfg, const char *verb,
-                          struct publisher **p)
+                          enum publisher_mode mode, struct publisher **p)
 {
   char err[ERR_LEN] = "";
-  int rc = publisher_open(cfg, p, err, sizeof(err));
+  int rc = publisher_open(cfg, mode, p, err, sizeof(err));
   if (rc == SO_OK)
     return CLI_EXIT_OK;
   fprintf(stderr, PROG " %s: registry: %s\n", verb, err);
@@ -138,7 +138,8 @@ int verbs_schedule(const struct config *cfg, int argc, char **argv)
     fprintf(stderr, PROG " schedule: %s\n", err);
     return rc == SO_ERR_NOMEM ? CLI_EXIT_FAILURE : CLI_EXIT_USAGE;
   }
-  if ((status = open_publisher(cfg, "schedule", &p)) != CLI_EXIT_OK)
+  if ((status = open_publisher(cfg, "schedule", PUBLISHER_ONE_SHOT, &p)) !=
+      CLI_EXIT_OK)
     goto done;
   struct registry_new_campaign nc = {
       .campaign_id = in.campaign_id,
@@ -233,7 +234,8 @@ int verbs_publish(const struct config *cfg, int argc, char **argv)
   const char *id = one_id("publish", argc, argv, &status);
   if (!id)
     return status;
-  if ((status = open_publisher(cfg, "publish", &p)) != CLI_EXIT_OK)
+  if ((status = open_publisher(cfg, "publish", PUBLISHER_ONE_SHOT, &p)) !=
+      CLI_EXIT_OK)
     return status;
   if ((status = get_campaign(p, "publish", id, &c)) != CLI_EXIT_OK)
     goto done;
@@ -313,7 +315,8 @@ static int operator_verb(const struct config *cfg, int argc, char **argv,
   const char *id = one_id(verb, argc, argv, &status);
   if (!id)
     return status;
-  if ((status = open_publisher(cfg, verb, &p)) != CLI_EXIT_OK)
+  if ((status = open_publisher(cfg, verb, PUBLISHER_ONE_SHOT, &p)) !=
+      CLI_EXIT_OK)
     return status;
   struct registry *reg = publisher_registry(p);
   int rc = op == OP_CANCEL  ? registry_cancel(reg, id)
@@ -448,7 +451,7 @@ int verbs_run(const struct config *cfg, int argc, char **argv)
   sa.sa_flags = SA_RESTART;
   sigaction(SIGHUP, &sa, NULL);
 
-  int status = open_publisher(cfg, "run", &p);
+  int status = open_publisher(cfg, "run", PUBLISHER_DAEMON, &p);
   if (status != CLI_EXIT_OK)
     return status;
   /* A shallow copy: the reload writes only its int fields. */

@@ -17,6 +17,33 @@ foreach(backend sqlite pg)
   add_test(NAME registry_${backend} COMMAND test_registry ${backend})
   set_tests_properties(registry_${backend} PROPERTIES
                        LABELS integration TIMEOUT 240)
+  # The same suite on handles whose publish steps commit asynchronously
+  # (registry_options.publish_async_commit, the publisher daemon's): the
+  # publish races included, every answer is the same.
+  add_test(NAME registry_publish_async_suite_${backend}
+           COMMAND test_registry ${backend})
+  set_tests_properties(registry_publish_async_suite_${backend} PROPERTIES
+                       LABELS integration TIMEOUT 240
+                       ENVIRONMENT SENDONCE_TEST_PUBLISH_ASYNC=1)
+endforeach()
+
+# What publish_async_commit changes: no sync for the publish lease and the
+# PUBLISHED mark (SQLite: a counting VFS; PostgreSQL: the
+# synchronous_commit each update ran under, recorded by a trigger), and
+# nothing else.
+add_executable(test_registry_publish_async
+               integration/test_registry_publish_async.c
+               integration/registry_testdb.c)
+target_link_libraries(test_registry_publish_async PRIVATE sendonce
+                      sendonce_testenv PkgConfig::CMOCKA PkgConfig::SQLITE3)
+target_include_directories(test_registry_publish_async PRIVATE
+                           ${PROJECT_SOURCE_DIR}/tests)
+sendonce_target_warnings(test_registry_publish_async)
+foreach(backend sqlite pg)
+  add_test(NAME registry_publish_async_${backend}
+           COMMAND test_registry_publish_async ${backend})
+  set_tests_properties(registry_publish_async_${backend} PROPERTIES
+                       LABELS integration TIMEOUT 120)
 endforeach()
 
 # The same suite's cases of delivery marks and the merged steps

@@ -37,7 +37,8 @@ enum registry_backend testdb_backend_parse(const char *name);
 void testdb_create(struct testdb *db, enum registry_backend backend);
 void testdb_destroy(struct testdb *db);
 
-/* testdb_options: registry_options for this database (pointers into db). */
+/* testdb_options: registry_options for this database (pointers into db);
+ * publish_async_commit when SENDONCE_TEST_PUBLISH_ASYNC is set. */
 struct registry_options testdb_options(const struct testdb *db);
 
 /* testdb_open: registry_open on this database; aborts on failure. */

@@ -13,7 +13,9 @@
  *  - a locked registry: the daemon keeps running and publishes once the
  *    lock is gone;
  *  - a campaign-due message published by python3-pika lands in the main
- *    queue like ours.
+ *    queue like ours;
+ *  - the daemon's publish lease and mark commit without a flush, a CLI
+ *    publish's durably (PostgreSQL).
  */
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -660,6 +662,51 @@ static void test_pika_publish(void **state)
   broker_delivery_free(theirs);
 }
 
+/* The daemon's lease and mark commit without a flush, a CLI `publish`
+ * durably (PUBLISHER_DAEMON / PUBLISHER_ONE_SHOT). Seen on PostgreSQL,
+ * where a trigger records the synchronous_commit each update of the
+ * campaigns ran under; the mode reaches both backends through the same
+ * registry option, whose SQLite side registry_publish_async_sqlite checks
+ * (no sync of the WAL for those steps). */
+static void test_daemon_commits_async(void **state)
+{
+  struct pt *t = *state;
+  if (pt_backend != REGISTRY_POSTGRESQL)
+    skip();
+  testdb_exec(&t->db,
+              "CREATE TABLE sync_log (seq bigserial, campaign_id text, "
+              " state text, sync text);"
+              "CREATE FUNCTION sync_log_row() RETURNS trigger "
+              "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO sync_log "
+              "(campaign_id, state, sync) VALUES (NEW.campaign_id, "
+              "NEW.state, current_setting('synchronous_commit')); "
+              "RETURN NEW; END $$;"
+              "CREATE TRIGGER sync_log_t AFTER UPDATE ON campaigns FOR EACH "
+              "ROW EXECUTE FUNCTION sync_log_row();");
+  pt_register(t, "by-hand", clock_now_ms() + 3600 * 1000);
+  assert_int_equal(pt_cli(t, CLI_MS, NULL, NULL, "publish", "by-hand", NULL),
+                   0);
+  pt_register(t, "when-due", clock_now_ms() - 1000);
+  int log_ix;
+  pid_t pid = pt_daemon_start(t, &log_ix);
+  wait_published(t, "when-due", 10000);
+  pt_daemon_stop(pid);
+
+  char *log = testdb_query(&t->db,
+                           "SELECT campaign_id, state, sync FROM "
+                           "sync_log ORDER BY seq");
+  assert_string_equal(log,
+                      "by-hand|SCHEDULED|on\n"
+                      "by-hand|PUBLISHED|on\n"
+                      "when-due|SCHEDULED|off\n"
+                      "when-due|PUBLISHED|off\n");
+  free(log);
+  char *ids[8];
+  size_t n = pt_drain(t, ids, 8);
+  assert_int_equal(n, 2);
+  pt_free_ids(ids, n);
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 2) {
@@ -678,6 +725,10 @@ int main(int argc, char **argv)
                                       teardown),
       cmocka_unit_test_setup_teardown(test_paused_proxy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_registry_locked, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_daemon_commits_async, setup,
+                                      teardown),
+      /* Last: it unsets SENDONCE_BROKER_PASSWORD, which the setup of any
+       * test after it would need. */
       cmocka_unit_test_setup_teardown(test_pika_publish, setup, teardown),
   };
   return cmocka_run_group_tests_name(argv[1], tests, NULL, NULL);
