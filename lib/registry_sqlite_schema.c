@@ -337,9 +337,11 @@ int registry_sqlite_setup(const char *path, int busy_timeout_ms,
    * 10,000 one-recipient campaigns and added next to no fsyncs (16,743
    * fdatasync for about 16,500 commits), so they stay in the committing
    * connection rather than in a checkpointer of their own. */
-  if (!rc)
-    rc = exec_sql(db, "PRAGMA wal_autocheckpoint=8192",
-                  "setting the checkpoint threshold", err, errlen);
+  if (!rc && sqlite3_wal_autocheckpoint(db, REGISTRY_SQLITE_CHECKPOINT_PAGES) !=
+                 SQLITE_OK) {
+    snprintf(err, errlen, "registry sqlite: setting the checkpoint threshold");
+    rc = SO_ERR_INTERNAL;
+  }
   /* Off while migrating (see migrate), on for every step after. */
   if (!rc)
     rc = exec_sql(db, "PRAGMA foreign_keys=OFF", "disabling foreign keys", err,
