@@ -96,12 +96,14 @@ static void unbind(struct run *r)
 {
   if (!r->bound)
     return;
+  /* The counters after the end: a pass that was running meanwhile has
+   * committed its outcomes. */
+  mark_writer_end(r->mw);
   struct mark_writer_status st;
   mark_writer_status(r->mw, &st);
   r->total = st.total;
   r->sent = st.sent;
   r->rejected = st.rejected;
-  mark_writer_end(r->mw);
   r->bound = false;
 }
 
@@ -109,13 +111,14 @@ static void unbind(struct run *r)
  * for the caller's last step (owned: free_marks). */
 static int unbind_take(struct run *r, struct registry_mark **marks, size_t *n)
 {
+  int rc = mark_writer_end_take(r->mw, marks, n);
   struct mark_writer_status st;
   mark_writer_status(r->mw, &st);
   r->total = st.total;
   r->sent = st.sent;
   r->rejected = st.rejected;
   r->bound = false;
-  return mark_writer_end_take(r->mw, marks, n);
+  return rc;
 }
 
 static void free_marks(struct registry_mark *marks, size_t n)

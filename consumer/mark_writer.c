@@ -684,10 +684,15 @@ static int end(struct mark_writer *mw, struct registry_mark **taken,
 {
   int rc = SO_OK;
   pthread_mutex_lock(&mw->mu);
+  /* No pass starts from here on. `held` alone made the queued outcomes
+   * due: the writer, done with the pass being waited for, started the
+   * next one before this thread could take the lock, and wrote them in a
+   * commit of their own right before the caller's last step
+   * (test_mark_writer_end). */
   mw->held = true;
+  mw->active = false;
   while (mw->busy)
     timed_wait(&mw->done, &mw->mu, 100);
-  mw->active = false;
   if (taken && mw->n_out) {
     *taken = malloc(mw->n_out * sizeof(**taken));
     if (*taken) {

@@ -143,8 +143,10 @@ int mark_writer_sync(struct mark_writer *mw, int64_t until_ms,
 void mark_writer_status(struct mark_writer *mw, struct mark_writer_status *out);
 
 /* mark_writer_end: unbind the campaign once the writer is between two
- * registry calls; outcomes still queued are dropped unwritten (they stay
- * INFLIGHT), prepared batches freed. */
+ * registry calls (a pass already running finishes; no other starts);
+ * outcomes still queued are dropped unwritten (they stay INFLIGHT),
+ * prepared batches freed. The status read after it includes what that
+ * last pass committed. */
 void mark_writer_end(struct mark_writer *mw);
 
 /* mark_writer_end_take: mark_writer_end, but the outcomes still queued

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "registry_sqlite_wal.h"
+
 /* At most this many jobs per transaction: a leader that has waited for
  * the lock must not then hold it, and its followers, for an unbounded
  * batch. Eight workers plus a lease thread never come close. */
@@ -86,6 +88,7 @@ struct rsg_group {
    * ~14,300 on the 2-core dev machine. The handles' own connections still
    * serve reads. Only the leader of the moment uses it (`leading`). */
   struct registry_sqlite writer;
+  struct rsw wal; /* the writer's WAL file, kept ahead of its frames */
   pid_t pid;
   dev_t dev; /* the database file: two spellings of a path are one group */
   ino_t ino;
@@ -186,6 +189,7 @@ int rsg_acquire(const char *path, struct rsg_group **out, char *err,
       free(g);
       return rc;
     }
+    rsw_open(&g->wal, g->writer.db, path);
     g->pid = pid;
     g->dev = sb.st_dev;
     g->ino = sb.st_ino;
@@ -220,6 +224,7 @@ void rsg_release(struct rsg_group *g)
   /* No job can be queued: every handle of the group is closed, and a
    * handle is only closed by its own thread, never while inside rsg_run. */
   rsdb_close(&g->writer);
+  rsw_close(&g->wal);
   pthread_mutex_destroy(&g->mu);
   sem_destroy(&g->arr.arrived);
   free(g);
@@ -420,6 +425,9 @@ static size_t run_batch(struct rsg_group *g, struct registry_sqlite *self,
     batch_fail(exec, jobs, n, rc);
     return n;
   }
+  /* The write lock is ours: the WAL file can be grown ahead of the frames
+   * this COMMIT appends (registry_sqlite_wal.h). */
+  rsw_ensure(&g->wal);
   size_t i = 0;
   if (n == 1) {
     if (run_first(exec, jobs[0]))

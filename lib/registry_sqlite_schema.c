@@ -24,11 +24,9 @@
 
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
-/* WAL pages after which a committing connection runs a checkpoint (see
- * registry_sqlite_setup), and the larger threshold of a relaxed
- * connection (see registry_sqlite_relax). */
-#define CHECKPOINT_PAGES_STR "8192"
-#define RELAXED_CHECKPOINT_PAGES_STR "32768"
+/* The larger checkpoint threshold of a relaxed connection (see
+ * registry_sqlite_relax), in WAL pages. */
+#define RELAXED_CHECKPOINT_PAGES (4 * REGISTRY_SQLITE_CHECKPOINT_PAGES)
 
 /* Migration N brings the schema from version N-1 to N. Append only: a
  * released migration is never edited. States are stored as their names,
@@ -346,9 +344,11 @@ int registry_sqlite_setup(const char *path, int busy_timeout_ms,
    * 10,000 one-recipient campaigns and added next to no fsyncs (16,743
    * fdatasync for about 16,500 commits), so they stay in the committing
    * connection rather than in a checkpointer of their own. */
-  if (!rc)
-    rc = exec_sql(db, "PRAGMA wal_autocheckpoint=" CHECKPOINT_PAGES_STR,
-                  "setting the checkpoint threshold", err, errlen);
+  if (!rc && sqlite3_wal_autocheckpoint(db, REGISTRY_SQLITE_CHECKPOINT_PAGES) !=
+                 SQLITE_OK) {
+    snprintf(err, errlen, "registry sqlite: setting the checkpoint threshold");
+    rc = SO_ERR_INTERNAL;
+  }
   /* Off while migrating (see migrate), on for every step after. */
   if (!rc)
     rc = exec_sql(db, "PRAGMA foreign_keys=OFF", "disabling foreign keys", err,
@@ -389,8 +389,10 @@ int registry_sqlite_relax(sqlite3 *db, char *err, size_t errlen)
 {
   int rc = exec_sql(db, "PRAGMA synchronous=NORMAL", "setting synchronous", err,
                     errlen);
-  if (!rc)
-    rc = exec_sql(db, "PRAGMA wal_autocheckpoint=" RELAXED_CHECKPOINT_PAGES_STR,
-                  "setting the checkpoint threshold", err, errlen);
+  if (!rc &&
+      sqlite3_wal_autocheckpoint(db, RELAXED_CHECKPOINT_PAGES) != SQLITE_OK) {
+    snprintf(err, errlen, "registry sqlite: setting the checkpoint threshold");
+    rc = SO_ERR_INTERNAL;
+  }
   return rc;
 }

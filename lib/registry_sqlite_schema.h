@@ -25,6 +25,10 @@ struct registry_sqlite_busy {
   struct timespec start;
 };
 
+/* The automatic checkpoint's threshold, in WAL frames (pages): see
+ * registry_sqlite_setup in the .c for why it is not SQLite's 1,000. */
+#define REGISTRY_SQLITE_CHECKPOINT_PAGES 8192
+
 /* The SQLite schema version this program knows: the number of its
  * migrations. Each backend counts its own, because a backend's physical
  * schema can change (table layout) without the other's. */

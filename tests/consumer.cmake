@@ -9,6 +9,13 @@ if(TARGET sendonce_consumer)
   sendonce_add_test(NAME test_consumer_timing LABEL unit
                     SOURCES unit/test_consumer_timing.c
                     LIBS sendonce_consumer)
+  # A worker's mark writer on a real SQLite registry: outcomes queued while
+  # its thread is inside a pass go to the campaign's last step when the
+  # campaign ends then, not into a commit of their own.
+  sendonce_add_test(NAME test_mark_writer_end LABEL integration TIMEOUT 60
+                    SOURCES integration/test_mark_writer_end.c
+                            integration/registry_testdb.c
+                    LIBS sendonce_consumer Threads::Threads)
 endif()
 
 # (tests/sink.cmake, included after this file, defines sendonce_sink_client.)

@@ -79,6 +79,13 @@ sendonce_add_test(NAME test_registry_delay LABEL integration TIMEOUT 120
                           integration/registry_testdb.c
                   LIBS Threads::Threads)
 
+# The SQLite writer's WAL file written ahead of its frames: longer than
+# its frames after a commit, a copy with the zero tail recovers, the
+# automatic checkpoint still runs.
+sendonce_add_test(NAME test_registry_wal LABEL integration TIMEOUT 120
+                  SOURCES integration/test_registry_wal.c
+                          integration/registry_testdb.c)
+
 # SQLite schema versions: a version-1 database migrated to 2 (tables
 # rebuilt WITHOUT ROWID) with its rows intact and usable, a fresh one at 2,
 # a newer one refused, a migration that fails its foreign-key check
