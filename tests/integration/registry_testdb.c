@@ -218,15 +218,20 @@ struct registry_options testdb_options(const struct testdb *db)
   return opt;
 }
 
-struct registry *testdb_open(const struct testdb *db)
+struct registry *testdb_open_with(const struct registry_options *opt)
 {
-  struct registry_options opt = testdb_options(db);
   struct registry *r = NULL;
   char err[512] = "";
-  int rc = registry_open(&opt, &r, err, sizeof(err));
+  int rc = registry_open(opt, &r, err, sizeof(err));
   if (rc != SO_OK || !r)
     die("registry_open", err);
   return r;
+}
+
+struct registry *testdb_open(const struct testdb *db)
+{
+  struct registry_options opt = testdb_options(db);
+  return testdb_open_with(&opt);
 }
 
 char *testdb_query(const struct testdb *db, const char *sql)

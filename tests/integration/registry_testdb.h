@@ -44,6 +44,10 @@ struct registry_options testdb_options(const struct testdb *db);
 /* testdb_open: registry_open on this database; aborts on failure. */
 struct registry *testdb_open(const struct testdb *db);
 
+/* testdb_open_with: registry_open with `opt` (testdb_options, changed by
+ * the caller); aborts on failure. */
+struct registry *testdb_open_with(const struct registry_options *opt);
+
 /* testdb_query: run one SELECT over a raw connection; every row becomes
  * its columns joined with '|' (NULL as "~") and ended by '\n'. Owned by
  * the caller (free()). Aborts on an SQL error. */

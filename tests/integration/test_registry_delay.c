@@ -39,12 +39,7 @@ static struct registry *open_delayed(int delay_us)
 {
   struct registry_options opt = testdb_options(&db);
   opt.commit_delay_us = delay_us;
-  struct registry *r = NULL;
-  char err[512] = "";
-  int rc = registry_open(&opt, &r, err, sizeof(err));
-  if (rc != SO_OK)
-    fail_msg("registry_open: %s", err);
-  return r;
+  return testdb_open_with(&opt);
 }
 
 static int reg(struct registry *r, const char *id)

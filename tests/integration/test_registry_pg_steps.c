@@ -51,11 +51,7 @@ static struct registry *open_named(char *conninfo, size_t len)
            db.pg_schema);
   struct registry_options opt = testdb_options(&db);
   opt.pg_conninfo = conninfo;
-  struct registry *r = NULL;
-  char err[512] = "";
-  if (registry_open(&opt, &r, err, sizeof(err)) != SO_OK || !r)
-    fail_msg("registry_open: %s", err);
-  return r;
+  return testdb_open_with(&opt);
 }
 
 /* The statement the named registry connection ran last. */

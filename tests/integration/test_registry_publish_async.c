@@ -42,12 +42,7 @@ static struct registry *open_handle(bool async)
 {
   struct registry_options opt = testdb_options(&db);
   opt.publish_async_commit = async;
-  struct registry *r = NULL;
-  char err[512] = "";
-  int rc = registry_open(&opt, &r, err, sizeof(err));
-  if (rc != SO_OK)
-    fail_msg("registry_open: %s", err);
-  return r;
+  return testdb_open_with(&opt);
 }
 
 static char *unique_id(const char *base)
