@@ -1,6 +1,7 @@
 /* publisher.c - publish each due campaign's trigger once, with confirms. */
 #include "publisher.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,14 @@
 #include "pub_metrics.h"
 #include "topology.h"
 
-#define PUBLISHER_TICK_MS 200 /* due campaigns are looked for this often */
-#define PUBLISHER_BATCH 100   /* due campaigns taken per registry read */
+/* Due campaigns are looked for at least this often: other processes (the
+ * `schedule` verb, other services) add campaigns due sooner at any time. */
+#define PUBLISHER_TICK_MS 200
+/* Woken for a campaign's due time this long after it: a wake-up a moment
+ * early (the registry's clock rounds to the ms, the wait truncates) would
+ * find it not yet due and need one more short pass. */
+#define PUBLISHER_WAKE_SLACK_MS 2
+#define PUBLISHER_BATCH 100 /* due campaigns taken per registry read */
 #define PUBLISHER_MAX_UNMARKED 1024
 #define PUBLISHER_OWNER_MAX 300
 #define PUBLISHER_WARN_EVERY_MS 10000 /* repeat a persisting failure */
@@ -252,19 +259,34 @@ enum publisher_outcome publisher_publish(struct publisher *p,
 
 /* One pass over the due campaigns. Returns how many were due (so the loop
  * can go on at once with a backlog), or a negative status when the broker
- * or the registry failed. */
+ * or the registry failed. The read also looks a tick ahead: *wake_at gets
+ * the monotonic time the next campaign not yet due falls due (INT64_MAX if
+ * none within a tick), so the loop sleeps until then rather than a whole
+ * tick and publishes it on time. */
 static int publish_due(struct publisher *p, const volatile sig_atomic_t *stop,
-                       char *err, size_t errlen)
+                       int64_t *wake_at, char *err, size_t errlen)
 {
   struct registry_campaign *due = NULL;
   size_t n = 0;
-  int rc = registry_list_due(p->reg, 0, PUBLISHER_BATCH, &due, &n);
+  *wake_at = INT64_MAX;
+  int rc =
+      registry_list_due(p->reg, PUBLISHER_TICK_MS, PUBLISHER_BATCH, &due, &n);
   if (rc != SO_OK) {
     so_errf(err, errlen, "registry: %s", registry_errmsg(p->reg));
     return rc;
   }
-  int result = (int)n;
-  for (size_t i = 0; i < n && !*stop; i++) {
+  /* Taken after the read: the wait it starts can only end late, never
+   * before the registry's clock reaches the due time. */
+  int64_t read_at = clock_monotonic_ms();
+  size_t n_due = 0;
+  /* Oldest first: after the first one not yet due, all are later still. */
+  while (n_due < n && due[n_due].scheduled_at_ms <= due[n_due].registry_now_ms)
+    n_due++;
+  if (n_due < n)
+    *wake_at =
+        read_at + (due[n_due].scheduled_at_ms - due[n_due].registry_now_ms);
+  int result = (int)n_due;
+  for (size_t i = 0; i < n_due && !*stop; i++) {
     if (is_unmarked(p, due[i].campaign_id))
       continue;
     int st = SO_OK;
@@ -282,6 +304,20 @@ static int publish_due(struct publisher *p, const volatile sig_atomic_t *stop,
   }
   registry_campaigns_free(due, n);
   return result;
+}
+
+/* How long the idle loop waits for the next pass: until the next campaign
+ * falls due (wake_at, monotonic) and a little after, never longer than a
+ * tick. A campaign that fell due during the pass gets a pass at once; it
+ * is then due, so it never sets wake_at again: no spinning on it. */
+static int idle_wait_ms(int64_t wake_at, int64_t now)
+{
+  if (wake_at == INT64_MAX)
+    return PUBLISHER_TICK_MS;
+  int64_t left = wake_at - now + PUBLISHER_WAKE_SLACK_MS;
+  if (left <= 0)
+    return 0;
+  return left < PUBLISHER_TICK_MS ? (int)left : PUBLISHER_TICK_MS;
 }
 
 void publisher_on_tick(struct publisher *p, void (*cb)(void *arg), void *arg)
@@ -311,11 +347,12 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
 
   while (!*stop) {
     int due = 0;
+    int64_t wake_at = INT64_MAX;
     if (p->tick)
       p->tick(p->tick_arg);
     flush_unmarked(p);
     if (broker_is_up(p->broker))
-      due = publish_due(p, stop, why, sizeof(why));
+      due = publish_due(p, stop, &wake_at, why, sizeof(why));
     pub_metrics_state(p->metrics, broker_is_up(p->broker),
                       (long long)p->n_unmarked);
     if (due < 0) {
@@ -338,12 +375,15 @@ int publisher_run(struct publisher *p, const volatile sig_atomic_t *stop,
      * backoff when the session is down. */
     struct broker_delivery *d = NULL;
     int64_t t0 = clock_monotonic_ms();
-    rc = broker_poll(p->broker, PUBLISHER_TICK_MS, -1, &d, why, sizeof(why));
+    int wait = idle_wait_ms(due < 0 ? INT64_MAX : wake_at, t0);
+    rc = broker_poll(p->broker, wait, -1, &d, why, sizeof(why));
     broker_delivery_free(d);
-    /* Never spin: whatever the pump said, a tick lasts about a tick. */
+    /* Never spin: whatever the pump said, a wait lasts about as long as
+     * asked, and after a failure a whole tick. */
     int64_t spent = clock_monotonic_ms() - t0;
-    if (rc != SO_OK && spent < PUBLISHER_TICK_MS / 2)
-      clock_sleep_ms(PUBLISHER_TICK_MS - spent, stop);
+    int64_t least = rc == SO_ERR_TIMEOUT ? wait : PUBLISHER_TICK_MS;
+    if (rc != SO_OK && spent < least / 2)
+      clock_sleep_ms(least - spent, stop);
     if (rc == SO_ERR_CONFLICT) {
       /* The topology changed under us: a person must look. */
       so_errf(err, errlen, "%s", why);

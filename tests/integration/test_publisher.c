@@ -15,7 +15,9 @@
  *  - a campaign-due message published by python3-pika lands in the main
  *    queue like ours;
  *  - the daemon's publish lease and mark commit without a flush, a CLI
- *    publish's durably (PostgreSQL).
+ *    publish's durably (PostgreSQL);
+ *  - the daemon wakes for a campaign's due time: each of campaigns due
+ *    37 ms apart is marked well within one 200 ms tick of it.
  */
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -662,6 +664,57 @@ static void test_pika_publish(void **state)
   broker_delivery_free(theirs);
 }
 
+/* The daemon wakes for the next campaign's due time rather than looking
+ * every 200 ms tick. Campaigns due 37 ms apart, the first ~1 s after the
+ * daemon's last pass: together they cover every phase of a 200 ms tick, so
+ * a daemon that only ticks marks at least one of them ~160 ms or more
+ * after its due time; waking for each, it marks every one within tens of
+ * ms (the bound is generous for a loaded machine under ASan). Measured on
+ * the registry's clock: updated_at is the PUBLISHED mark. */
+#define WAKE_N 8
+#define WAKE_STEP_MS 37
+#define WAKE_LATE_MAX_MS 100
+static void test_daemon_wakes_when_due(void **state)
+{
+  struct pt *t = *state;
+  int log_ix;
+  pt_register(t, "wake-sync", clock_now_ms() - 1000);
+  pid_t pid = pt_daemon_start(t, &log_ix);
+  wait_published(t, "wake-sync", 10000); /* started, and idle from now */
+  int64_t now = 0;
+  assert_int_equal(registry_now(t->reg, &now), SO_OK);
+  int64_t first = now + 1000;
+  char id[WAKE_N][32];
+  for (int i = 0; i < WAKE_N; i++) {
+    snprintf(id[i], sizeof(id[i]), "wake-%d", i);
+    pt_register(t, id[i], first + (int64_t)i * WAKE_STEP_MS);
+  }
+  wait_published(t, id[WAKE_N - 1], 10000);
+  pt_daemon_stop(pid);
+
+  int64_t worst = INT64_MIN;
+  for (int i = 0; i < WAKE_N; i++) {
+    struct registry_campaign c;
+    assert_int_equal(registry_get(t->reg, id[i], &c), SO_OK);
+    assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
+    int64_t late = c.updated_at_ms - c.scheduled_at_ms;
+    registry_campaign_free(&c);
+    if (late < 0)
+      fail_msg("%s published %lld ms before its due time", id[i],
+               (long long)-late);
+    if (late > worst)
+      worst = late;
+  }
+  print_message("latest mark: %lld ms after its due time\n", (long long)worst);
+  if (worst >= WAKE_LATE_MAX_MS)
+    fail_msg("a campaign was marked %lld ms after its due time (want < %d)",
+             (long long)worst, WAKE_LATE_MAX_MS);
+  char *ids[WAKE_N + 2];
+  size_t n = pt_drain(t, ids, WAKE_N + 2);
+  assert_int_equal(n, WAKE_N + 1);
+  pt_free_ids(ids, n);
+}
+
 /* The daemon's lease and mark commit without a flush, a CLI `publish`
  * durably (PUBLISHER_DAEMON / PUBLISHER_ONE_SHOT). Seen on PostgreSQL,
  * where a trigger records the synchronous_commit each update of the
@@ -726,6 +779,8 @@ int main(int argc, char **argv)
       cmocka_unit_test_setup_teardown(test_paused_proxy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_registry_locked, setup, teardown),
       cmocka_unit_test_setup_teardown(test_daemon_commits_async, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_daemon_wakes_when_due, setup,
                                       teardown),
       /* Last: it unsets SENDONCE_BROKER_PASSWORD, which the setup of any
        * test after it would need. */
