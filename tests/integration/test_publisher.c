@@ -16,8 +16,9 @@
  *    queue like ours;
  *  - the daemon's publish lease and mark commit without a flush, a CLI
  *    publish's durably (PostgreSQL);
- *  - the daemon wakes for a campaign's due time: each of campaigns due
- *    37 ms apart is marked well within one 200 ms tick of it.
+ *  - the daemon wakes for a campaign's due time: of campaigns due 37 ms
+ *    apart, most begin publishing within a few ms of it, as no daemon
+ *    that looks every 200 ms tick could.
  */
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -666,14 +667,40 @@ static void test_pika_publish(void **state)
 
 /* The daemon wakes for the next campaign's due time rather than looking
  * every 200 ms tick. Campaigns due 37 ms apart, the first ~1 s after the
- * daemon's last pass: together they cover every phase of a 200 ms tick, so
- * a daemon that only ticks marks at least one of them ~160 ms or more
- * after its due time; waking for each, it marks every one within tens of
- * ms (the bound is generous for a loaded machine under ASan). Measured on
- * the registry's clock: updated_at is the PUBLISHED mark. */
+ * daemon's last pass, cover every phase of a tick: a daemon that only
+ * ticks starts each one's publish (T - due) mod 200 ms late, and as the
+ * eight values are 37 ms apart around the 200 ms circle, at most three of
+ * them (0, 22 and 37 ms past the smallest) can be under 59 ms. Waking for
+ * each, it starts every one within a few ms. So the test asks that at
+ * least WAKE_ON_TIME of them started within WAKE_START_MAX_MS: a loaded
+ * machine may delay a few (that is not what is tested), a ticking daemon
+ * fails it. The start is the log line's late_ms minus its confirm_ms, so a
+ * slow broker confirm (the broker flushing its disk) counts for nothing. */
 #define WAKE_N 8
 #define WAKE_STEP_MS 37
-#define WAKE_LATE_MAX_MS 100
+#define WAKE_ON_TIME 5
+#define WAKE_START_MAX_MS 50
+
+/* publish_start_late: for `id`, the daemon's log's late_ms - confirm_ms:
+ * how long after its due time its publish began; fails if not logged. */
+static long long publish_start_late(const char *log, const char *id)
+{
+  char key[64];
+  snprintf(key, sizeof(key), "publisher: published campaign=%s ", id);
+  const char *line = strstr(log, key);
+  if (!line)
+    fail_msg("the daemon logged no publish of %s", id);
+  const char *late = strstr(line, " late_ms=");
+  const char *confirm = strstr(line, " confirm_ms=");
+  const char *eol = strchr(line, '\n');
+  long long l = 0, c = 0;
+  if (!late || !confirm || (eol && confirm > eol) ||
+      sscanf(late, " late_ms=%lld", &l) != 1 ||
+      sscanf(confirm, " confirm_ms=%lld", &c) != 1)
+    fail_msg("no late_ms/confirm_ms in: %.200s", line);
+  return l - c;
+}
+
 static void test_daemon_wakes_when_due(void **state)
 {
   struct pt *t = *state;
@@ -692,23 +719,24 @@ static void test_daemon_wakes_when_due(void **state)
   wait_published(t, id[WAKE_N - 1], 10000);
   pt_daemon_stop(pid);
 
-  int64_t worst = INT64_MIN;
+  char *log = pt_daemon_log(t, log_ix);
+  int on_time = 0;
   for (int i = 0; i < WAKE_N; i++) {
-    struct registry_campaign c;
-    assert_int_equal(registry_get(t->reg, id[i], &c), SO_OK);
-    assert_int_equal(c.state, CAMPAIGN_PUBLISHED);
-    int64_t late = c.updated_at_ms - c.scheduled_at_ms;
-    registry_campaign_free(&c);
-    if (late < 0)
-      fail_msg("%s published %lld ms before its due time", id[i],
-               (long long)-late);
-    if (late > worst)
-      worst = late;
+    assert_int_equal(pt_state(t, id[i]), CAMPAIGN_PUBLISHED);
+    long long late = publish_start_late(log, id[i]);
+    print_message("%s: publish began %lld ms after its due time\n", id[i],
+                  late);
+    if (late <= -WAKE_START_MAX_MS)
+      fail_msg("%s published %lld ms before its due time", id[i], -late);
+    if (late < WAKE_START_MAX_MS)
+      on_time++;
   }
-  print_message("latest mark: %lld ms after its due time\n", (long long)worst);
-  if (worst >= WAKE_LATE_MAX_MS)
-    fail_msg("a campaign was marked %lld ms after its due time (want < %d)",
-             (long long)worst, WAKE_LATE_MAX_MS);
+  free(log);
+  if (on_time < WAKE_ON_TIME)
+    fail_msg(
+        "%d of %d campaigns began publishing within %d ms of their due "
+        "time (want at least %d)",
+        on_time, WAKE_N, WAKE_START_MAX_MS, WAKE_ON_TIME);
   char *ids[WAKE_N + 2];
   size_t n = pt_drain(t, ids, WAKE_N + 2);
   assert_int_equal(n, WAKE_N + 1);
