@@ -685,7 +685,7 @@ static void test_pika_publish(void **state)
  * how long after its due time its publish began; fails if not logged. */
 static long long publish_start_late(const char *log, const char *id)
 {
-  char key[64];
+  char key[320];
   snprintf(key, sizeof(key), "publisher: published campaign=%s ", id);
   const char *line = strstr(log, key);
   if (!line)
