@@ -18,4 +18,5 @@ sendonce_add_test(NAME test_registry_pg_marks LABEL integration TIMEOUT 120
 # fall back to when rows were left behind.
 sendonce_add_test(NAME test_registry_pg_steps LABEL integration TIMEOUT 120
                   SOURCES integration/test_registry_pg_steps.c
+                          integration/registry_suite.c
                           integration/registry_testdb.c)

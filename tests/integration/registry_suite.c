@@ -77,6 +77,23 @@ struct registry_claim suite_claim(struct registry *r, const char *id,
   return cl;
 }
 
+struct registry_claim suite_claim_new(struct registry *r,
+                                      const struct registry_new_campaign *nc,
+                                      const char *owner,
+                                      const struct registry_mark *marks,
+                                      size_t n, bool *pending)
+{
+  bool created = false, marked = false;
+  struct registry_claim cl;
+  REG_OK(r, registry_register_claim_mark(r, nc, owner, 60000, marks, n,
+                                         &created, &cl, pending, &marked));
+  assert_true(created);
+  assert_true(marked);
+  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
+  assert_int_equal(cl.fence, 1);
+  return cl;
+}
+
 void suite_mark(struct registry *r, const char *id, int64_t fence,
                 const char *rcpt, enum delivery_state state)
 {

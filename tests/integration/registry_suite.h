@@ -52,6 +52,15 @@ void suite_mark(struct registry *r, const char *id, int64_t fence,
 struct registry_claim suite_claim(struct registry *r, const char *id,
                                   const char *owner, int64_t ttl_ms);
 
+/* suite_claim_new: registry_register_claim_mark of a campaign the
+ * registry does not hold yet, which must come back created, CLAIMED with
+ * fence 1 and its n marks written; pending[i] as the call answers. */
+struct registry_claim suite_claim_new(struct registry *r,
+                                      const struct registry_new_campaign *nc,
+                                      const char *owner,
+                                      const struct registry_mark *marks,
+                                      size_t n, bool *pending);
+
 /* suite_now: the registry's clock or fail. */
 int64_t suite_now(struct registry *r);
 

@@ -322,13 +322,7 @@ static void test_register_claim_mark(void **state)
       {.recipient_id = "b", .state = DELIVERY_INFLIGHT},
   };
   bool created = false, marked = false, pend[2] = {false, false};
-  struct registry_claim cl;
-  REG_OK(r, registry_register_claim_mark(r, &nc, "w1", 60000, m, 2, &created,
-                                         &cl, pend, &marked));
-  assert_true(created);
-  assert_true(marked);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
-  assert_int_equal(cl.fence, 1);
+  struct registry_claim cl = suite_claim_new(r, &nc, "w1", m, 2, pend);
   assert_int_equal(cl.lease_until_ms - cl.registry_now_ms, 60000);
   assert_true(pend[0] && pend[1]);
   char *rows = delivery_rows(id);
@@ -397,14 +391,8 @@ static void test_merged_step_shapes(void **state)
       {.recipient_id = "a", .state = DELIVERY_INFLIGHT},
       {.recipient_id = "s", .state = DELIVERY_INFLIGHT},
   };
-  bool created = false, marked = false, pend[4] = {false};
-  struct registry_claim cl;
-  REG_OK(r, registry_register_claim_mark(r, &nc, "w1", 60000, m, 4, &created,
-                                         &cl, pend, &marked));
-  assert_true(created);
-  assert_true(marked);
-  assert_int_equal(cl.kind, REGISTRY_CLAIM_CLAIMED);
-  assert_int_equal(cl.fence, 1);
+  bool pend[4] = {false};
+  (void)suite_claim_new(r, &nc, "w1", m, 4, pend);
   assert_true(pend[0] && pend[1] && pend[2] && pend[3]);
   char *rows = delivery_rows(id);
   assert_string_equal(rows, "a|INFLIGHT|2|~\nb|INFLIGHT|1|~\ns|INFLIGHT|1|~\n");
