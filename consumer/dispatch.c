@@ -444,14 +444,12 @@ static void run_actions(struct dispatch *d, bool hurry)
   for (int round = 1; list; round++) {
     run_list(d, list, now);
     /* Requests posted meanwhile did not wake us: take them now, a few
-     * rounds at most (the broker must be polled too). */
-    list = take_actions(d, round < DISPATCH_ACTION_ROUNDS);
-    if (list && round >= DISPATCH_ACTION_ROUNDS) {
-      run_list(d, list, now);
-      list = NULL;
-    }
+     * rounds at most (the broker must be polled too). The last take
+     * clears owner_busy, so what is posted after it wakes us. */
+    list = round <= DISPATCH_ACTION_ROUNDS
+               ? take_actions(d, round < DISPATCH_ACTION_ROUNDS)
+               : NULL;
   }
-  /* The last take cleared owner_busy: requests posted since woke us. */
   (void)broker_batch_end(d->b);
 }
 
