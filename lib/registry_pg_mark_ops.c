@@ -133,11 +133,6 @@ int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
   char f[24], t[24];
   fmt_i64(f, fence);
   fmt_i64(t, total);
-  /* Rows looked up first: the outcomes are for rows that exist, and a
-   * unique violation would fail the finish. */
-  const char *p[MARKS_NPARAMS + 1];
-  marks_params(p, id, f, &ma, true);
-  p[MARKS_NPARAMS] = t;
   PGresult *res = NULL;
   /* No row back: the fence was refused (or the campaign is absent), and
    * pg_fenced reads why. A last batch of SENT marks only (the common
@@ -146,6 +141,11 @@ int pg_mark_finish(struct registry *base, const char *id, int64_t fence,
     const char *ps[] = {id, f, ma.params[PM_SENT].data, t};
     rc = pg_fenced(r, S_MARK_FINISH_SENT, "finishing", 4, ps, ONCE, &res);
   } else {
+    /* Rows looked up first: the outcomes are for rows that exist, and a
+     * unique violation would fail the finish. */
+    const char *p[MARKS_NPARAMS + 1];
+    marks_params(p, id, f, &ma, true);
+    p[MARKS_NPARAMS] = t;
     rc = pg_fenced(r, S_MARK_FINISH, "finishing", MARKS_NPARAMS + 1, p, ONCE,
                    &res);
   }
@@ -214,28 +214,30 @@ static int register_claim_mark_one(struct registry_pg *r, const char *const *pc,
                                    bool *created, struct registry_claim *out,
                                    bool *pending)
 {
-  const char *p[] = {pc[0],
-                     ma->params[PM_INFLIGHT].data,
-                     ma->params[PM_TRIES_ID].data,
-                     ma->params[PM_TRIES].data,
-                     pc[1],
-                     pc[2],
-                     pc[3],
-                     pc[4],
-                     pc[5]};
   PGresult *res = NULL;
-  /* Ids marked INFLIGHT once only (a first claim's): the lean form,
-   * without the other group's parameters. */
-  const char *lean[] = {
-      pc[0], ma->params[PM_INFLIGHT].data, pc[1], pc[2], pc[3], pc[4], pc[5]};
-  bool once = only_group(ma, PM_INFLIGHT);
+  int rc;
   /* ONCE, as a claim: after a lost connection the insert may have
    * committed, and a retry would report our own claim as HELD. */
-  int rc =
-      once ? pg_run(r, S_REGISTER_CLAIM_MARK_ONCE, "registering and claiming",
-                    (int)(sizeof(lean) / sizeof(lean[0])), lean, ONCE, &res)
-           : pg_run(r, S_REGISTER_CLAIM_MARK, "registering and claiming",
-                    (int)(sizeof(p) / sizeof(p[0])), p, ONCE, &res);
+  if (only_group(ma, PM_INFLIGHT)) {
+    /* Ids marked INFLIGHT once only (a first claim's): the lean form,
+     * without the other group's parameters. */
+    const char *lean[] = {
+        pc[0], ma->params[PM_INFLIGHT].data, pc[1], pc[2], pc[3], pc[4], pc[5]};
+    rc = pg_run(r, S_REGISTER_CLAIM_MARK_ONCE, "registering and claiming",
+                (int)(sizeof(lean) / sizeof(lean[0])), lean, ONCE, &res);
+  } else {
+    const char *p[] = {pc[0],
+                       ma->params[PM_INFLIGHT].data,
+                       ma->params[PM_TRIES_ID].data,
+                       ma->params[PM_TRIES].data,
+                       pc[1],
+                       pc[2],
+                       pc[3],
+                       pc[4],
+                       pc[5]};
+    rc = pg_run(r, S_REGISTER_CLAIM_MARK, "registering and claiming",
+                (int)(sizeof(p) / sizeof(p[0])), p, ONCE, &res);
+  }
   if (rc)
     return rc;
   *created = PQntuples(res) > 0;
