@@ -159,14 +159,8 @@ void dispatch_free(struct dispatch *d)
 
 struct broker_delivery *dispatch_take(struct dispatch *d, int timeout_ms)
 {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += timeout_ms / 1000;
-  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  struct timespec until =
+      clock_deadline(CLOCK_REALTIME, (int64_t)timeout_ms * 1000000);
   for (;;) {
     if (atomic_load(&d->closing))
       return NULL;

@@ -93,13 +93,7 @@ static void *lease_main(void *arg)
         renew_one(l, e, now);
       (void)lease_lost(e); /* logs a presumed expiry */
     }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += 100 * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_deadline(CLOCK_REALTIME, 100 * 1000000L);
     (void)pthread_cond_timedwait(&l->cond, &l->mu, &until);
   }
   pthread_mutex_unlock(&l->mu);

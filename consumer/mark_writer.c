@@ -83,14 +83,7 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
 {
   if (ms < 1)
     ms = 1;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += (time_t)(ms / 1000);
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  struct timespec ts = clock_deadline(CLOCK_MONOTONIC, ms * 1000000);
   (void)pthread_cond_timedwait(cv, mu, &ts);
 }
 

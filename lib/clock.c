@@ -30,6 +30,16 @@ int64_t clock_monotonic_ms(void)
   return timespec_ms(&ts);
 }
 
+struct timespec clock_deadline(clockid_t clock, int64_t ns)
+{
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  int64_t t = (int64_t)ts.tv_nsec + ns;
+  ts.tv_sec += (time_t)(t / 1000000000);
+  ts.tv_nsec = (long)(t % 1000000000);
+  return ts;
+}
+
 static int is_leap(int64_t y)
 {
   return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;

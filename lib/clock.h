@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "status.h"
 
@@ -19,6 +20,12 @@ int64_t clock_now_ms(void);
 /* clock_monotonic_ms: CLOCK_MONOTONIC in ms; only differences mean
  * anything. */
 int64_t clock_monotonic_ms(void);
+
+/* clock_deadline: the time `ns` (>= 0) nanoseconds from now on `clock`,
+ * as the absolute deadline of a timed wait: CLOCK_REALTIME for
+ * sem_timedwait and default condition variables, CLOCK_MONOTONIC for
+ * condition variables set to it. */
+struct timespec clock_deadline(clockid_t clock, int64_t ns);
 
 /* clock_parse_rfc3339: parse an RFC 3339 date-time ("2026-11-27T09:00:00Z",
  * "2026-11-27T10:00:00.250+01:00"; 'T'/'t' and 'Z'/'z' accepted, an offset

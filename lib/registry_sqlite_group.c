@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "registry_sqlite_wal.h"
 
 /* At most this many jobs per transaction: a leader that has waited for
@@ -314,11 +315,7 @@ static bool arrival_note(struct rsg_group *g, struct registry_sqlite *self,
  * lengthens or shortens one delay. */
 static void sem_wait_ns(sem_t *sem, int64_t ns)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t t = (int64_t)ts.tv_nsec + ns;
-  ts.tv_sec += (time_t)(t / 1000000000);
-  ts.tv_nsec = (long)(t % 1000000000);
+  struct timespec ts = clock_deadline(CLOCK_REALTIME, ns);
   (void)sem_timedwait(sem, &ts);
 }
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -165,6 +166,30 @@ static void test_now_and_monotonic(void **state)
   assert_true(b >= a);
 }
 
+/* clock_deadline: `ns` after a reading of the clock taken just before,
+ * normalized (0 <= tv_nsec < 10^9) also when the nanoseconds carry into
+ * the seconds, on the clock asked for. */
+static void test_deadline(void **state)
+{
+  (void)state;
+  const int64_t waits[] = {0, 1, 999999999, 1000000000, 1500000000};
+  const clockid_t clocks[] = {CLOCK_REALTIME, CLOCK_MONOTONIC};
+  for (size_t c = 0; c < 2; c++) {
+    for (size_t i = 0; i < sizeof(waits) / sizeof(waits[0]); i++) {
+      struct timespec before, after;
+      clock_gettime(clocks[c], &before);
+      struct timespec d = clock_deadline(clocks[c], waits[i]);
+      clock_gettime(clocks[c], &after);
+      assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+      int64_t d_ns = (int64_t)d.tv_sec * 1000000000 + d.tv_nsec;
+      int64_t lo = (int64_t)before.tv_sec * 1000000000 + before.tv_nsec;
+      int64_t hi = (int64_t)after.tv_sec * 1000000000 + after.tv_nsec;
+      assert_true(d_ns >= lo + waits[i]);
+      assert_true(d_ns <= hi + waits[i]);
+    }
+  }
+}
+
 static void test_sleep(void **state)
 {
   (void)state;
@@ -229,6 +254,7 @@ int main(void)
       cmocka_unit_test(test_format),
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_now_and_monotonic),
+      cmocka_unit_test(test_deadline),
       cmocka_unit_test(test_sleep),
       cmocka_unit_test(test_sleep_stopped_by_signal),
   };
